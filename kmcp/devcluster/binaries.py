@@ -1,0 +1,147 @@
+"""Build and cache kube-apiserver, kube-controller-manager and etcd from the Go module proxy.
+
+k8s.io/kubernetes cannot be ``go install``-ed directly: its go.mod replaces every k8s.io staging module with a
+local directory. A throw-away wrapper module that requires it and maps each staging module to the published
+``v0.<minor>.<patch>`` tag builds the real commands. Versions are pinned here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.6.16"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Where the built binaries live; the directory name carries the pinned versions so a bump rebuilds."""
+
+    root: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.root / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    def complete(self) -> bool:
+        return all(os.access(self.path(name), os.X_OK) for name in BINARIES)
+
+
+def default_cache_root() -> Path:
+    explicit = os.environ.get("KMCP_BIN_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kmcp" / "bin"
+
+
+def _go(args: list[str], cwd: Path, log: bool) -> str:
+    env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0")
+    proc = subprocess.run(
+        ["go", *args], cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=None if log else subprocess.PIPE,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"go {' '.join(args)} failed in {cwd}:\n{proc.stderr or ''}{proc.stdout}")
+    return proc.stdout
+
+
+def _staging_modules(workdir: Path) -> list[str]:
+    """The k8s.io modules that k8s.io/kubernetes replaces with ./staging directories."""
+    info = _go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], workdir, log=True)
+    gomod_path = re.search(r'"GoMod":\s*"([^"]+)"', info)
+    if not gomod_path:
+        raise RuntimeError(f"cannot find go.mod of k8s.io/kubernetes {KUBERNETES_VERSION}")
+    text = Path(gomod_path.group(1)).read_text()
+    return sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", text, re.M)))
+
+
+def _write_module(workdir: Path, name: str, requires: dict[str, str], replaces: dict[str, str],
+                  imports: list[str]) -> None:
+    lines = [f"module {name}", "", "go 1.26", "", "require ("]
+    lines += [f"\t{mod} {ver}" for mod, ver in requires.items()]
+    lines += [")", ""]
+    if replaces:
+        lines += ["replace ("] + [f"\t{mod} => {mod} {ver}" for mod, ver in replaces.items()] + [")"]
+    (workdir / "go.mod").write_text("\n".join(lines) + "\n")
+    body = "\n".join(f'\t_ "{imp}"' for imp in imports)
+    (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{body}\n)\n")
+
+
+def _build_kubernetes(workdir: Path, out: Path, log: bool) -> None:
+    staging_version = "v0." + KUBERNETES_VERSION.removeprefix("v1.")
+    staging = _staging_modules(workdir)
+    commands = ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"]
+    _write_module(workdir, "kmcp.local/k8sbuild", {"k8s.io/kubernetes": KUBERNETES_VERSION},
+                  {mod: staging_version for mod in staging}, commands)
+    _go(["mod", "tidy"], workdir, log)
+    major, minor = KUBERNETES_VERSION.removeprefix("v").split(".")[:2]
+    ldflags = " ".join([
+        "-s", "-w",
+        f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+        f"-X k8s.io/component-base/version.gitMajor={major}",
+        f"-X k8s.io/component-base/version.gitMinor={minor}",
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+    ])
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/", *commands], workdir, log)
+
+
+def _build_etcd(workdir: Path, out: Path, log: bool) -> None:
+    _write_module(workdir, "kmcp.local/etcdbuild", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, {},
+                  ["go.etcd.io/etcd/server/v3"])
+    _go(["mod", "tidy"], workdir, log)
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"],
+        workdir, log)
+
+
+def ensure_binaries(root: Path | None = None, log: bool = True) -> Toolchain:
+    """Return the toolchain, building whatever is missing. Idempotent and safe to interrupt."""
+    chain = Toolchain(root or default_cache_root())
+    if chain.complete():
+        return chain
+    if shutil.which("go") is None:
+        raise RuntimeError("building kube-apiserver needs Go (https://go.dev) on PATH")
+    chain.root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kmcp-build-", dir=chain.root) as tmp:
+        staging_out = Path(tmp) / "out"
+        staging_out.mkdir()
+        (Path(tmp) / "k8s").mkdir()
+        (Path(tmp) / "etcd").mkdir()
+        _build_etcd(Path(tmp) / "etcd", staging_out, log)
+        _build_kubernetes(Path(tmp) / "k8s", staging_out, log)
+        if chain.directory.exists():
+            shutil.rmtree(chain.directory)
+        staging_out.rename(chain.directory)  # atomic: a half-built set is never seen as complete
+    if log:
+        print(f"built {', '.join(BINARIES)} in {time.monotonic() - started:.0f}s into {chain.directory}",
+              file=sys.stderr)
+    return chain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cache", type=Path, default=None, help="cache root (default ~/.cache/kmcp/bin)")
+    parser.add_argument("--print-dir", action="store_true", help="print the binaries' directory")
+    args = parser.parse_args(argv)
+    chain = ensure_binaries(args.cache)
+    if args.print_dir:
+        print(chain.directory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
