@@ -1,0 +1,289 @@
+"""MCPServer -> the Kubernetes objects that run it. Pure: same input, same dicts, byte-identical YAML.
+
+Shared by the controller (which server-side applies the result) and the CLI (`kmcp render`, `deploy --dry-run`),
+so what a user previews is exactly what the controller applies. Only the fields kmcp means to own are set:
+server-side apply then leaves everything else (a rollout-restart annotation, an HPA's replica count) alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import yaml
+
+from kmcp import __version__, spec
+
+MANAGED_BY = "kmcp"
+CONFIG_HASH_ANNOTATION = "kmcp.kagent.dev/config-hash"
+ADAPTER_CONTAINER = "kmcp-adapter"
+SERVER_CONTAINER = "mcp-server"
+BRIDGE_SCRIPT = f"{spec.BRIDGE_PATH}/serve.sh"
+ADAPTER_UID = 65532
+DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What the renderer needs from the controller's own deployment rather than from the MCPServer."""
+
+    adapter_image: str = DEFAULT_ADAPTER_IMAGE
+    adapter_image_pull_policy: str = "IfNotPresent"
+    cluster_domain: str = "cluster.local"
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """Immutable Deployment selector: never add to it, or existing Deployments cannot be updated."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+
+
+def standard_labels(name: str) -> dict[str, str]:
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/component": "mcp-server",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def owner_reference(server: spec.MCPServer) -> dict[str, Any]:
+    return {
+        "apiVersion": spec.API_VERSION,
+        "kind": spec.KIND,
+        "name": server.metadata.name,
+        "uid": server.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(server: spec.MCPServer, labels: dict[str, str] | None = None,
+              annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": server.metadata.name}
+    if server.metadata.namespace:
+        meta["namespace"] = server.metadata.namespace
+    meta["labels"] = {**(labels or {}), **standard_labels(server.metadata.name)}
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
+    if server.metadata.uid:  # unknown before the MCPServer exists (kmcp render / deploy --dry-run)
+        meta["ownerReferences"] = [owner_reference(server)]
+    return meta
+
+
+def service_account_name(server: spec.MCPServer) -> str:
+    return server.spec.deployment.service_account_name or server.metadata.name
+
+
+def mcp_path(server: spec.MCPServer) -> str:
+    http = server.spec.http_transport
+    return http.path if server.spec.transport_type == "http" and http else "/mcp"
+
+
+def server_url(server: spec.MCPServer, settings: RenderSettings = RenderSettings()) -> str:
+    """The in-cluster URL clients such as kagent use; also written to status.url."""
+    host = f"{server.metadata.name}.{server.metadata.namespace or 'default'}.svc.{settings.cluster_domain}"
+    return f"http://{host}:{server.spec.deployment.port}{mcp_path(server)}"
+
+
+def render_service_account(server: spec.MCPServer) -> dict[str, Any] | None:
+    dep = server.spec.deployment
+    if dep.service_account_name:
+        return None  # the user brings their own; kmcp must not create or own it
+    extra = dep.service_account or spec.ServiceAccountConfig()
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(server, dict(sorted(extra.labels.items())), extra.annotations),
+    }
+
+
+def render_service(server: spec.MCPServer) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(server),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(server.metadata.name),
+            "ports": [{
+                "name": "http",
+                "port": server.spec.deployment.port,
+                "targetPort": "http",
+                "protocol": "TCP",
+                "appProtocol": "http",
+            }],
+        },
+    }
+
+
+def _builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+def _user_volumes(dep: spec.MCPServerDeployment) -> list[dict[str, Any]]:
+    volumes = [dict(v) for v in dep.volumes]
+    for index, ref in enumerate(dep.secret_refs):
+        volumes.append({"name": f"kmcp-secret-{index}", "secret": {"secretName": ref.name}})
+    if dep.config_map_refs:
+        volumes.append({
+            "name": spec.CONFIG_VOLUME,
+            "projected": {"sources": [{"configMap": {"name": ref.name}} for ref in dep.config_map_refs]},
+        })
+    return volumes
+
+
+def _server_mounts(dep: spec.MCPServerDeployment) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [_builtins(m) for m in dep.volume_mounts]
+    for index, ref in enumerate(dep.secret_refs):
+        mounts.append({"name": f"kmcp-secret-{index}", "mountPath": f"{spec.SECRETS_PATH}/{ref.name}",
+                       "readOnly": True})
+    if dep.config_map_refs:
+        mounts.append({"name": spec.CONFIG_VOLUME, "mountPath": spec.CONFIG_PATH, "readOnly": True})
+    return mounts
+
+
+def _server_container(server: spec.MCPServer) -> dict[str, Any]:
+    dep = server.spec.deployment
+    container: dict[str, Any] = {"name": SERVER_CONTAINER, "image": dep.image}
+    if dep.image_pull_policy:
+        container["imagePullPolicy"] = dep.image_pull_policy
+    if server.spec.transport_type == "stdio":
+        # The adapter writes serve.sh into the shared volume before it reports started; the script runs
+        # `cmd args` with stdin/stdout on FIFOs the adapter reads and writes.
+        container["command"] = ["/bin/sh", BRIDGE_SCRIPT]
+        container["args"] = [dep.cmd or "", *dep.args]
+    else:
+        if dep.cmd:
+            container["command"] = [dep.cmd]
+        if dep.args:
+            container["args"] = list(dep.args)
+        target = server.spec.http_transport.target_port if server.spec.http_transport else dep.port
+        container["ports"] = [{"name": "http", "containerPort": target, "protocol": "TCP"}]
+    if dep.env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(dep.env.items())]
+    if dep.secret_refs:
+        container["envFrom"] = [{"secretRef": {"name": ref.name}} for ref in dep.secret_refs]
+    mounts = _server_mounts(dep)
+    if server.spec.transport_type == "stdio":
+        mounts.append({"name": spec.BRIDGE_VOLUME, "mountPath": spec.BRIDGE_PATH})
+    if mounts:
+        container["volumeMounts"] = mounts
+    if dep.resources:
+        container["resources"] = _builtins(dep.resources)
+    if dep.security_context is not None:
+        container["securityContext"] = dep.security_context
+    return container
+
+
+def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict[str, Any]:
+    port = server.spec.deployment.port
+    stdio = server.stdio
+    def probe(period: int, failures: int) -> dict[str, Any]:
+        return {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period,
+                "failureThreshold": failures}
+
+    return {
+        "name": ADAPTER_CONTAINER,
+        "image": settings.adapter_image,
+        "imagePullPolicy": settings.adapter_image_pull_policy,
+        # A native sidecar: started before mcp-server, kept running beside it, stopped after it.
+        "restartPolicy": "Always",
+        "command": ["kmcp"],
+        "args": [
+            "adapter",
+            "--listen", f":{port}",
+            "--bridge", spec.BRIDGE_PATH,
+            "--session-mode", stdio.session_mode,
+            "--warm-pool", str(stdio.warm_pool_size),
+            "--session-idle-timeout", str(stdio.session_idle_timeout_seconds),
+            "--max-sessions", str(stdio.max_sessions),
+        ],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "startupProbe": probe(1, 30),
+        "readinessProbe": probe(10, 3),
+        "livenessProbe": probe(20, 3),
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": ADAPTER_UID,
+            "runAsGroup": ADAPTER_UID,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": spec.BRIDGE_VOLUME, "mountPath": spec.BRIDGE_PATH}],
+    }
+
+
+def render_pod_template(server: spec.MCPServer, settings: RenderSettings, refs_digest: str = "") -> dict[str, Any]:
+    dep = server.spec.deployment
+    name = server.metadata.name
+    pod: dict[str, Any] = {"serviceAccountName": service_account_name(server)}
+    volumes = _user_volumes(dep)
+    if server.spec.transport_type == "stdio":
+        pod["initContainers"] = [_adapter_container(server, settings)]
+        volumes.append({"name": spec.BRIDGE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+    pod["containers"] = [_server_container(server)]
+    if volumes:
+        pod["volumes"] = volumes
+    if dep.pod_security_context is not None:
+        pod["securityContext"] = dep.pod_security_context
+    if dep.node_selector:
+        pod["nodeSelector"] = dict(sorted(dep.node_selector.items()))
+    if dep.tolerations:
+        pod["tolerations"] = [_builtins(t) for t in dep.tolerations]
+    if dep.affinity is not None:
+        pod["affinity"] = dep.affinity
+    if dep.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": ref.name} for ref in dep.image_pull_secrets]
+    labels = {**dict(sorted(dep.labels.items())), **standard_labels(name)}
+    annotations = dict(sorted(dep.annotations.items()))
+    # Everything that should restart the pods: the template itself (Kubernetes already rolls on that) and the
+    # content of referenced Secrets/ConfigMaps, which envFrom does not reload.
+    digest = hashlib.sha256(json.dumps([pod, labels, annotations, refs_digest], sort_keys=True).encode())
+    annotations[CONFIG_HASH_ANNOTATION] = digest.hexdigest()[:16]
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
+
+
+def render_deployment(server: spec.MCPServer, settings: RenderSettings, refs_digest: str = "") -> dict[str, Any]:
+    dep = server.spec.deployment
+    deployment_spec: dict[str, Any] = {}
+    if dep.replicas is not None:  # unset: leave replicas to an HPA or `kubectl scale`
+        deployment_spec["replicas"] = dep.replicas
+    deployment_spec["selector"] = {"matchLabels": selector_labels(server.metadata.name)}
+    deployment_spec["template"] = render_pod_template(server, settings, refs_digest)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(server),
+        "spec": deployment_spec,
+    }
+
+
+def render(server: spec.MCPServer, settings: RenderSettings = RenderSettings(),
+           refs_digest: str = "") -> list[dict[str, Any]]:
+    """Desired children of an MCPServer, in apply order (identity first, then the Service, then the pods)."""
+    objects: list[dict[str, Any]] = []
+    service_account = render_service_account(server)
+    if service_account is not None:
+        objects.append(service_account)
+    objects.append(render_service(server))
+    objects.append(render_deployment(server, settings, refs_digest))
+    return objects
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Never emit &anchors/*aliases: the output is read by people and by kubectl, not round-tripped."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    """Multi-document YAML in a stable layout."""
+    return "".join(
+        "---\n" + yaml.dump(obj, Dumper=_PlainDumper, sort_keys=False, width=120) for obj in objects
+    )

@@ -1,0 +1,87 @@
+"""The CLI as a user meets it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def kmcp(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kmcp", *args], input=stdin, capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+def test_help_lists_modes_and_commands() -> None:
+    result = kmcp("--help")
+    assert result.returncode == 0
+    for word in ("adapter", "render", "validate", "crd"):
+        assert word in result.stdout
+
+
+def test_version() -> None:
+    result = kmcp("--version")
+    assert result.returncode == 0 and result.stdout.strip() == "kmcp 0.1.0"
+
+
+def test_render_prints_children_of_a_guide_example() -> None:
+    result = kmcp("render", "-f", "examples/mcpservers/04-configmap.yaml")
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["ServiceAccount", "Service", "Deployment"]
+    assert "skipping ConfigMap/mcp-config" in result.stderr
+
+
+def test_render_json_and_namespace_default() -> None:
+    import json
+
+    result = kmcp("render", "-f", "tests/specs/edge-stdio-defaults.yaml", "-n", "dev", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)["items"]
+    assert {i["metadata"]["namespace"] for i in items} == {"dev"}
+
+
+BAD_INPUTS = {
+    "yaml-syntax": ("spec: [unclosed\n", "invalid YAML"),
+    "unknown-field": ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\n"
+                      "spec: {transportType: stdio, deployment: {image: x, cmd: y, imagePullPolcy: Always}}\n",
+                      "spec.deployment.imagePullPolcy: unknown field"),
+    "wrong-type": ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\n"
+                   "spec: {transportType: stdio, deployment: {image: x, cmd: y, port: http}}\n",
+                   "spec.deployment.port: expected int, got str"),
+    "missing-image": ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\n"
+                      "spec: {transportType: stdio, deployment: {cmd: y}}\n", "spec.deployment.image: required"),
+    "unknown-transport": ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\n"
+                          "spec: {transportType: grpc, deployment: {image: x}}\n",
+                          "spec.transportType: must be one of http, stdio"),
+    "not-a-mapping": ("- just\n- a list\n", "expected a mapping"),
+    "empty": ("", "no MCPServer found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["render", "validate"])
+def test_bad_input_is_one_line_and_exit_2(case: str, command: str) -> None:
+    text, expected = BAD_INPUTS[case]
+    result = kmcp(command, "-f", "-", stdin=text)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_missing_file_is_a_usage_error() -> None:
+    result = kmcp("render", "-f", "does-not-exist.yaml")
+    assert result.returncode == 2
+    assert "does-not-exist.yaml: No such file or directory" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = kmcp("frobnicate")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
