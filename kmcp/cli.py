@@ -104,7 +104,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 EXAMPLES = """\
 modes:
-  kmcp adapter -- CMD [ARGS...]   serve a stdio MCP server over HTTP (Streamable HTTP /mcp, SSE /sse)
+  kmcp controller [--leader-elect] ...  reconcile MCPServers (run `kmcp controller --help`)
+  kmcp adapter -- CMD [ARGS...]         serve a stdio MCP server over HTTP (Streamable HTTP /mcp, SSE /sse)
 
 examples:
   kmcp render -f mcpserver.yaml            print the Deployment, Service and ServiceAccount for an MCPServer
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    sub.add_parser("controller", help="reconcile MCPServers in a cluster (run `kmcp controller --help`)")
     sub.add_parser("adapter", help="serve a stdio MCP server over HTTP (run `kmcp adapter --help`)")
 
     p = command("render", cmd_render, "print the Kubernetes objects the controller creates for MCPServers",
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Modes with their own argument parsers, dispatched before argparse sees argv (their `--` and flags are theirs).
 MODES: dict[str, str] = {
     "adapter": "kmcp.adapter.cli",
+    "controller": "kmcp.controller.cli",
 }
 
 
