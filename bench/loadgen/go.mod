@@ -1,0 +1,3 @@
+module kmcp.local/loadgen
+
+go 1.26

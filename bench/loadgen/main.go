@@ -1,0 +1,401 @@
+// Command loadgen drives MCP servers over HTTP for kmcp's side-by-side benchmarks.
+//
+// Each of -c sessions initializes its own MCP session, then calls one tool in a closed loop until -d has
+// passed; latencies of every call are kept so p50/p99 are exact. Transports: Streamable HTTP ("streamable",
+// JSON or SSE responses) and the 2024-11-05 HTTP+SSE transport ("sse"). Only loopback targets are accepted.
+// Output is one JSON object on stdout.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type result struct {
+	Transport  string  `json:"transport"`
+	Sessions   int     `json:"sessions"`
+	Seconds    float64 `json:"seconds"`
+	Calls      int     `json:"calls"`
+	Errors     int64   `json:"errors"`
+	CrossTalk  int64   `json:"cross_talk"`
+	Throughput float64 `json:"calls_per_second"`
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	OpenP50ms  float64 `json:"session_open_p50_ms"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+type rpcMessage struct {
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  json.RawMessage `json:"error"`
+}
+
+var (
+	client     *http.Client
+	errorCount atomic.Int64
+	crossTalk  atomic.Int64
+	firstError atomic.Value
+)
+
+func fail(err error) {
+	errorCount.Add(1)
+	firstError.CompareAndSwap(nil, err.Error())
+}
+
+func initializeBody(id int) []byte {
+	return []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"kmcp-loadgen","version":"1"}}}`, id))
+}
+
+func callBody(id int, tool, session string) []byte {
+	return []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":{"message":"%s-%d"}}}`, id, tool, session, id))
+}
+
+// readResponse returns the JSON-RPC response with the wanted id from a JSON or SSE body.
+func readResponse(resp *http.Response, want int) (rpcMessage, error) {
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return rpcMessage{}, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		reader := bufio.NewReader(resp.Body)
+		for {
+			data, err := nextSSEData(reader)
+			if err != nil {
+				return rpcMessage{}, err
+			}
+			var msg rpcMessage
+			if json.Unmarshal([]byte(data), &msg) == nil && string(msg.ID) == fmt.Sprint(want) {
+				io.Copy(io.Discard, reader)
+				return msg, nil
+			}
+		}
+	}
+	var msg rpcMessage
+	if err := json.NewDecoder(resp.Body).Decode(&msg); err != nil {
+		return msg, err
+	}
+	return msg, nil
+}
+
+// nextSSEData returns the data of the next SSE event (multi-line data joined with \n); comments are skipped.
+func nextSSEData(r *bufio.Reader) (string, error) {
+	var data []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			if len(data) > 0 {
+				return strings.Join(data, "\n"), nil
+			}
+			continue
+		}
+		if strings.HasPrefix(line, "data:") {
+			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+}
+
+func nextSSEEvent(r *bufio.Reader) (string, string, error) {
+	event, data := "message", []string{}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "":
+			if len(data) > 0 {
+				return event, strings.Join(data, "\n"), nil
+			}
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+}
+
+type session interface {
+	call(id int) error
+	close()
+}
+
+type streamableSession struct {
+	endpoint, id, protocol, tool, name string
+}
+
+func (s *streamableSession) post(body []byte) (*http.Response, error) {
+	req, _ := http.NewRequest("POST", s.endpoint, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if s.id != "" {
+		req.Header.Set("Mcp-Session-Id", s.id)
+	}
+	if s.protocol != "" {
+		req.Header.Set("MCP-Protocol-Version", s.protocol)
+	}
+	return client.Do(req)
+}
+
+func openStreamable(endpoint, tool, name string) (session, error) {
+	s := &streamableSession{endpoint: endpoint, tool: tool, name: name}
+	resp, err := s.post(initializeBody(0))
+	if err != nil {
+		return nil, err
+	}
+	s.id = resp.Header.Get("Mcp-Session-Id")
+	msg, err := readResponse(resp, 0)
+	if err != nil {
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	var init struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	json.Unmarshal(msg.Result, &init)
+	s.protocol = init.ProtocolVersion
+	resp, err = s.post([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 && resp.StatusCode != 200 {
+		return nil, fmt.Errorf("initialized notification: HTTP %d", resp.StatusCode)
+	}
+	return s, nil
+}
+
+func checkEcho(msg rpcMessage, name string, id int) error {
+	if len(msg.Error) > 0 {
+		return fmt.Errorf("JSON-RPC error: %s", msg.Error)
+	}
+	if !bytes.Contains(msg.Result, []byte(fmt.Sprintf("%s-%d", name, id))) {
+		crossTalk.Add(1)
+		return fmt.Errorf("response for %s/%d carries another session's payload: %s", name, id, msg.Result)
+	}
+	return nil
+}
+
+func (s *streamableSession) call(id int) error {
+	resp, err := s.post(callBody(id, s.tool, s.name))
+	if err != nil {
+		return err
+	}
+	msg, err := readResponse(resp, id)
+	if err != nil {
+		return err
+	}
+	return checkEcho(msg, s.name, id)
+}
+
+func (s *streamableSession) close() {
+	if s.id == "" {
+		return
+	}
+	req, _ := http.NewRequest("DELETE", s.endpoint, nil)
+	req.Header.Set("Mcp-Session-Id", s.id)
+	if resp, err := client.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+type sseSession struct {
+	messageURL, tool, name string
+	body                   io.Closer
+	responses              chan rpcMessage
+}
+
+func openSSE(endpoint, tool, name string) (session, error) {
+	resp, err := client.Get(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: HTTP %d", endpoint, resp.StatusCode)
+	}
+	reader := bufio.NewReader(resp.Body)
+	event, data, err := nextSSEEvent(reader)
+	if err != nil || event != "endpoint" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("no endpoint event (got %q): %v", event, err)
+	}
+	base, _ := url.Parse(endpoint)
+	ref, err := url.Parse(strings.TrimSpace(data))
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	s := &sseSession{messageURL: base.ResolveReference(ref).String(), tool: tool, name: name, body: resp.Body,
+		responses: make(chan rpcMessage, 16)}
+	go func() {
+		defer close(s.responses)
+		for {
+			_, data, err := nextSSEEvent(reader)
+			if err != nil {
+				return
+			}
+			var msg rpcMessage
+			if json.Unmarshal([]byte(data), &msg) == nil && len(msg.ID) > 0 {
+				s.responses <- msg
+			}
+		}
+	}()
+	if _, err := s.send(initializeBody(0), 0); err != nil {
+		s.close()
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	if err := s.post([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *sseSession) post(body []byte) error {
+	resp, err := client.Post(s.messageURL, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST message: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (s *sseSession) send(body []byte, id int) (rpcMessage, error) {
+	if err := s.post(body); err != nil {
+		return rpcMessage{}, err
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case msg, ok := <-s.responses:
+			if !ok {
+				return rpcMessage{}, errors.New("SSE stream closed")
+			}
+			if string(msg.ID) == fmt.Sprint(id) {
+				return msg, nil
+			}
+		case <-timeout:
+			return rpcMessage{}, errors.New("timed out waiting for the response on the SSE stream")
+		}
+	}
+}
+
+func (s *sseSession) call(id int) error {
+	msg, err := s.send(callBody(id, s.tool, s.name), id)
+	if err != nil {
+		return err
+	}
+	return checkEcho(msg, s.name, id)
+}
+
+func (s *sseSession) close() { s.body.Close() }
+
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+func main() {
+	target := flag.String("url", "", "endpoint: http://127.0.0.1:PORT/mcp (streamable) or /sse (sse)")
+	transport := flag.String("transport", "streamable", "streamable | sse")
+	sessions := flag.Int("c", 1, "concurrent sessions")
+	duration := flag.Duration("d", 5*time.Second, "how long to call (bounded: at most 120s)")
+	maxCalls := flag.Int("n", 1000000, "stop after this many calls in total")
+	tool := flag.String("tool", "echo", "tool to call; it must echo its 'message' argument")
+	flag.Parse()
+	u, err := url.Parse(*target)
+	if err != nil || u.Hostname() == "" {
+		fmt.Fprintln(os.Stderr, "loadgen: -url is required")
+		os.Exit(2)
+	}
+	if ip := net.ParseIP(u.Hostname()); (ip == nil && u.Hostname() != "localhost") || (ip != nil && !ip.IsLoopback()) {
+		fmt.Fprintln(os.Stderr, "loadgen: only loopback targets are allowed")
+		os.Exit(2)
+	}
+	if *duration > 120*time.Second {
+		*duration = 120 * time.Second
+	}
+	client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4 * *sessions, MaxIdleConnsPerHost: 4 * *sessions, IdleConnTimeout: 30 * time.Second}}
+	open := openStreamable
+	if *transport == "sse" {
+		open = openSSE
+	}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		opens     []time.Duration
+		total     atomic.Int64
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(*duration)
+	for i := 0; i < *sessions; i++ {
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			name := fmt.Sprintf("s%d", n)
+			t0 := time.Now()
+			s, err := open(*target, *tool, name)
+			if err != nil {
+				fail(err)
+				return
+			}
+			opened := time.Since(t0)
+			defer s.close()
+			local := make([]time.Duration, 0, 4096)
+			for id := 1; time.Now().Before(deadline) && total.Add(1) <= int64(*maxCalls); id++ {
+				t := time.Now()
+				if err := s.call(id); err != nil {
+					fail(err)
+					continue
+				}
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			opens = append(opens, opened)
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	sort.Slice(latencies, func(a, b int) bool { return latencies[a] < latencies[b] })
+	sort.Slice(opens, func(a, b int) bool { return opens[a] < opens[b] })
+	r := result{Transport: *transport, Sessions: *sessions, Seconds: elapsed, Calls: len(latencies),
+		Errors: errorCount.Load(), CrossTalk: crossTalk.Load(), Throughput: float64(len(latencies)) / elapsed,
+		P50ms: percentile(latencies, 0.50), P99ms: percentile(latencies, 0.99), OpenP50ms: percentile(opens, 0.5)}
+	if v := firstError.Load(); v != nil {
+		r.FirstError = v.(string)
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+}
