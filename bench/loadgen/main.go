@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -220,6 +221,70 @@ func (s *streamableSession) close() {
 	}
 }
 
+// stdioSession talks to a server process directly: the baseline with no gateway at all.
+type stdioSession struct {
+	cmd        *exec.Cmd
+	stdin      io.WriteCloser
+	stdout     *bufio.Reader
+	tool, name string
+}
+
+func openStdio(command, tool, name string) (session, error) {
+	fields := strings.Fields(command)
+	cmd := exec.Command(fields[0], fields[1:]...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &stdioSession{cmd: cmd, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 65536), tool: tool, name: name}
+	if _, err := s.send(initializeBody(0), 0); err != nil {
+		s.close()
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	if _, err := s.stdin.Write([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stdioSession) send(body []byte, id int) (rpcMessage, error) {
+	if _, err := s.stdin.Write(append(body, '\n')); err != nil {
+		return rpcMessage{}, err
+	}
+	for {
+		line, err := s.stdout.ReadBytes('\n')
+		if err != nil {
+			return rpcMessage{}, err
+		}
+		var msg rpcMessage
+		if json.Unmarshal(line, &msg) == nil && string(msg.ID) == fmt.Sprint(id) {
+			return msg, nil
+		}
+	}
+}
+
+func (s *stdioSession) call(id int) error {
+	msg, err := s.send(callBody(id, s.tool, s.name), id)
+	if err != nil {
+		return err
+	}
+	return checkEcho(msg, s.name, id)
+}
+
+func (s *stdioSession) close() {
+	s.stdin.Close()
+	s.cmd.Wait()
+}
+
 type sseSession struct {
 	messageURL, tool, name string
 	body                   io.Closer
@@ -326,18 +391,19 @@ func percentile(sorted []time.Duration, p float64) float64 {
 
 func main() {
 	target := flag.String("url", "", "endpoint: http://127.0.0.1:PORT/mcp (streamable) or /sse (sse)")
-	transport := flag.String("transport", "streamable", "streamable | sse")
+	transport := flag.String("transport", "streamable", "streamable | sse | stdio")
+	command := flag.String("cmd", "", "with -transport stdio: the server command, one process per session")
 	sessions := flag.Int("c", 1, "concurrent sessions")
 	duration := flag.Duration("d", 5*time.Second, "how long to call (bounded: at most 120s)")
 	maxCalls := flag.Int("n", 1000000, "stop after this many calls in total")
 	tool := flag.String("tool", "echo", "tool to call; it must echo its 'message' argument")
 	flag.Parse()
-	u, err := url.Parse(*target)
-	if err != nil || u.Hostname() == "" {
+	if *transport == "stdio" {
+		*target = *command
+	} else if u, err := url.Parse(*target); err != nil || u.Hostname() == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: -url is required")
 		os.Exit(2)
-	}
-	if ip := net.ParseIP(u.Hostname()); (ip == nil && u.Hostname() != "localhost") || (ip != nil && !ip.IsLoopback()) {
+	} else if ip := net.ParseIP(u.Hostname()); (ip == nil && u.Hostname() != "localhost") || (ip != nil && !ip.IsLoopback()) {
 		fmt.Fprintln(os.Stderr, "loadgen: only loopback targets are allowed")
 		os.Exit(2)
 	}
@@ -347,8 +413,11 @@ func main() {
 	client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 4 * *sessions, MaxIdleConnsPerHost: 4 * *sessions, IdleConnTimeout: 30 * time.Second}}
 	open := openStreamable
-	if *transport == "sse" {
+	switch *transport {
+	case "sse":
 		open = openSSE
+	case "stdio":
+		open = openStdio
 	}
 	var (
 		mu        sync.Mutex
