@@ -1,0 +1,177 @@
+"""Side-by-side: kmcp adapter vs supergateway vs mcp-proxy vs direct stdio, one run, same server, loopback.
+
+Each gateway wraps the same stdio server; bench/loadgen (Go) drives it at 1, 8 and 32 concurrent sessions for a
+bounded time. Reported per row: calls/s, p50/p99 latency, session-open p50, the gateway's own CPU per call
+(its process only, not the server children) and its peak RSS. Cross-talk (a reply carrying another session's
+payload) is counted by the load generator.
+
+Usage (peers installed by `bash bench/setup`):
+  python bench/gateways.py [--server echo|everything] [--seconds 5] [--sessions 1,8,32] [--only kmcp,...]
+Prints a Markdown table; paste it with the command into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("KMCP_BENCH_CACHE", Path.home() / ".cache" / "kmcp" / "bench"))
+LOADGEN = CACHE / "loadgen"
+PYTHON = os.path.realpath(sys.executable)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command(name: str) -> list[str]:
+    if name == "echo":
+        return [PYTHON, str(ROOT / "bench/servers/echo_server.py")]
+    return [str(CACHE / "node_modules/.bin/mcp-server-everything"), "stdio"]
+
+
+@dataclass
+class Gateway:
+    name: str
+    transport: str  # streamable | sse
+    path: str
+
+    def command(self, port: int, server: list[str]) -> list[str]:
+        quoted = " ".join(server)
+        if self.name == "kmcp":
+            return [PYTHON, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", "--", *server]
+        if self.name.startswith("supergateway"):
+            extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
+            return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
+                    "--logLevel", "none", *extra]
+        if self.name == "mcp-proxy":
+            return [str(CACHE / "mcp-proxy-venv/bin/mcp-proxy"), "--port", str(port), "--host", "127.0.0.1",
+                    "--log-level", "WARNING", "--", *server]
+        raise ValueError(self.name)
+
+
+GATEWAYS = [
+    Gateway("kmcp", "streamable", "/mcp"),
+    Gateway("kmcp", "sse", "/sse"),
+    Gateway("supergateway", "streamable", "/mcp"),
+    Gateway("supergateway", "sse", "/sse"),
+    Gateway("mcp-proxy", "streamable", "/mcp"),
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process itself (children excluded: the servers are the same for every gateway)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def gateway_pid(proc: subprocess.Popen[bytes]) -> int:
+    """The process doing the gateway's work (npm bin shims exec node; follow a single child if there is one)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    if kids and Path(f"/proc/{proc.pid}/comm").read_text().strip() in ("sh", "bash", "dash"):
+        return int(kids[0])
+    return proc.pid
+
+
+def loadgen(args: list[str]) -> dict[str, object]:
+    out = subprocess.run([str(LOADGEN), *args], capture_output=True, text=True, timeout=300, check=True)
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -> dict[str, object]:
+    port = free_port()
+    proc = subprocess.Popen(gw.command(port, server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_listening(port, proc)
+        pid = gateway_pid(proc)
+        before = cpu_seconds(pid)
+        result = loadgen(["-url", f"http://127.0.0.1:{port}{gw.path}", "-transport", gw.transport,
+                          "-c", str(sessions), "-d", f"{seconds}s"])
+        cpu = cpu_seconds(pid) - before
+        calls = int(str(result["calls"])) or 1
+        result.update(gateway=gw.name, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid))
+        return result
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_direct(server: list[str], sessions: int, seconds: float) -> dict[str, object]:
+    result = loadgen(["-transport", "stdio", "-cmd", " ".join(server), "-c", str(sessions), "-d", f"{seconds}s"])
+    result.update(gateway="direct stdio", cpu_ms_per_call=0.0, rss_mib=0.0)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=("echo", "everything"), default="echo")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sessions", default="1,8,32")
+    parser.add_argument("--only", default="", help="comma-separated gateway names")
+    parser.add_argument("--json", type=Path, help="also write raw results here")
+    args = parser.parse_args()
+    if not LOADGEN.exists() or shutil.which("node") is None:
+        sys.exit("run `bash bench/setup` first")
+    server = server_command(args.server)
+    wanted = set(filter(None, args.only.split(",")))
+    rows: list[dict[str, object]] = []
+    for sessions in [int(s) for s in args.sessions.split(",")]:
+        if not wanted or "direct" in wanted:
+            rows.append(run_direct(server, sessions, args.seconds))
+        for gw in GATEWAYS:
+            if not wanted or gw.name in wanted:
+                rows.append(run_gateway(gw, server, sessions, args.seconds))
+    print(f"server: {args.server}; {args.seconds:g} s per row; loopback; {os.cpu_count()} cores")
+    print("| gateway | transport | sessions | calls/s | p50 ms | p99 ms | open p50 ms | gateway CPU ms/call "
+          "| gateway RSS MiB | errors | cross-talk |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['gateway']} | {r['transport']} | {r['sessions']} | {float(str(r['calls_per_second'])):.0f} "
+              f"| {r['p50_ms']} | {r['p99_ms']} | {r['session_open_p50_ms']} "
+              f"| {float(str(r['cpu_ms_per_call'])):.3f} | {float(str(r['rss_mib'])):.0f} | {r['errors']} "
+              f"| {r['cross_talk']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
