@@ -56,6 +56,7 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
 )
 PROCESS_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager")
+PORT_ATTEMPTS = 3
 
 
 class ControlPlaneError(RuntimeError):
@@ -409,13 +410,22 @@ class ControlPlane:
             self._dir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
         try:
-            chain = self.toolchain or ensure_binaries()
+            chain = self.toolchain = self.toolchain or ensure_binaries()
             if not self.pki.complete():
                 self.pki.generate()
-            self._start_etcd(chain)
-            self._start_apiserver(chain)
-            self._write_kubeconfigs()
-            self._start_controller_manager(chain)
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                try:
+                    self._start_etcd(chain)
+                    self._start_apiserver(chain)
+                    self._write_kubeconfigs()
+                    self._start_controller_manager(chain)
+                    break
+                except ControlPlaneError as err:
+                    # free_port() is a pick, not a reservation: another process may have taken it meanwhile.
+                    if "address already in use" not in str(err) or attempt == PORT_ATTEMPTS:
+                        raise
+                    stop_processes(list(reversed(self.processes)), self.stop_grace)
+                    self.processes.clear()
         except BaseException:
             self.stop()
             raise

@@ -272,3 +272,21 @@ def test_startup_failure_raises_with_the_log_tail(control_plane: ControlPlane) -
     assert message.startswith("kube-apiserver exited while waiting for kube-apiserver /readyz")
     assert "unknown flag: --no-such-flag" in message
     assert not any(_alive(pid) for pid in cp.pids)
+
+
+def test_a_port_taken_meanwhile_is_retried_on_fresh_ports(control_plane: ControlPlane,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from kmcp.devcluster import control_plane as module
+
+    real_free_port = module.free_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+        picks = iter([busy])
+        monkeypatch.setattr(module, "free_port", lambda: next(picks, None) or real_free_port())
+        with ControlPlane(toolchain=control_plane.toolchain, wait_for_default_service_account=False) as cp:
+            assert cp.etcd_url != f"http://127.0.0.1:{busy}"
+            assert "address already in use" in (cp.log_dir / "etcd.log").read_text()
