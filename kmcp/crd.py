@@ -19,7 +19,6 @@ from kmcp import spec
 SERVICE_NAME_RULE = spec.CelRule(
     rule="self.metadata.name.matches('^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')",
     message="metadata.name must be a DNS-1035 label of at most 63 characters: it also names the Service",
-    field_path=".metadata.name",
 )
 
 
@@ -28,6 +27,12 @@ def _doc(cls: type) -> str:
 
 
 class _SchemaBuilder:
+    """Maps msgspec type info to OpenAPI v3. Defaults are emitted for spec fields only: status is the
+    controller's to write, and a defaulted status field would need a value valid for its format."""
+
+    def __init__(self, with_defaults: bool = True) -> None:
+        self.with_defaults = with_defaults
+
     def schema(self, tp: Any) -> dict[str, Any]:
         description: str | None = None
         constraints: dict[str, Any] = {}
@@ -98,7 +103,8 @@ class _SchemaBuilder:
             prop = self.schema(f.type)
             if f.required:
                 required.append(f.encode_name)
-            elif f.default not in (msgspec.NODEFAULT, None) and isinstance(f.default, str | int | bool):
+            elif (self.with_defaults and f.default not in (msgspec.NODEFAULT, None)
+                  and isinstance(f.default, str | int | bool)):
                 prop["default"] = f.default
             if "description" not in prop:
                 raise ValueError(f"{cls.__name__}.{f.name} has no description")
@@ -124,6 +130,7 @@ def _cel(rule: spec.CelRule) -> dict[str, Any]:
 def openapi_schema() -> dict[str, Any]:
     """The openAPIV3Schema of MCPServer."""
     builder = _SchemaBuilder()
+    status_builder = _SchemaBuilder(with_defaults=False)
     return {
         "type": "object",
         "description": _doc(spec.MCPServer),
@@ -132,7 +139,7 @@ def openapi_schema() -> dict[str, Any]:
             "kind": {"type": "string", "description": "MCPServer."},
             "metadata": {"type": "object"},
             "spec": builder.struct(spec.MCPServerSpec),
-            "status": builder.struct(spec.MCPServerStatus),
+            "status": status_builder.struct(spec.MCPServerStatus),
         },
         "required": ["spec"],
         "x-kubernetes-validations": [_cel(SERVICE_NAME_RULE)],
