@@ -1,0 +1,73 @@
+"""The adapter as one service: routes HTTP paths to transports, runs the session table, drains on shutdown."""
+
+from __future__ import annotations
+
+import trio
+
+from kmcp.adapter.http import HttpServer, Request, Responder
+from kmcp.adapter.httputil import JSON, text
+from kmcp.adapter.launcher import Launcher
+from kmcp.adapter.legacy_sse import MESSAGE_PATH, LegacySse
+from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.runtime import SessionTable
+from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.streamable import StreamableHttp
+
+
+class AdapterApp:
+    def __init__(self, settings: AdapterSettings, table: SessionTable, metrics: Metrics) -> None:
+        self.settings = settings
+        self.table = table
+        self.metrics = metrics
+        self.stop = trio.Event()  # set when draining: standalone streams end, no new sessions
+        self.streamable = StreamableHttp(settings, table, self.stop)
+        self.legacy = LegacySse(settings, table, self.stop)
+
+    async def handle(self, request: Request, responder: Responder) -> None:
+        path = request.path.rstrip("/") or "/"
+        endpoint = path
+        try:
+            if path == "/mcp":
+                await self.streamable.handle(request, responder)
+            elif path == "/sse" and self.settings.enable_legacy_sse:
+                await self.legacy.stream(request, responder)
+            elif path in (MESSAGE_PATH, "/messages") and self.settings.enable_legacy_sse:
+                await self.legacy.message(request, responder)
+            elif path in ("/health", "/healthz", "/readyz"):
+                await self._health(responder)
+            elif path == "/metrics":
+                await responder.respond(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                                        self.metrics.render())
+            else:
+                endpoint = "other"
+                await text(responder, 404, "not found")
+        finally:
+            self.metrics.http_requests[(endpoint, responder.status)] += 1
+
+    async def _health(self, responder: Responder) -> None:
+        if self.stop.is_set():
+            await responder.respond(503, [(b"content-type", JSON)], b'{"status":"draining"}')
+        else:
+            await responder.respond(200, [(b"content-type", JSON)], b'{"status":"ok"}')
+
+
+async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown: trio.Event, *,
+                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until ``shutdown`` is set, then drain: stop accepting, let in-flight requests finish (up to
+    ``drain_timeout``), end every session and its process. Reports the bound port once ready."""
+    metrics = Metrics()
+    table = SessionTable(settings, launcher, metrics)
+    app = AdapterApp(settings, table, metrics)
+    server = HttpServer(app.handle, settings)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(table.run)
+        async with trio.open_nursery() as http:
+            port = await http.start(server.serve)
+            task_status.started(port)
+            await shutdown.wait()
+            app.stop.set()
+            server.drain()
+        table.end_all("the adapter is shutting down")
+        with trio.move_on_after(settings.kill_grace * 2 + 1):
+            await table.wait_empty()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,138 @@
+"""``kmcp adapter [options] -- CMD [ARGS...]``: serve a stdio MCP server over HTTP.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when serving failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import trio
+
+from kmcp.adapter.http import parse_listen
+from kmcp.adapter.launcher import Launcher, LocalLauncher
+from kmcp.adapter.settings import AdapterSettings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _Usage(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = AdapterSettings()
+    parser = _Parser(
+        prog="kmcp adapter",
+        description="Serve a stdio MCP server over Streamable HTTP (/mcp) and legacy HTTP+SSE (/sse), "
+                    "one server process per MCP session.",
+        epilog="example: kmcp adapter --listen 127.0.0.1:3000 -- python server.py",
+    )
+    parser.add_argument("--listen", default=f"{defaults.host}:{defaults.port}", metavar="HOST:PORT",
+                        help="address to listen on; ':3000' means 0.0.0.0:3000 (default %(default)s)")
+    parser.add_argument("--session-idle-timeout", type=float, default=defaults.session_idle_timeout, metavar="S",
+                        help="end sessions idle this many seconds (default %(default)s)")
+    parser.add_argument("--max-sessions", type=int, default=defaults.max_sessions, metavar="N",
+                        help="refuse new sessions (503) beyond this many (default %(default)s)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a browser Origin allowed besides localhost ones (repeatable; '*' allows any)")
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, metavar="N",
+                        help="largest request body accepted (default %(default)s)")
+    parser.add_argument("--no-get-stream", action="store_true", help="answer GET /mcp with 405")
+    parser.add_argument("--session-mode", choices=("isolated", "shared"), default="isolated",
+                        help="one server process per session (isolated, the default) or one for all (shared)")
+    parser.add_argument("--warm-pool", type=int, default=0, metavar="N",
+                        help="pre-started server processes (accepted; not implemented yet, ignored)")
+    parser.add_argument("--bridge", metavar="DIR",
+                        help="start servers in the pod's mcp-server container through FIFOs in DIR")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]: the stdio MCP server")
+    return parser
+
+
+def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as error:
+        raise _Usage(str(error)) from None
+    if args.session_idle_timeout <= 0:
+        raise _Usage("--session-idle-timeout must be positive")
+    if args.max_sessions < 1:
+        raise _Usage("--max-sessions must be at least 1")
+    if args.session_mode != "isolated":
+        raise _Usage(f"--session-mode {args.session_mode} is not supported yet (only isolated)")
+    if not args.command and not args.bridge:
+        raise _Usage("no server command: use `kmcp adapter [options] -- CMD [ARGS...]` or --bridge DIR")
+    settings = replace(AdapterSettings(), host=host, port=port, session_idle_timeout=args.session_idle_timeout,
+                       max_sessions=args.max_sessions, allowed_origins=tuple(args.allow_origin),
+                       max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream)
+    return settings, args
+
+
+@asynccontextmanager
+async def open_launcher(settings: AdapterSettings, args: argparse.Namespace) -> AsyncIterator[Launcher]:
+    if args.bridge:
+        try:
+            from kmcp.adapter.fifo_launcher import open_fifo_launcher  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise _Usage(f"--bridge {args.bridge}: the FIFO launcher is not available in this build") from None
+        async with open_fifo_launcher(args.bridge, settings) as launcher:
+            yield launcher
+        return
+    yield LocalLauncher(args.command, kill_grace=settings.kill_grace)
+
+
+async def _signals(shutdown: trio.Event, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        async for signum in received:
+            if shutdown.is_set():  # a second signal: stop now
+                print(f"kmcp adapter: {signal.Signals(signum).name} again, stopping now", file=sys.stderr)
+                nursery.cancel_scope.cancel()
+                return
+            print(f"kmcp adapter: {signal.Signals(signum).name}, draining", file=sys.stderr)
+            shutdown.set()
+
+
+async def run(settings: AdapterSettings, args: argparse.Namespace) -> None:
+    from kmcp.adapter.app import serve_adapter
+
+    shutdown = trio.Event()
+    async with open_launcher(settings, args) as launcher, trio.open_nursery() as nursery:
+        nursery.start_soon(_signals, shutdown, nursery)
+        async with trio.open_nursery() as serving:
+            port = await serving.start(serve_adapter, settings, launcher, shutdown)
+            what = " ".join(args.command) if args.command else f"bridge {args.bridge}"
+            print(f"kmcp adapter: serving {what} on http://{settings.host}:{port} (/mcp, /sse)", file=sys.stderr,
+                  flush=True)
+        nursery.cancel_scope.cancel()  # drained: stop watching for signals
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings, args = parse_settings(argv)
+    except _Usage as error:
+        print(f"kmcp adapter: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    try:
+        trio.run(run, settings, args)
+    except _Usage as error:
+        print(f"kmcp adapter: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"kmcp adapter: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

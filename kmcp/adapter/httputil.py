@@ -1,0 +1,100 @@
+"""Pieces every transport shares: Origin and Accept checks, JSON-RPC error answers, and the SSE pump."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import trio
+
+from kmcp.adapter import jsonrpc
+from kmcp.adapter.http import Headers, Request, Responder, sse_event
+from kmcp.adapter.runtime import StreamItem
+from kmcp.adapter.settings import AdapterSettings
+
+JSON = b"application/json"
+EVENT_STREAM = b"text/event-stream"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+SSE_HEADERS: Headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache, no-transform"),
+                        (b"x-accel-buffering", b"no")]
+
+
+def origin_allowed(request: Request, settings: AdapterSettings) -> bool:
+    """DNS-rebinding protection: a browser's Origin must be local or allow-listed. No Origin: not a browser."""
+    origin = request.header("origin")
+    if not origin:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    if settings.allow_localhost_origins:
+        try:
+            host = urlsplit(origin).hostname
+        except ValueError:
+            return False
+        return host in LOCAL_HOSTS
+    return False
+
+
+def media_types(value: str) -> set[str]:
+    return {part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip()}
+
+
+def accepts(request: Request) -> tuple[bool, bool]:
+    """(accepts JSON, accepts SSE). A missing Accept header accepts anything."""
+    value = request.header("accept")
+    if not value:
+        return True, True
+    types = media_types(value)
+    wildcard = "*/*" in types
+    return (wildcard or "application/json" in types or "application/*" in types,
+            wildcard or "text/event-stream" in types or "text/*" in types)
+
+
+def is_json_content(request: Request) -> bool:
+    return request.header("content-type").split(";", 1)[0].strip().lower() == "application/json"
+
+
+async def text(responder: Responder, status: int, message: str, headers: Headers | None = None) -> None:
+    await responder.respond(status, [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
+                            message.encode())
+
+
+async def jsonrpc_error(responder: Responder, status: int, code: int, message: str,
+                        id: jsonrpc.RequestId | None = None, headers: Headers | None = None) -> None:
+    await responder.respond(status, [(b"content-type", JSON), *(headers or [])],
+                            jsonrpc.error_response(id, code, message))
+
+
+async def pump_sse(responder: Responder, channel: trio.MemoryReceiveChannel[StreamItem], settings: AdapterSettings,
+                   stop: trio.Event, *, end_on_last: bool, event: str | None = None) -> None:
+    """Write stream items as SSE events, with keep-alive comments, until the stream is done, the channel is
+    closed (session ended, or replaced by a newer listener), or ``stop`` is set (drain)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
+        interval = settings.sse_keepalive_interval
+        while True:
+            with trio.move_on_after(interval) as idle:
+                try:
+                    item = await channel.receive()
+                except trio.EndOfChannel:
+                    break
+            if idle.cancelled_caught:
+                await responder.send(b": keep-alive\n\n")
+                continue
+            batch = [sse_event(item.data, item.event_id, event)]
+            done = end_on_last and item.last
+            while not done:  # write whatever else is already queued in one go
+                try:
+                    item = channel.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                batch.append(sse_event(item.data, item.event_id, event))
+                done = end_on_last and item.last
+            await responder.send(b"".join(batch))
+            if done:
+                break
+        nursery.cancel_scope.cancel()
+
+
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -1,0 +1,314 @@
+"""Live sessions: a :class:`SessionCore` wired to a server process and to the HTTP responses listening to it.
+
+``Session.run`` owns the process (through the launcher's context manager) and pumps its stdout into the core;
+transports post client messages with ``Session.post`` and listen to a stream with ``Session.listen``. The
+:class:`SessionTable` creates sessions (``--max-sessions``), finds them, ends them, and reaps idle ones.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import trio
+
+from kmcp.adapter.jsonrpc import Kind, Message
+from kmcp.adapter.launcher import Launcher, ServerProcess, describe_exit
+from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
+from kmcp.adapter.settings import AdapterSettings
+
+STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow
+
+
+@dataclass(frozen=True, slots=True)
+class StreamItem:
+    """A message on its way to one listening HTTP response."""
+
+    seq: int
+    stream: int
+    data: bytes
+    last: bool
+    response: bool
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.stream}-{self.seq}"
+
+
+class TooManySessions(Exception):
+    pass
+
+
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    stream, sep, seq = value.strip().partition("-")
+    if not sep or not stream.isdigit() or not seq.isdigit():
+        return None
+    return int(stream), int(seq)
+
+
+class Session:
+    def __init__(self, session_id: str, transport: str, settings: AdapterSettings, metrics: Metrics) -> None:
+        self.id = session_id
+        self.transport = transport  # "streamable" | "sse" | "ws"
+        self.settings = settings
+        self.metrics = metrics
+        self.core = SessionCore()
+        self.ended = trio.Event()
+        self.end_reason = ""
+        self.last_activity = trio.current_time()
+        self._process: ServerProcess | None = None
+        self._write_lock = trio.Lock()
+        self._listeners: dict[int, trio.MemorySendChannel[StreamItem]] = {}
+        self._log: deque[StreamItem] = deque(maxlen=max(settings.event_log_size, 0))
+        self._unclaimed: deque[StreamItem] = deque(maxlen=STREAM_BUFFER)  # standalone messages nobody heard yet
+        self._seq = 0
+        self._cancel = trio.CancelScope()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def run(self, launcher: Launcher, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the process, serve it until it exits or the session is ended, then fail what is pending."""
+        reason = "the MCP server process exited"
+        try:
+            with self._cancel:
+                async with launcher.launch(self.id) as process:
+                    self.metrics.child_starts += 1
+                    self._process = process
+                    task_status.started()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._watch_idle, nursery.cancel_scope)
+                        await self._pump(process)
+                        with trio.move_on_after(self.settings.kill_grace):
+                            code = await process.wait()
+                            reason = f"the MCP server process exited ({describe_exit(code)})"
+                        nursery.cancel_scope.cancel()
+            if self._cancel.cancelled_caught:
+                reason = self.end_reason or "the MCP session was ended"
+        finally:
+            if self._process is not None:
+                self.metrics.child_exits += 1
+            self._finish(reason)
+
+    def end(self, reason: str) -> None:
+        """End the session from outside: its process is stopped and its pending requests fail."""
+        if not self.end_reason:
+            self.end_reason = reason
+        self._cancel.cancel()
+
+    @property
+    def gone(self) -> bool:
+        """Ended, or ending: the session takes no more requests."""
+        return bool(self.end_reason) or self.ended.is_set()
+
+    def _finish(self, reason: str) -> None:
+        if self.ended.is_set():
+            return
+        self.end_reason = self.end_reason or reason
+        for delivery in self.core.child_exited(reason):
+            self._deliver_now(delivery)
+        for channel in self._listeners.values():
+            channel.close()
+        self._listeners.clear()
+        self.ended.set()
+
+    async def _watch_idle(self, scope: trio.CancelScope) -> None:
+        idle = self.settings.session_idle_timeout
+        while True:
+            await trio.sleep_until(self.last_activity + idle)
+            if trio.current_time() >= self.last_activity + idle and not self.busy:
+                self.end_reason = "the MCP session was idle too long"
+                self._cancel.cancel()
+                return
+            if self.busy:
+                self.touch()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.core.pending_requests or self._listeners)
+
+    def touch(self) -> None:
+        self.last_activity = trio.current_time()
+
+    # -- server -> client --------------------------------------------------------------------------------------
+
+    async def _pump(self, process: ServerProcess) -> None:
+        """Split the server's stdout into lines and route each through the core."""
+        limit = self.settings.max_line_bytes
+        buffer = bytearray()
+        skipping = False
+        core = self.core
+        stream = process.receive_stream
+        while True:
+            try:
+                chunk = await stream.receive_some(1 << 16)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not chunk:
+                return
+            start = 0
+            if buffer:
+                buffer += chunk
+                data: bytes | bytearray = buffer
+            else:
+                data = chunk
+            while (newline := data.find(b"\n", start)) >= 0:
+                if skipping:
+                    skipping = False
+                else:
+                    now = trio.current_time()
+                    for delivery in core.from_server(bytes(data[start:newline]), now):
+                        self._deliver_now(delivery)
+                start = newline + 1
+            rest = data[start:]
+            if len(rest) > limit:
+                print(f"kmcp adapter: [{self.id[:8]}] server message over {limit} bytes dropped", file=sys.stderr)
+                skipping = True
+                rest = b""
+            buffer = bytearray(rest)
+            if core.garbage_lines:
+                self._warn_garbage()
+            await trio.lowlevel.checkpoint()
+
+    _garbage_reported = 0
+
+    def _warn_garbage(self) -> None:
+        if self.core.garbage_lines != self._garbage_reported:
+            if not self._garbage_reported:
+                print(f"kmcp adapter: [{self.id[:8]}] server printed non-JSON-RPC output on stdout (ignored)",
+                      file=sys.stderr)
+            self._garbage_reported = self.core.garbage_lines
+
+    def _deliver_now(self, delivery: Delivery) -> None:
+        self._seq += 1
+        item = StreamItem(self._seq, delivery.stream, delivery.data, delivery.last, delivery.response)
+        if delivery.response and delivery.method is not None:
+            self.metrics.observe_latency(delivery.method, delivery.elapsed)
+        if self._log.maxlen:
+            self._log.append(item)
+        channel = self._listeners.get(delivery.stream)
+        if channel is None:
+            if delivery.stream == STANDALONE:
+                self._unclaimed.append(item)
+            return
+        try:
+            channel.send_nowait(item)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            # Too slow or gone: drop the listener rather than stall every stream of the session.
+            channel.close()
+            del self._listeners[delivery.stream]
+
+    # -- client -> server --------------------------------------------------------------------------------------
+
+    async def post(self, messages: list[Message], stream: int) -> None:
+        """Forward what the client posted; requests will be answered on ``stream``."""
+        if self.gone:
+            raise SessionClosed(self.end_reason)
+        self.touch()
+        outcome: ClientOutcome = self.core.from_client(messages, stream, trio.current_time())
+        for message in messages:
+            if message.kind is Kind.REQUEST:
+                self.metrics.requests[message.method or ""] += 1
+        for delivery in outcome.deliveries:
+            self._deliver_now(delivery)
+        if outcome.to_server and self._process is not None:
+            async with self._write_lock:
+                # A dead server is noticed by the stdout pump, which fails the pending requests.
+                with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    await self._process.send_stream.send_all(outcome.to_server)
+
+    @contextmanager
+    def listen(self, stream: int, after: int | None = None, *,
+               fresh: bool = False) -> Iterator[trio.MemoryReceiveChannel[StreamItem]]:
+        """Attach a listener to ``stream`` (replacing any previous one). ``after``: replay logged events with a
+        higher sequence number first (Last-Event-ID); on the standalone stream, unheard messages come first.
+        ``fresh``: the stream was just opened for a POST whose messages are not posted yet."""
+        send, receive = trio.open_memory_channel[StreamItem](STREAM_BUFFER)
+        if after is not None:
+            for item in self._log:
+                if item.stream == stream and item.seq > after:
+                    send.send_nowait(item)
+        if stream == STANDALONE:
+            while self._unclaimed:
+                item = self._unclaimed.popleft()
+                if after is None or item.seq > after:
+                    send.send_nowait(item)
+        previous = self._listeners.pop(stream, None)
+        if previous is not None:
+            previous.close()
+        if self.ended.is_set() or not (fresh or stream == STANDALONE or self.core.stream_waiting(stream)):
+            send.close()  # nothing more will come: the listener drains the replay and stops
+        else:
+            self._listeners[stream] = send
+        try:
+            yield receive
+        finally:
+            if self._listeners.get(stream) is send:
+                del self._listeners[stream]
+            send.close()
+            self.touch()
+
+
+class SessionTable:
+    """Every live session, by id. Runs each session in its own task of the table's nursery."""
+
+    def __init__(self, settings: AdapterSettings, launcher: Launcher, metrics: Metrics) -> None:
+        self.settings = settings
+        self.launcher = launcher
+        self.metrics = metrics
+        self._sessions: dict[str, Session] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is not None and session.gone:
+            return None
+        return session
+
+    async def create(self, transport: str) -> Session:
+        """Start a session and its process. Raises TooManySessions, or LaunchError from the launcher."""
+        assert self._nursery is not None, "SessionTable.run is not running"
+        if len(self._sessions) >= self.settings.max_sessions:
+            self.metrics.sessions_rejected += 1
+            raise TooManySessions()
+        session_id = secrets.token_hex(16)
+        session = Session(session_id, transport, self.settings, self.metrics)
+        self._sessions[session_id] = session
+        self.metrics.active_sessions = len(self._sessions)
+        try:
+            await self._nursery.start(self._run_session, session)
+        except BaseException:
+            self._sessions.pop(session_id, None)
+            self.metrics.active_sessions = len(self._sessions)
+            raise
+        self.metrics.sessions_total += 1
+        return session
+
+    async def _run_session(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await session.run(self.launcher, task_status=task_status)
+        finally:
+            self._sessions.pop(session.id, None)
+            self.metrics.active_sessions = len(self._sessions)
+
+    def end_all(self, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            session.end(reason)
+
+    async def wait_empty(self) -> None:
+        while self._sessions:
+            await next(iter(self._sessions.values())).ended.wait()
+            await trio.lowlevel.checkpoint()

@@ -1,0 +1,205 @@
+"""The MCP session core: a sans-IO state machine between one HTTP client and one stdio server.
+
+Like ``h11.Connection`` it never touches a socket or a process. The transport feeds it what the client posted
+(``from_client``) and what the server printed (``from_server``), and it answers with the bytes to write to the
+server and the :class:`Delivery` list saying which client *stream* each server message belongs to.
+
+A stream is where the client listens: the SSE (or JSON) answer of one POST, or the session's standalone stream
+(``STANDALONE``: the Streamable HTTP GET stream, or the legacy ``/sse`` stream). Responses go to the stream of
+their request; progress goes to the stream of the request that asked for it; other server notifications and
+server->client requests (sampling, elicitation, roots) go to the oldest stream still waiting for a response,
+else to the standalone stream; ``*/list_changed`` and ``resources/updated`` always go to the standalone stream.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from kmcp.adapter import jsonrpc
+from kmcp.adapter.jsonrpc import JsonRpcError, Kind, Message, RequestId
+
+STANDALONE = 0
+
+# The 2026-style probe newer SDK clients send first; answering "method not found" at once makes them fall back.
+DISCOVER_METHOD = "server/discover"
+_BROADCAST_SUFFIXES = ("/list_changed", "resources/updated")
+
+
+class State(enum.Enum):
+    NEW = "new"  # no initialize seen yet
+    INITIALIZING = "initializing"  # initialize forwarded, no result yet
+    READY = "ready"  # initialize answered
+    CLOSED = "closed"  # the server process is gone
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for the client, on ``stream``; ``last`` marks the final response that stream waits for."""
+
+    stream: int
+    data: bytes
+    last: bool = False
+    response: bool = False  # a response to a client request (not a notification or a server request)
+    method: str | None = None  # for a response: the method of its request
+    elapsed: float = 0.0  # for a response: seconds since its request (by the clock the caller passes)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOutcome:
+    """What posting client messages produced: bytes for the server's stdin and answers given locally."""
+
+    to_server: bytes
+    deliveries: list[Delivery]
+
+
+class SessionClosed(Exception):
+    """The session's server process has exited; the session cannot take more messages."""
+
+
+class SessionCore:
+    def __init__(self) -> None:
+        self.state = State.NEW
+        self.protocol_version: str | None = None  # negotiated: the server's initialize result
+        self.client_protocol_version: str | None = None  # what the client asked for
+        self.client_initialized = False  # notifications/initialized seen
+        self.garbage_lines = 0  # stdout lines from the server that were not JSON-RPC
+        self._initialize_id: RequestId | None = None
+        self._next_stream = STANDALONE + 1
+        self._pending: dict[RequestId, tuple[int, str, float]] = {}  # client request id -> stream, method, start
+        self._waiting: dict[int, int] = {}  # stream -> responses it still waits for (insertion order = age)
+        self._progress: dict[RequestId, int] = {}  # progress token -> stream
+        self._token_of: dict[RequestId, RequestId] = {}  # client request id -> its progress token
+        self._server_requests: dict[RequestId, int] = {}  # server->client request id -> stream it went to
+
+    # -- client side -------------------------------------------------------------------------------------------
+
+    def open_stream(self) -> int:
+        """A new stream id for the answer of one POST."""
+        stream = self._next_stream
+        self._next_stream += 1
+        return stream
+
+    def stream_waiting(self, stream: int) -> bool:
+        """Whether ``stream`` still waits for at least one response."""
+        return stream in self._waiting
+
+    @property
+    def pending_requests(self) -> int:
+        return len(self._pending)
+
+    def from_client(self, messages: list[Message], stream: int, now: float = 0.0) -> ClientOutcome:
+        """Accept what one POST carried. Requests are answered on ``stream``; raises JsonRpcError for a request
+        whose id is already pending, SessionClosed once the server is gone."""
+        if self.state is State.CLOSED:
+            raise SessionClosed("the MCP server process has exited")
+        seen: set[RequestId] = set()
+        for message in messages:
+            if message.kind is Kind.REQUEST:
+                assert message.id is not None
+                if message.id in self._pending or message.id in seen:
+                    raise JsonRpcError(jsonrpc.INVALID_REQUEST, f"request id {message.id!r} is already in use",
+                                       message.id)
+                seen.add(message.id)
+        out: list[bytes] = []
+        local: list[Delivery] = []
+        for message in messages:
+            if message.kind is Kind.REQUEST:
+                assert message.id is not None
+                if message.method == DISCOVER_METHOD:
+                    local.append(Delivery(stream, jsonrpc.error_response(
+                        message.id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {DISCOVER_METHOD}"),
+                        response=True, method=message.method))
+                    continue
+                if message.method == "initialize":
+                    self._initialize_id = message.id
+                    self.client_protocol_version = jsonrpc.requested_version(message.params)
+                    if self.state is State.NEW:
+                        self.state = State.INITIALIZING
+                self._pending[message.id] = (stream, message.method or "", now)
+                self._waiting[stream] = self._waiting.get(stream, 0) + 1
+                token = jsonrpc.progress_token(message.params)
+                if token is not None:
+                    self._progress[token] = stream
+                    self._token_of[message.id] = token
+            elif message.kind is Kind.RESPONSE:
+                assert message.id is not None
+                self._server_requests.pop(message.id, None)
+            elif message.method == "notifications/initialized":
+                self.client_initialized = True
+            out.append(message.raw)
+            out.append(b"\n")
+        if local and stream not in self._waiting:
+            last = local[-1]
+            local[-1] = Delivery(stream, last.data, last=True, response=True, method=last.method)
+        return ClientOutcome(b"".join(out), local)
+
+    # -- server side -------------------------------------------------------------------------------------------
+
+    def from_server(self, line: bytes, now: float = 0.0) -> list[Delivery]:
+        """Route one line the server printed. Lines that are not JSON-RPC are counted and dropped."""
+        if not line.strip():
+            return []
+        try:
+            message = jsonrpc.parse_message(line)
+        except JsonRpcError:
+            self.garbage_lines += 1
+            return []
+        if message.kind is Kind.RESPONSE:
+            return self._response(message, now)
+        if message.kind is Kind.REQUEST:
+            assert message.id is not None
+            stream = self._oldest_waiting()
+            self._server_requests[message.id] = stream
+            return [Delivery(stream, message.raw)]
+        method = message.method or ""
+        if method == "notifications/progress":
+            token = jsonrpc.progress_token_of_notification(message.params)
+            stream = self._progress.get(token, STANDALONE) if token is not None else STANDALONE
+            return [Delivery(stream if stream in self._waiting else STANDALONE, message.raw)]
+        if method.endswith(_BROADCAST_SUFFIXES):
+            return [Delivery(STANDALONE, message.raw)]
+        return [Delivery(self._oldest_waiting(), message.raw)]
+
+    def _response(self, message: Message, now: float) -> list[Delivery]:
+        assert message.id is not None
+        entry = self._pending.pop(message.id, None)
+        if entry is None:
+            return []  # an answer to nothing we forwarded: drop it rather than confuse the client
+        stream, method, started = entry
+        if message.id == self._initialize_id:
+            self._initialize_id = None
+            if not message.is_error:
+                self.protocol_version = jsonrpc.negotiated_version(message.result)
+                self.state = State.READY
+            elif self.state is State.INITIALIZING:
+                self.state = State.NEW
+        token = self._token_of.pop(message.id, None)
+        if token is not None:
+            self._progress.pop(token, None)
+        return [Delivery(stream, message.raw, last=self._settle(stream), response=True, method=method,
+                         elapsed=now - started)]
+
+    def _settle(self, stream: int) -> bool:
+        left = self._waiting[stream] - 1
+        if left:
+            self._waiting[stream] = left
+            return False
+        del self._waiting[stream]
+        return True
+
+    def _oldest_waiting(self) -> int:
+        return next(iter(self._waiting), STANDALONE)
+
+    def child_exited(self, reason: str = "the MCP server process exited") -> list[Delivery]:
+        """The server is gone: every pending request gets a JSON-RPC error and the session closes."""
+        self.state = State.CLOSED
+        deliveries = []
+        for request_id, (stream, method, _) in list(self._pending.items()):
+            del self._pending[request_id]
+            data = jsonrpc.error_response(request_id, jsonrpc.SERVER_GONE, reason)
+            deliveries.append(Delivery(stream, data, last=self._settle(stream), response=True, method=method))
+        self._progress.clear()
+        self._token_of.clear()
+        self._server_requests.clear()
+        return deliveries

@@ -1,0 +1,41 @@
+"""Every knob of ``kmcp adapter``, with its default. Filled from argv in ``cli.py`` and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SUPPORTED_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+# What a Streamable HTTP request without an MCP-Protocol-Version header is taken to speak (the spec's fallback).
+DEFAULT_STREAMABLE_VERSION = "2025-03-26"
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """How the adapter listens, limits and times out."""
+
+    host: str = "0.0.0.0"
+    port: int = 3000
+    # Sessions
+    session_idle_timeout: float = 600.0
+    max_sessions: int = 100
+    # HTTP hygiene
+    max_body_bytes: int = 4 * 1024 * 1024
+    header_timeout: float = 10.0  # from the first byte of a request to the end of its headers
+    body_timeout: float = 30.0  # to read a whole request body
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    max_header_bytes: int = 64 * 1024
+    drain_timeout: float = 10.0  # on SIGTERM, in-flight requests get this long to finish
+    # SSE
+    sse_keepalive_interval: float = 15.0
+    event_log_size: int = 1000  # SSE events kept per session for Last-Event-ID resumption
+    # Server processes
+    kill_grace: float = 2.0  # after closing stdin, then again after SIGTERM, before SIGKILL
+    max_line_bytes: int = 64 * 1024 * 1024  # one JSON-RPC message from the server
+    # Transports and origins
+    enable_get_stream: bool = True
+    enable_legacy_sse: bool = True
+    enable_websocket: bool = False
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    allow_localhost_origins: bool = True
+    # When a client accepts both, answer with plain JSON if the server's response is the first thing it sends.
+    prefer_json_response: bool = True

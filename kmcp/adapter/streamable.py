@@ -1,0 +1,195 @@
+"""Streamable HTTP at ``/mcp`` (MCP revisions 2025-03-26, 2025-06-18, 2025-11-25).
+
+POST carries client messages: notifications and responses get 202; requests are answered with JSON when the
+server's response is the first thing it sends for them, else (or when the client only accepts SSE) with an SSE
+stream carrying the progress, logging and server->client requests that precede the response. GET opens the
+session's standalone SSE stream (or resumes a stream with ``Last-Event-ID``). DELETE ends the session.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from kmcp.adapter import jsonrpc
+from kmcp.adapter.http import Headers, Request, Responder, sse_event
+from kmcp.adapter.httputil import (
+    JSON,
+    SSE_HEADERS,
+    accepts,
+    is_json_content,
+    jsonrpc_error,
+    origin_allowed,
+    pump_sse,
+    text,
+)
+from kmcp.adapter.jsonrpc import JsonRpcError, Kind
+from kmcp.adapter.launcher import LaunchError
+from kmcp.adapter.runtime import Session, SessionTable, StreamItem, TooManySessions, parse_event_id
+from kmcp.adapter.session import STANDALONE, SessionClosed
+from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS, AdapterSettings
+
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+BATCH_VERSION = "2025-03-26"  # batches were removed in 2025-06-18
+
+
+class StreamableHttp:
+    def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
+        self.settings = settings
+        self.table = table
+        self.stop = stop
+
+    async def handle(self, request: Request, responder: Responder) -> None:
+        if not origin_allowed(request, self.settings):
+            await jsonrpc_error(responder, 403, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
+        elif request.method == "POST":
+            await self._post(request, responder)
+        elif request.method == "GET":
+            await self._get(request, responder)
+        elif request.method == "DELETE":
+            await self._delete(request, responder)
+        else:
+            await text(responder, 405, "method not allowed", [(b"allow", b"GET, POST, DELETE")])
+
+    async def _version(self, request: Request, responder: Responder) -> str | None:
+        """The request's protocol revision, or None after answering 400 for an unsupported one."""
+        version = request.header(VERSION_HEADER)
+        if not version:
+            return DEFAULT_STREAMABLE_VERSION
+        if version not in SUPPORTED_PROTOCOL_VERSIONS:
+            await jsonrpc_error(responder, 400, jsonrpc.INVALID_REQUEST,
+                                f"Bad Request: unsupported MCP-Protocol-Version {version!r} "
+                                f"(supported: {', '.join(SUPPORTED_PROTOCOL_VERSIONS)})")
+            return None
+        return version
+
+    async def _session(self, request: Request, responder: Responder) -> Session | None:
+        """The session the request names, or None after answering 400 (no id) or 404 (unknown or ended)."""
+        session_id = request.header(SESSION_HEADER)
+        if not session_id:
+            await jsonrpc_error(responder, 400, jsonrpc.INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header")
+            return None
+        session = self.table.get(session_id)
+        if session is None or session.transport != "streamable":
+            await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
+            return None
+        return session
+
+    async def _post(self, request: Request, responder: Responder) -> None:
+        if not is_json_content(request):
+            await jsonrpc_error(responder, 415, jsonrpc.INVALID_REQUEST,
+                                "Unsupported Media Type: Content-Type must be application/json")
+            return
+        want_json, want_sse = accepts(request)
+        if not (want_json or want_sse):
+            await jsonrpc_error(responder, 406, jsonrpc.INVALID_REQUEST,
+                                "Not Acceptable: client must accept application/json and text/event-stream")
+            return
+        version = await self._version(request, responder)
+        if version is None:
+            return
+        try:
+            messages, is_batch = jsonrpc.parse_body(request.body)
+        except JsonRpcError as error:
+            await jsonrpc_error(responder, 400, error.code, error.message, error.id)
+            return
+        initialize = any(m.kind is Kind.REQUEST and m.method == "initialize" for m in messages)
+        if is_batch and (initialize or version != BATCH_VERSION):
+            await jsonrpc_error(responder, 400, jsonrpc.INVALID_REQUEST,
+                                "Bad Request: JSON-RPC batches are only accepted for protocol 2025-03-26, "
+                                "and never for initialize")
+            return
+        if initialize:
+            session = await self._new_session(responder)
+        else:
+            session = await self._session(request, responder)
+        if session is None:
+            return
+        headers: Headers = [(SESSION_HEADER.encode(), session.id.encode())]
+        if not any(m.kind is Kind.REQUEST for m in messages):
+            try:
+                await session.post(messages, STANDALONE)
+            except SessionClosed:
+                await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
+                return
+            await responder.respond(202, headers)
+            return
+        stream = session.core.open_stream()
+        with session.listen(stream, fresh=True) as channel:
+            try:
+                await session.post(messages, stream)
+            except JsonRpcError as error:
+                await jsonrpc_error(responder, 400, error.code, error.message, error.id, headers)
+                if initialize:
+                    session.end("initialize failed")
+                return
+            except SessionClosed:
+                await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
+                return
+            await self._answer(responder, channel, headers, is_batch, want_json, want_sse)
+
+    async def _new_session(self, responder: Responder) -> Session | None:
+        if self.stop.is_set():
+            await jsonrpc_error(responder, 503, jsonrpc.INTERNAL_ERROR, "Service Unavailable: shutting down",
+                                headers=[(b"retry-after", b"1")])
+            return None
+        try:
+            return await self.table.create("streamable")
+        except TooManySessions:
+            await jsonrpc_error(responder, 503, jsonrpc.INTERNAL_ERROR,
+                                f"Service Unavailable: too many sessions (max {self.settings.max_sessions})",
+                                headers=[(b"retry-after", b"5")])
+        except LaunchError as error:
+            await jsonrpc_error(responder, 500, jsonrpc.INTERNAL_ERROR, f"cannot start the MCP server: {error}")
+        return None
+
+    async def _answer(self, responder: Responder, channel: trio.MemoryReceiveChannel[StreamItem],
+                      headers: Headers, is_batch: bool, want_json: bool, want_sse: bool) -> None:
+        if want_sse and not (want_json and self.settings.prefer_json_response):
+            await responder.start(200, [*SSE_HEADERS, *headers])
+            await pump_sse(responder, channel, self.settings, trio.Event(), end_on_last=True)
+            return
+        # JSON unless the server says something else before its response; then switch to SSE.
+        collected: list[StreamItem] = []
+        async for item in channel:
+            if item.response:
+                collected.append(item)
+                if item.last:
+                    body = jsonrpc.join_batch([i.data for i in collected]) if is_batch else collected[0].data
+                    await responder.respond(200, [(b"content-type", JSON), *headers], body)
+                    return
+            elif want_sse:
+                await responder.start(200, [*SSE_HEADERS, *headers])
+                await responder.send(b"".join(sse_event(i.data, i.event_id) for i in [*collected, item]))
+                await pump_sse(responder, channel, self.settings, trio.Event(), end_on_last=True)
+                return
+        # The channel closed without a final response: the session ended under us.
+        await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found", headers=headers)
+
+    async def _get(self, request: Request, responder: Responder) -> None:
+        if not self.settings.enable_get_stream:
+            await text(responder, 405, "the server-to-client stream is disabled", [(b"allow", b"POST, DELETE")])
+            return
+        if not accepts(request)[1]:
+            await text(responder, 406, "Not Acceptable: GET needs Accept: text/event-stream")
+            return
+        if await self._version(request, responder) is None:
+            return
+        session = await self._session(request, responder)
+        if session is None:
+            return
+        stream, after = STANDALONE, None
+        resume = parse_event_id(request.header("last-event-id"))
+        if resume is not None:
+            stream, after = resume
+        with session.listen(stream, after) as channel:
+            await responder.start(200, [*SSE_HEADERS, (SESSION_HEADER.encode(), session.id.encode())])
+            await responder.send(b": stream open\n\n")
+            await pump_sse(responder, channel, self.settings, self.stop, end_on_last=stream != STANDALONE)
+
+    async def _delete(self, request: Request, responder: Responder) -> None:
+        session = await self._session(request, responder)
+        if session is None:
+            return
+        session.end("the MCP session was deleted by the client")
+        await responder.respond(200, [])
