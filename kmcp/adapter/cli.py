@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-get-stream", action="store_true", help="answer GET /mcp with 405")
     parser.add_argument("--session-mode", choices=("isolated", "shared"), default="isolated",
                         help="one server process per session (isolated, the default) or one for all (shared)")
-    parser.add_argument("--warm-pool", type=int, default=0, metavar="N",
-                        help="pre-started server processes (accepted; not implemented yet, ignored)")
+    parser.add_argument("--warm-pool", type=int, default=defaults.warm_pool, metavar="N",
+                        help="server processes started ahead of demand, so new sessions skip the cold start "
+                             "(default %(default)s)")
     parser.add_argument("--bridge", metavar="DIR",
                         help="start servers in the pod's mcp-server container through FIFOs in DIR")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]: the stdio MCP server")
@@ -71,12 +72,15 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
         raise _Usage("--session-idle-timeout must be positive")
     if args.max_sessions < 1:
         raise _Usage("--max-sessions must be at least 1")
+    if args.warm_pool < 0:
+        raise _Usage("--warm-pool must not be negative")
     if args.session_mode != "isolated":
         raise _Usage(f"--session-mode {args.session_mode} is not supported yet (only isolated)")
     if not args.command and not args.bridge:
         raise _Usage("no server command: use `kmcp adapter [options] -- CMD [ARGS...]` or --bridge DIR")
     settings = replace(AdapterSettings(), host=host, port=port, session_idle_timeout=args.session_idle_timeout,
-                       max_sessions=args.max_sessions, allowed_origins=tuple(args.allow_origin),
+                       max_sessions=args.max_sessions, warm_pool=args.warm_pool,
+                       allowed_origins=tuple(args.allow_origin),
                        max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream)
     return settings, args
 

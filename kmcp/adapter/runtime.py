@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import trio
 
 from kmcp.adapter.jsonrpc import Kind, Message
-from kmcp.adapter.launcher import Launcher, ServerProcess, describe_exit
+from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess, describe_exit
 from kmcp.adapter.metrics import Metrics
 from kmcp.adapter.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
 from kmcp.adapter.settings import AdapterSettings
@@ -68,6 +68,7 @@ class Session:
         self._unclaimed: deque[StreamItem] = deque(maxlen=STREAM_BUFFER)  # standalone messages nobody heard yet
         self._seq = 0
         self._cancel = trio.CancelScope()
+        self.warm = False  # started ahead of demand, not handed out yet
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class Session:
 
     @property
     def busy(self) -> bool:
-        return bool(self.core.pending_requests or self._listeners)
+        return bool(self.warm or self.core.pending_requests or self._listeners)
 
     def touch(self) -> None:
         self.last_activity = trio.current_time()
@@ -254,23 +255,35 @@ class Session:
 
 
 class SessionTable:
-    """Every live session, by id. Runs each session in its own task of the table's nursery."""
+    """Every live session, by id. Runs each session in its own task of the table's nursery.
+
+    With ``warm_pool`` N, N processes are started ahead of demand (sessions not yet handed out, invisible to
+    clients), so a new MCP session does not wait for the server's cold start; each hand-out starts a
+    replacement."""
 
     def __init__(self, settings: AdapterSettings, launcher: Launcher, metrics: Metrics) -> None:
         self.settings = settings
         self.launcher = launcher
         self.metrics = metrics
         self._sessions: dict[str, Session] = {}
+        self._warm: deque[Session] = deque()
+        self._warming = 0
+        self._closing = False
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            self._top_up()
             await trio.sleep_forever()
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    @property
+    def warm(self) -> int:
+        return len(self._warm)
 
     def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
@@ -284,31 +297,70 @@ class SessionTable:
         if len(self._sessions) >= self.settings.max_sessions:
             self.metrics.sessions_rejected += 1
             raise TooManySessions()
-        session_id = secrets.token_hex(16)
-        session = Session(session_id, transport, self.settings, self.metrics)
-        self._sessions[session_id] = session
-        self.metrics.active_sessions = len(self._sessions)
+        while self._warm:
+            session = self._warm.popleft()
+            if session.gone:
+                continue
+            session.warm = False
+            session.transport = transport
+            session.touch()
+            self._register(session)
+            self.metrics.sessions_total += 1
+            self._top_up()
+            return session
+        session = Session(secrets.token_hex(16), transport, self.settings, self.metrics)
+        self._register(session)
         try:
             await self._nursery.start(self._run_session, session)
         except BaseException:
-            self._sessions.pop(session_id, None)
-            self.metrics.active_sessions = len(self._sessions)
+            self._unregister(session)
             raise
         self.metrics.sessions_total += 1
+        self._top_up()
         return session
+
+    def _register(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        self.metrics.active_sessions = len(self._sessions)
+
+    def _unregister(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        self.metrics.active_sessions = len(self._sessions)
+
+    def _top_up(self) -> None:
+        assert self._nursery is not None
+        while not self._closing and len(self._warm) + self._warming < self.settings.warm_pool:
+            self._warming += 1
+            self._nursery.start_soon(self._warm_one)
+
+    async def _warm_one(self) -> None:
+        assert self._nursery is not None
+        session = Session(secrets.token_hex(16), "", self.settings, self.metrics)
+        session.warm = True
+        try:
+            await self._nursery.start(self._run_session, session)
+        except LaunchError as error:
+            print(f"kmcp adapter: warm pool: {error}", file=sys.stderr)
+            return
+        finally:
+            self._warming -= 1
+        self._warm.append(session)
 
     async def _run_session(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
         try:
             await session.run(self.launcher, task_status=task_status)
         finally:
-            self._sessions.pop(session.id, None)
-            self.metrics.active_sessions = len(self._sessions)
+            self._unregister(session)
+            if session in self._warm:
+                self._warm.remove(session)
 
     def end_all(self, reason: str) -> None:
-        for session in list(self._sessions.values()):
+        self._closing = True
+        for session in [*self._sessions.values(), *self._warm]:
             session.end(reason)
 
     async def wait_empty(self) -> None:
-        while self._sessions:
-            await next(iter(self._sessions.values())).ended.wait()
+        while self._sessions or self._warm:
+            session = next(iter(self._sessions.values())) if self._sessions else self._warm[0]
+            await session.ended.wait()
             await trio.lowlevel.checkpoint()

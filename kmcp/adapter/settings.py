@@ -18,6 +18,7 @@ class AdapterSettings:
     # Sessions
     session_idle_timeout: float = 600.0
     max_sessions: int = 100
+    warm_pool: int = 0  # server processes started ahead of demand
     # HTTP hygiene
     max_body_bytes: int = 4 * 1024 * 1024
     header_timeout: float = 10.0  # from the first byte of a request to the end of its headers

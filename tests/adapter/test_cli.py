@@ -34,8 +34,10 @@ def test_defaults_and_flags_fill_the_settings() -> None:
     assert settings.max_body_bytes == 4 * 1024 * 1024
     assert args.command == ["python", "server.py", "--flag"]
     settings, _ = parse_settings(["--listen", ":4000", "--max-sessions", "3", "--session-idle-timeout", "5",
-                                  "--allow-origin", "https://a", "--allow-origin", "https://b", "--", "x"])
+                                  "--allow-origin", "https://a", "--allow-origin", "https://b", "--warm-pool", "2",
+                                  "--session-mode", "isolated", "--", "x"])
     assert (settings.port, settings.max_sessions, settings.session_idle_timeout) == (4000, 3, 5)
+    assert settings.warm_pool == 2
     assert settings.allowed_origins == ("https://a", "https://b")
 
 
@@ -44,6 +46,7 @@ def test_defaults_and_flags_fill_the_settings() -> None:
     ["--listen", "nope", "--", "x"],
     ["--max-sessions", "0", "--", "x"],
     ["--session-mode", "shared", "--", "x"],
+    ["--warm-pool", "-1", "--", "x"],
     ["--bogus", "--", "x"],
 ])
 def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -219,3 +219,23 @@ async def test_drain_lets_in_flight_requests_finish() -> None:
             await trio.sleep(0.2)
             adapter.shutdown.set()
         assert results == [200]
+
+
+async def test_warm_pool_hands_out_a_prestarted_process_and_starts_a_replacement() -> None:
+    async with running_adapter(warm_pool=1) as adapter:
+        async def warmed() -> bool:
+            return b"kmcp_adapter_child_starts_total 1" in (await adapter.request("GET", "/metrics")).body
+
+        await eventually(warmed)
+        metrics = (await adapter.request("GET", "/metrics")).body
+        assert b"kmcp_adapter_active_sessions 0" in metrics  # warm processes are not sessions yet
+        session = await adapter.initialize()
+        assert text_of((await adapter.call_tool(session, "echo", {"text": "warm"})).json()) == "warm"
+
+        async def replaced() -> bool:
+            return b"kmcp_adapter_child_starts_total 2" in (await adapter.request("GET", "/metrics")).body
+
+        await eventually(replaced)
+        other = await adapter.initialize()
+        assert text_of((await adapter.call_tool(other, "pid")).json()) != text_of(
+            (await adapter.call_tool(session, "pid")).json())
