@@ -97,6 +97,65 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _developer_command(func: Callable[[], int]) -> int:
+    """Run a kmcp.commands/kmcp.scaffold operation, turning its errors into kmcp's exit codes."""
+    from kmcp.commands import BadInput, CommandFailed
+
+    try:
+        return func()
+    except BadInput as error:
+        raise UsageError(str(error)) from None
+    except CommandFailed as error:
+        print(f"kmcp: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from kmcp.scaffold import InitRequest, init_project
+
+    def run() -> int:
+        directory = Path(args.directory)
+        written = init_project(InitRequest(args.framework, directory, name=args.name,
+                                           description=args.description or "", force=args.force))
+        print(f"created {args.framework} MCP server project in {directory}:")
+        for path in written:
+            print(f"  {path.relative_to(directory)}")
+        print(f"next: kmcp build --project-dir {directory} -t <image>:latest")
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
+def cmd_add_tool(args: argparse.Namespace) -> int:
+    from kmcp.scaffold import AddToolRequest, add_tool
+
+    def run() -> int:
+        changed = add_tool(AddToolRequest(args.name, Path(args.project_dir), description=args.description or ""))
+        print(f"added tool {args.name}: " + ", ".join(str(p) for p in changed))
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from kmcp.commands.build import BuildRequest, build_image
+
+    def run() -> int:
+        tag = build_image(BuildRequest(Path(args.project_dir), tag=args.tag, kind_load_cluster=args.kind_load_cluster,
+                                       push=args.push, platform=args.platform, dockerfile=args.dockerfile))
+        print(f"built {tag}")
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from kmcp.commands.completion import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return EXIT_OK
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kmcp {__version__}")
     return EXIT_OK
@@ -111,6 +170,8 @@ examples:
   kmcp render -f mcpserver.yaml            print the Deployment, Service and ServiceAccount for an MCPServer
   kmcp validate -f mcpserver.yaml          check an MCPServer the way the controller will
   kmcp crd > kagent.dev_mcpservers.yaml    print the MCPServer CustomResourceDefinition
+  kmcp init python my-mcp-server           scaffold a FastMCP server (or: kmcp init go my-mcp-server)
+  kmcp build --project-dir my-mcp-server -t my-mcp-server:latest --kind-load-cluster kind
   kmcp adapter --listen 127.0.0.1:3000 -- python server.py
 """
 
@@ -148,6 +209,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True, help="MCPServer YAML file (- for stdin)")
 
     command("crd", cmd_crd, "print the MCPServer CustomResourceDefinition", "kmcp crd | kubectl apply -f -")
+    p = command("init", cmd_init, "create an MCP server project (FastMCP Python or the Go MCP SDK)",
+                'kmcp init python my-mcp-server --description "Tools for my team"')
+    p.add_argument("framework", choices=("python", "go"), help="python (FastMCP) or go (Go MCP SDK)")
+    p.add_argument("directory", help="project directory (created if missing; must be empty unless --force)")
+    p.add_argument("--force", action="store_true", help="write the project files into a non-empty directory")
+    p.add_argument("--name", help="project name in kmcp.yaml (default: from the directory name)")
+    p.add_argument("--description", help="one-line description of the server")
+
+    p = command("add-tool", cmd_add_tool, "add a tool stub to an MCP server project and declare it in kmcp.yaml",
+                'kmcp add-tool weather --description "Current weather for a city" --project-dir my-mcp-server')
+    p.add_argument("name", help="tool name (letters, digits, _ and -)")
+    p.add_argument("--description", help="what the tool does (becomes its MCP description)")
+    p.add_argument("--project-dir", default=".", help="project directory (default: .)")
+
+    p = command("build", cmd_build, "build the project's container image with Docker or Podman",
+                "kmcp build --project-dir my-mcp-server -t my-mcp-server:latest --kind-load-cluster kind")
+    p.add_argument("--project-dir", default=".", help="project directory with a Dockerfile (default: .)")
+    p.add_argument("-t", "--tag", help="image tag (default: <name>:<version> from kmcp.yaml)")
+    p.add_argument("--kind-load-cluster", metavar="NAME", help="load the image into this kind cluster")
+    p.add_argument("--push", action="store_true", help="push the image after building it")
+    p.add_argument("--platform", help="target platform, e.g. linux/amd64")
+    p.add_argument("--dockerfile", default="Dockerfile", help="Dockerfile in the project (default: Dockerfile)")
+
+    p = command("completion", cmd_completion, "print a shell completion script",
+                "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")
+    p.add_argument("shell", choices=("bash", "zsh"))
+
     command("version", cmd_version, "print the version")
     return parser
 

@@ -1,0 +1,162 @@
+"""`kmcp completion bash|zsh`: shell completion generated from the argparse parser, so every command is covered.
+
+The script lists each command's options and positional choices; options that take a path complete files (or
+directories for --project-dir). Modes with their own parsers (controller, adapter) complete by name only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+SHELLS = ("bash", "zsh")
+# Options whose value is a path; everything else that takes a value gets no word list.
+FILE_OPTIONS = frozenset({"-f", "--file", "--kubeconfig", "--dockerfile", "--values"})
+DIR_OPTIONS = frozenset({"--project-dir", "--dir"})
+
+
+@dataclass
+class CommandInfo:
+    name: str
+    help: str
+    flags: list[str] = field(default_factory=list)          # options that take no value
+    value_options: list[str] = field(default_factory=list)  # options followed by a value
+    option_help: dict[str, str] = field(default_factory=dict)
+    option_choices: dict[str, list[str]] = field(default_factory=dict)
+    positional_choices: list[str] = field(default_factory=list)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser] | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def describe(parser: argparse.ArgumentParser) -> list[CommandInfo]:
+    """Every command of the top-level parser with its options, in the parser's order."""
+    sub = _subparsers(parser)
+    if sub is None:
+        return []
+    helps = {a.dest: a.help or "" for a in sub._choices_actions}
+    infos: list[CommandInfo] = []
+    for name, command in sub.choices.items():
+        info = CommandInfo(name, helps.get(name, ""))
+        for action in command._actions:
+            if not action.option_strings:
+                if action.choices and not isinstance(action, argparse._SubParsersAction):
+                    info.positional_choices += [str(c) for c in action.choices]
+                continue
+            takes_value = action.nargs != 0
+            for option in action.option_strings:
+                (info.value_options if takes_value else info.flags).append(option)
+                info.option_help[option] = (action.help or "").replace("%(default)s", str(action.default))
+                if action.choices:
+                    info.option_choices[option] = [str(c) for c in action.choices]
+        infos.append(info)
+    return infos
+
+
+def _words(items: list[str]) -> str:
+    return " ".join(items)
+
+
+def bash_script(parser: argparse.ArgumentParser) -> str:
+    infos = describe(parser)
+    prog = parser.prog
+    fn = f"_{prog.replace('-', '_')}_complete"
+    lines = [
+        f"# bash completion for {prog}; load it with: source <({prog} completion bash)",
+        f"{fn}() {{",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" words=""',
+        "    COMPREPLY=()",
+        "    if [[ $COMP_CWORD -eq 1 ]]; then",
+        f'        COMPREPLY=( $(compgen -W "{_words([i.name for i in infos])} --help --version" -- "$cur") )',
+        "        return",
+        "    fi",
+        '    case "$prev" in',
+    ]
+    files = sorted({o for i in infos for o in i.value_options if o in FILE_OPTIONS})
+    dirs = sorted({o for i in infos for o in i.value_options if o in DIR_OPTIONS})
+    if files:
+        lines.append(f'        {"|".join(files)}) COMPREPLY=( $(compgen -f -- "$cur") ); return ;;')
+    if dirs:
+        lines.append(f'        {"|".join(dirs)}) COMPREPLY=( $(compgen -d -- "$cur") ); return ;;')
+    lines += ["    esac", '    case "${COMP_WORDS[1]}" in']
+    for info in infos:
+        cases = []
+        for option, choices in info.option_choices.items():
+            cases.append(f'            {option}) COMPREPLY=( $(compgen -W "{_words(choices)}" -- "$cur") ); return ;;')
+        body = [f"        {info.name})"]
+        if cases:
+            body += ['            case "$prev" in', *["    " + c for c in cases], "            esac"]
+        body.append(f'            words="{_words(info.flags + info.value_options + info.positional_choices)}" ;;')
+        lines += body
+    lines += [
+        "    esac",
+        '    COMPREPLY=( $(compgen -W "$words" -- "$cur") )',
+        "}",
+        f"complete -o default -F {fn} {prog}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _zsh_quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "'\\''").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:")
+
+
+def zsh_script(parser: argparse.ArgumentParser) -> str:
+    infos = describe(parser)
+    prog = parser.prog
+    lines = [
+        f"#compdef {prog}",
+        f"# zsh completion for {prog}; load it with: source <({prog} completion zsh)",
+        f"_{prog}() {{",
+        "    local -a commands",
+        "    commands=(",
+        *[f"        '{i.name}:{_zsh_quote(i.help)}'" for i in infos],
+        "    )",
+        "    if (( CURRENT == 2 )); then",
+        "        _describe -t commands 'kmcp command' commands",
+        "        return",
+        "    fi",
+        "    shift words; (( CURRENT-- ))  # positions below are relative to the command",
+        "    case $words[1] in",
+    ]
+    for info in infos:
+        specs = []
+        for option in info.flags:
+            specs.append(f"'{option}[{_zsh_quote(info.option_help.get(option, ''))}]'")
+        for option in info.value_options:
+            if option in info.option_choices:
+                action = f"({' '.join(info.option_choices[option])})"
+            elif option in DIR_OPTIONS:
+                action = "_files -/"
+            elif option in FILE_OPTIONS:
+                action = "_files"
+            else:
+                action = " "
+            specs.append(f"'{option}[{_zsh_quote(info.option_help.get(option, ''))}]:value:{action}'")
+        if info.positional_choices:
+            specs.append(f"'1:argument:({' '.join(info.positional_choices)})'")
+        specs.append("'*:file:_files'")
+        lines.append(f"        {info.name})")
+        lines.append("            _arguments -s \\")
+        lines += [f"                {s} \\" for s in specs[:-1]]
+        lines.append(f"                {specs[-1]} ;;")
+    lines += [
+        "    esac",
+        "}",
+        f'if [[ "$funcstack[1]" = "_{prog}" ]]; then',
+        f'    _{prog} "$@"',
+        "else",
+        f"    compdef _{prog} {prog}",
+        "fi",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+    return bash_script(parser) if shell == "bash" else zsh_script(parser)
