@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -133,8 +135,9 @@ class HttpServer:
         connection = _Connection(self, stream)
         try:
             await connection.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ClientGone, OSError):
-            pass
+        except Exception as error:  # one connection's failure must not end the server
+            if not is_disconnect(error):
+                traceback.print_exception(error, file=sys.stderr)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -233,10 +236,18 @@ class _Connection:
             self.server._exchange_started()
             self.client_gone = False
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
-                    await self.server.handler(request, responder)
-                    nursery.cancel_scope.cancel()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
+                        await self.server.handler(request, responder)
+                        nursery.cancel_scope.cancel()
+                except Exception as error:
+                    if is_disconnect(error) or responder.started:
+                        raise
+                    traceback.print_exception(error, file=sys.stderr)
+                    await responder.respond(500, [(b"content-type", b"text/plain"), (b"connection", b"close")],
+                                            b"internal error")
+                    return
                 if self.client_gone:
                     return
                 if not responder.started:
@@ -297,6 +308,13 @@ class _Connection:
         return Request(method=head.method.decode("ascii"), target=target, path=split.path or "/",
                        query=dict(parse_qsl(split.query)), headers=headers, body=b"".join(chunks),
                        http_version=head.http_version)
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """Whether an exception (or every leaf of an exception group) just means the peer went away."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(is_disconnect(inner) for inner in error.exceptions)
+    return isinstance(error, trio.BrokenResourceError | trio.ClosedResourceError | ClientGone | OSError)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

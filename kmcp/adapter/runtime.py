@@ -203,6 +203,10 @@ class Session:
             channel.close()
             del self._listeners[delivery.stream]
 
+    def to_standalone(self, item: StreamItem) -> None:
+        """Re-route a message its own stream cannot carry (a JSON-only POST) to the standalone stream."""
+        self._deliver_now(Delivery(STANDALONE, item.data))
+
     # -- client -> server --------------------------------------------------------------------------------------
 
     async def post(self, messages: list[Message], stream: int) -> None:

@@ -126,7 +126,7 @@ class StreamableHttp:
             except SessionClosed:
                 await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
                 return
-            await self._answer(responder, channel, headers, is_batch, want_json, want_sse)
+            await self._answer(responder, session, channel, headers, is_batch, want_json, want_sse)
 
     async def _new_session(self, responder: Responder) -> Session | None:
         if self.stop.is_set():
@@ -143,8 +143,9 @@ class StreamableHttp:
             await jsonrpc_error(responder, 500, jsonrpc.INTERNAL_ERROR, f"cannot start the MCP server: {error}")
         return None
 
-    async def _answer(self, responder: Responder, channel: trio.MemoryReceiveChannel[StreamItem],
-                      headers: Headers, is_batch: bool, want_json: bool, want_sse: bool) -> None:
+    async def _answer(self, responder: Responder, session: Session,
+                      channel: trio.MemoryReceiveChannel[StreamItem], headers: Headers, is_batch: bool,
+                      want_json: bool, want_sse: bool) -> None:
         if want_sse and not (want_json and self.settings.prefer_json_response):
             await responder.start(200, [*SSE_HEADERS, *headers])
             await pump_sse(responder, channel, self.settings, trio.Event(), end_on_last=True)
@@ -163,6 +164,8 @@ class StreamableHttp:
                 await responder.send(b"".join(sse_event(i.data, i.event_id) for i in [*collected, item]))
                 await pump_sse(responder, channel, self.settings, trio.Event(), end_on_last=True)
                 return
+            else:  # a JSON-only client hears server requests and notifications on its GET stream
+                session.to_standalone(item)
         # The channel closed without a final response: the session ended under us.
         await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found", headers=headers)
 

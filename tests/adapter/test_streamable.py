@@ -239,3 +239,18 @@ async def test_warm_pool_hands_out_a_prestarted_process_and_starts_a_replacement
         other = await adapter.initialize()
         assert text_of((await adapter.call_tool(other, "pid")).json()) != text_of(
             (await adapter.call_tool(session, "pid")).json())
+
+
+async def test_json_only_client_hears_server_messages_on_its_get_stream() -> None:
+    async with running_adapter() as adapter:
+        session = await adapter.initialize()
+        headers = {"accept": "text/event-stream", "mcp-session-id": session}
+        async with open_sse(adapter.port, "GET", "/mcp", headers=headers) as stream:
+            response = await adapter.post_mcp({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+                "name": "notify", "arguments": {"text": "for the GET stream"}}}, session, accept="application/json")
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["id"] == 7
+            with trio.fail_after(5):
+                note = await stream.next_message()
+            assert note["method"] == "notifications/message"
+            assert note["params"] == {"level": "info", "data": "for the GET stream"}

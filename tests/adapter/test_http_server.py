@@ -1,0 +1,68 @@
+"""The h11/trio HTTP layer on its own: a failing handler or a vanishing client never takes the server down."""
+
+from __future__ import annotations
+
+import trio
+
+from kmcp.adapter.http import HttpServer, Request, Responder, is_disconnect
+from kmcp.adapter.settings import AdapterSettings
+from tests.adapter.rawhttp import request
+
+
+async def test_handler_crash_gets_500_and_the_server_keeps_serving(nursery: trio.Nursery) -> None:
+    async def handler(req: Request, responder: Responder) -> None:
+        if req.path == "/boom":
+            raise RuntimeError("handler bug (expected in this test)")
+        await responder.respond(200, [], b"fine")
+
+    server = HttpServer(handler, AdapterSettings(host="127.0.0.1", port=0))
+    port = await nursery.start(server.serve)
+    assert (await request(port, "GET", "/boom")).status == 500
+    assert (await request(port, "GET", "/ok")).body == b"fine"
+
+
+async def test_client_leaving_a_stream_ends_its_handler(nursery: trio.Nursery) -> None:
+    ended = trio.Event()
+
+    async def handler(req: Request, responder: Responder) -> None:
+        try:
+            await responder.start(200, [(b"content-type", b"text/event-stream")])
+            while True:
+                await responder.send(b": tick\n\n")
+                await trio.sleep(0.01)
+        finally:
+            ended.set()
+
+    server = HttpServer(handler, AdapterSettings(host="127.0.0.1", port=0))
+    port = await nursery.start(server.serve)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /s HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert b"200" in await stream.receive_some(1000)
+    await stream.aclose()
+    with trio.fail_after(5):
+        await ended.wait()
+    assert server.active_exchanges == 0
+
+
+async def test_drain_closes_idle_connections_and_stops_accepting(nursery: trio.Nursery) -> None:
+    async def handler(req: Request, responder: Responder) -> None:
+        await responder.respond(200, [], b"ok")
+
+    server = HttpServer(handler, AdapterSettings(host="127.0.0.1", port=0))
+    done = trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[int]) -> None:
+        await server.serve(task_status=task_status)
+        done.set()
+
+    port = await nursery.start(serve)
+    idle = await trio.open_tcp_stream("127.0.0.1", port)
+    server.drain()
+    with trio.fail_after(5):
+        assert await idle.receive_some(100) == b""
+        await done.wait()
+
+
+def test_disconnect_detection_looks_inside_exception_groups() -> None:
+    assert is_disconnect(ExceptionGroup("x", [trio.BrokenResourceError(), ExceptionGroup("y", [OSError()])]))
+    assert not is_disconnect(ExceptionGroup("x", [trio.BrokenResourceError(), ValueError()]))
