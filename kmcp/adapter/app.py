@@ -12,6 +12,7 @@ from kmcp.adapter.metrics import Metrics
 from kmcp.adapter.runtime import SessionTable
 from kmcp.adapter.settings import AdapterSettings
 from kmcp.adapter.streamable import StreamableHttp
+from kmcp.adapter.websocket import WebSocketTransport
 
 
 class AdapterApp:
@@ -22,6 +23,7 @@ class AdapterApp:
         self.stop = trio.Event()  # set when draining: standalone streams end, no new sessions
         self.streamable = StreamableHttp(settings, table, self.stop)
         self.legacy = LegacySse(settings, table, self.stop)
+        self.websocket = WebSocketTransport(settings, table, self.stop)
 
     async def handle(self, request: Request, responder: Responder) -> None:
         path = request.path.rstrip("/") or "/"
@@ -33,6 +35,8 @@ class AdapterApp:
                 await self.legacy.stream(request, responder)
             elif path in (MESSAGE_PATH, "/messages") and self.settings.enable_legacy_sse:
                 await self.legacy.message(request, responder)
+            elif path == "/ws" and self.settings.enable_websocket:
+                await self.websocket.handle(request, responder)
             elif path in ("/health", "/healthz", "/readyz"):
                 await self._health(responder)
             elif path == "/metrics":

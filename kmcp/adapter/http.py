@@ -25,7 +25,7 @@ Headers = list[tuple[bytes, bytes]]
 
 _REASONS = {200: b"OK", 202: b"Accepted", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden",
             404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout",
-            409: b"Conflict", 413: b"Content Too Large", 415: b"Unsupported Media Type",
+            409: b"Conflict", 426: b"Upgrade Required", 413: b"Content Too Large", 415: b"Unsupported Media Type",
             500: b"Internal Server Error", 503: b"Service Unavailable"}
 
 
@@ -72,6 +72,16 @@ class Responder:
         if not self.ended:
             self.ended = True
             await self._connection.write(None, b"", end=True)
+
+    def take_over(self, request: Request) -> trio.abc.Stream:
+        """Hand the raw connection to another protocol (a WebSocket upgrade). The returned stream replays the
+        request head first, so a library that reads the handshake itself sees it; HTTP is done on this
+        connection afterwards."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = self.ended = True
+        self.status = 101
+        return self._connection.take_over(request)
 
     def _head(self, status: int, headers: Headers) -> h11.Response:
         if self.started:
@@ -158,6 +168,7 @@ class _Connection:
         self.settings = server.settings
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
         self.client_gone = False
+        self.hijacked = False
 
     async def write(self, head: h11.Response | None, data: bytes = b"", *, end: bool = False) -> None:
         parts = []
@@ -173,6 +184,13 @@ class _Connection:
                 await self.stream.send_all(payload)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 raise ClientGone() from error
+
+    def take_over(self, request: Request) -> trio.abc.Stream:
+        self.hijacked = True
+        head = [f"{request.method} {request.target} HTTP/{request.http_version.decode()}\r\n".encode("latin-1")]
+        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in request.headers.items()]
+        head.append(b"\r\n")
+        return PrefixedStream(b"".join(head) + self.h11.trailing_data[0], self.stream)
 
     async def _receive(self) -> bool:
         data = await self.stream.receive_some(65536)
@@ -238,7 +256,8 @@ class _Connection:
             try:
                 try:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
+                        if "upgrade" not in request.headers:  # an upgraded connection's bytes are not ours
+                            nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
                         await self.server.handler(request, responder)
                         nursery.cancel_scope.cancel()
                 except Exception as error:
@@ -248,7 +267,7 @@ class _Connection:
                     await responder.respond(500, [(b"content-type", b"text/plain"), (b"connection", b"close")],
                                             b"internal error")
                     return
-                if self.client_gone:
+                if self.client_gone or self.hijacked:
                     return
                 if not responder.started:
                     await responder.respond(500, [(b"content-type", b"text/plain")], b"no response")
@@ -308,6 +327,35 @@ class _Connection:
         return Request(method=head.method.decode("ascii"), target=target, path=split.path or "/",
                        query=dict(parse_qsl(split.query)), headers=headers, body=b"".join(chunks),
                        http_version=head.http_version)
+
+
+class PrefixedStream(trio.abc.Stream):
+    """A stream that yields ``prefix`` before reading from ``stream`` (bytes an earlier parser consumed)."""
+
+    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        if isinstance(self._stream, trio.abc.HalfCloseableStream):
+            await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def is_disconnect(error: BaseException) -> bool:

@@ -35,7 +35,7 @@ class AdapterSettings:
     # Transports and origins
     enable_get_stream: bool = True
     enable_legacy_sse: bool = True
-    enable_websocket: bool = False
+    enable_websocket: bool = True
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     allow_localhost_origins: bool = True
     # When a client accepts both, answer with plain JSON if the server's response is the first thing it sends.
