@@ -50,11 +50,13 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
     manager_rules = objects["ClusterRole", "kmcp-manager-role"]["rules"]
     granted = {(group, resource): set(rule["verbs"]) for rule in manager_rules
                for group in rule["apiGroups"] for resource in rule["resources"]}
-    for resource in ("configmaps", "services", "serviceaccounts"):
-        assert granted["", resource] >= set(ALL_RULE_VERBS)
-    assert granted["apps", "deployments"] >= set(ALL_RULE_VERBS)
-    for resource in ("mcpservers", "mcpservers/finalizers", "mcpservers/status"):
-        assert granted["kagent.dev", resource] >= set(ALL_RULE_VERBS)
+    # The children the controller owns: full control. What MCPServers reference: read only.
+    for child in (("", "services"), ("", "serviceaccounts"), ("apps", "deployments")):
+        assert granted[child] == set(ALL_RULE_VERBS)
+    assert granted["", "secrets"] == granted["", "configmaps"] == {"get", "list", "watch"}
+    assert granted["kagent.dev", "mcpservers"] >= {"get", "list", "watch", "patch"}
+    assert granted["kagent.dev", "mcpservers/status"] >= {"get", "patch", "update"}
+    assert granted["events.k8s.io", "events"] == {"create", "patch"}
     assert objects["ClusterRole", "kmcp-metrics-reader"]["rules"] == [{"nonResourceURLs": ["/metrics"],
                                                                        "verbs": ["get"]}]
     leader = {r["resources"][0]: r["verbs"] for r in objects["Role", "kmcp-leader-election-role"]["rules"]}
@@ -75,7 +77,8 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
     assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "kmcp"
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["serviceAccountName"] == "kmcp-controller-manager"
-    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}
     container = manager(list(objects.values()))
     assert container["image"] == IMAGE and container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["kmcp"] and container["args"] == GUIDE_ARGS
@@ -89,7 +92,8 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
                                            "initialDelaySeconds": 5, "periodSeconds": 10}
     assert container["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
                                       "requests": {"cpu": "10m", "memory": "64Mi"}}
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
 
 
 def test_values_ha(render: Render) -> None:
@@ -155,8 +159,8 @@ controller:
   metrics: {bindAddress: ":9443"}
   env: [{name: LOG_LEVEL, value: debug}]
 podAnnotations: {prometheus.io/scrape: "true"}
-podSecurityContext: {runAsNonRoot: true, runAsUser: 65532}
-securityContext: {readOnlyRootFilesystem: true}
+podSecurityContext: {runAsNonRoot: true, runAsUser: 1001}
+securityContext: {readOnlyRootFilesystem: false}
 resources: {limits: {memory: 512Mi}}
 nodeSelector: {kubernetes.io/os: linux}
 tolerations: [{key: dedicated, operator: Equal, value: platform, effect: NoSchedule}]
@@ -183,7 +187,7 @@ service: {type: NodePort, port: 9443, targetPort: 9443}
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     # helm merges maps from -f files into the defaults (set a key to null to drop it).
-    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532,
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 65532,
                                               "seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
@@ -196,7 +200,7 @@ service: {type: NodePort, port: 9443, targetPort: 9443}
     assert {p["containerPort"] for p in container["ports"]} == {9440, 9443}
     assert container["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": 9440}, "initialDelaySeconds": 30,
                                           "periodSeconds": 40, "failureThreshold": 5}
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
     assert container["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
     service = objects["Service", "acme-kmcp-controller-manager-metrics-service"]["spec"]
     assert service["type"] == "NodePort" and service["ports"][0]["port"] == 9443

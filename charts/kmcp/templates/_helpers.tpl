@@ -62,3 +62,8 @@ app.kubernetes.io/part-of: kmcp
 {{- define "kmcp.metricsScheme" -}}
 {{- if .Values.controller.metrics.secureServing -}}https{{- else -}}http{{- end -}}
 {{- end -}}
+
+{{/* A Service name is a DNS label: at most 63 characters, even with a long fullname. */}}
+{{- define "kmcp.metricsServiceName" -}}
+{{- printf "%s-controller-manager-metrics-service" (include "kmcp.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
