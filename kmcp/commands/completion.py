@@ -102,7 +102,13 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines)
 
 
+def _sq(text: str) -> str:
+    """Text for inside a single-quoted shell word."""
+    return text.replace("'", "'\\''")
+
+
 def _zsh_quote(text: str) -> str:
+    """An _arguments option description: brackets and colons are its syntax."""
     return text.replace("\\", "\\\\").replace("'", "'\\''").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:")
 
 
@@ -115,7 +121,7 @@ def zsh_script(parser: argparse.ArgumentParser) -> str:
         f"_{prog}() {{",
         "    local -a commands",
         "    commands=(",
-        *[f"        '{i.name}:{_zsh_quote(i.help)}'" for i in infos],
+        *[f"        '{i.name}:{_sq(i.help)}'" for i in infos],
         "    )",
         "    if (( CURRENT == 2 )); then",
         "        _describe -t commands 'kmcp command' commands",
