@@ -1,0 +1,148 @@
+"""Sessions over an in-memory launcher: the session logic never knows how its process was started.
+Time is a MockClock, so idle reaping is tested without sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from kmcp.adapter import jsonrpc
+from kmcp.adapter.launcher import ServerProcess
+from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.runtime import SessionTable, TooManySessions
+from kmcp.adapter.session import STANDALONE
+from kmcp.adapter.settings import AdapterSettings
+
+
+class FakeProcess:
+    """A "server" whose stdin/stdout are in-memory streams the test drives."""
+
+    def __init__(self) -> None:
+        self.to_server_send, self.to_server_receive = trio.testing.memory_stream_one_way_pair()
+        self.from_server_send, self.from_server_receive = trio.testing.memory_stream_one_way_pair()
+        self.exited = trio.Event()
+        self.code = 0
+
+    @property
+    def send_stream(self) -> trio.abc.SendStream:
+        return self.to_server_send
+
+    @property
+    def receive_stream(self) -> trio.abc.ReceiveStream:
+        return self.from_server_receive
+
+    async def wait(self) -> int:
+        await self.exited.wait()
+        return self.code
+
+    async def say(self, message: dict[str, object]) -> None:
+        await self.from_server_send.send_all(msgspec.json.encode(message) + b"\n")
+
+    async def exit(self, code: int) -> None:
+        self.code = code
+        self.exited.set()
+        await self.from_server_send.aclose()
+
+
+class FakeLauncher:
+    def __init__(self) -> None:
+        self.processes: list[FakeProcess] = []
+        self.ended: list[str] = []
+
+    @asynccontextmanager
+    async def launch(self, session_id: str) -> AsyncIterator[ServerProcess]:
+        process = FakeProcess()
+        self.processes.append(process)
+        try:
+            yield process
+        finally:
+            self.ended.append(session_id)
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def start_table(nursery: trio.Nursery, **overrides: object) -> tuple[SessionTable, FakeLauncher, Metrics]:
+    launcher, metrics = FakeLauncher(), Metrics()
+    table = SessionTable(AdapterSettings(**overrides), launcher, metrics)  # type: ignore[arg-type]
+    await nursery.start(table.run)
+    return table, launcher, metrics
+
+
+async def test_request_reaches_the_process_and_its_answer_the_listener(nursery: trio.Nursery) -> None:
+    table, launcher, metrics = await start_table(nursery)
+    session = await table.create("streamable")
+    stream = session.core.open_stream()
+    with session.listen(stream, fresh=True) as channel:
+        await session.post([jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')], stream)
+        process = launcher.processes[0]
+        assert await process.to_server_receive.receive_some() == b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
+        await process.say({"jsonrpc": "2.0", "id": 1, "result": {}})
+        item = await channel.receive()
+    assert item.last and item.response
+    assert msgspec.json.decode(item.data) == {"jsonrpc": "2.0", "id": 1, "result": {}}
+    assert metrics.requests["ping"] == 1
+
+
+async def test_process_exit_fails_pending_and_removes_the_session(nursery: trio.Nursery) -> None:
+    table, launcher, metrics = await start_table(nursery)
+    session = await table.create("streamable")
+    stream = session.core.open_stream()
+    with session.listen(stream, fresh=True) as channel:
+        await session.post([jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":"x","method":"tools/call"}')], stream)
+        await launcher.processes[0].exit(-9)
+        item = await channel.receive()
+    error = msgspec.json.decode(item.data)["error"]
+    assert error["code"] == jsonrpc.SERVER_GONE
+    assert "killed by SIGKILL" in error["message"]
+    await session.ended.wait()
+    assert table.get(session.id) is None
+    assert metrics.child_exits == 1
+
+
+async def test_idle_session_is_reaped_but_a_listened_one_is_not(
+        nursery: trio.Nursery, clock: trio.testing.MockClock) -> None:
+    table, launcher, _ = await start_table(nursery, session_idle_timeout=60.0)
+    idle = await table.create("streamable")
+    listened = await table.create("streamable")
+    with listened.listen(STANDALONE):
+        await trio.sleep(61)
+        assert table.get(idle.id) is None
+        assert launcher.ended == [idle.id]
+        assert table.get(listened.id) is listened
+    await trio.sleep(121)
+    assert table.get(listened.id) is None
+
+
+async def test_max_sessions_counts_live_sessions_only(nursery: trio.Nursery) -> None:
+    table, _, metrics = await start_table(nursery, max_sessions=1)
+    first = await table.create("sse")
+    with pytest.raises(TooManySessions):
+        await table.create("sse")
+    first.end("done")
+    await first.ended.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    await table.create("sse")
+    assert metrics.sessions_rejected == 1
+    assert metrics.sessions_total == 2
+
+
+async def test_end_all_ends_warm_processes_too(nursery: trio.Nursery) -> None:
+    table, launcher, _ = await start_table(nursery, warm_pool=2)
+    await trio.testing.wait_all_tasks_blocked()
+    assert table.warm == 2
+    assert len(table) == 0
+    await table.create("streamable")
+    await trio.testing.wait_all_tasks_blocked()
+    assert (table.warm, len(table), len(launcher.processes)) == (2, 1, 3)
+    table.end_all("shutdown")
+    with trio.fail_after(5):
+        await table.wait_empty()
+    assert len(launcher.ended) == 3
