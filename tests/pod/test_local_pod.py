@@ -1,0 +1,83 @@
+"""A rendered stdio MCPServer pod, run as local processes: the adapter sidecar (--bridge) and the mcp-server
+container running serve.sh, talking over FIFOs in a temp dir that stands in for /kmcp. The official MCP SDK
+client then uses it over Streamable HTTP and legacy SSE, as kagent would through the Service."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kmcp import podrunner, render, spec
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mcpserver(**deployment: Any) -> spec.MCPServer:
+    return spec.validated({
+        "apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer",
+        "metadata": {"name": "local", "namespace": "default"},
+        "spec": {"transportType": "stdio", "stdioTransport": {"warmPoolSize": 1}, "deployment": {
+            "image": "unused:local", "cmd": sys.executable,
+            "args": [str(ROOT / "tests/servers/fastmcp_server.py")], **deployment}},
+    })
+
+
+def sdk_client(url: str, kind: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(ROOT / "tests/adapter/sdk_client.py"), url, kind],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_translate_maps_the_pod_onto_loopback_and_a_local_bridge(tmp_path: Path) -> None:
+    deployment = render.render_deployment(mcpserver(env={"GREETING": "hi"}), render.RenderSettings())
+    pod = podrunner.translate(deployment, tmp_path, 4321, secret_env={})
+    assert pod.adapter.argv[pod.adapter.argv.index("--listen") + 1] == "127.0.0.1:4321"
+    assert pod.adapter.argv[pod.adapter.argv.index("--bridge") + 1] == str(tmp_path / "kmcp")
+    assert pod.server.argv == ["/bin/sh", str(tmp_path / "kmcp/serve.sh"), sys.executable,
+                               str(ROOT / "tests/servers/fastmcp_server.py")]
+    assert pod.server.env == {"GREETING": "hi"}
+
+
+def test_http_mcpservers_cannot_run_locally(tmp_path: Path) -> None:
+    server = spec.validated({
+        "apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "h"},
+        "spec": {"transportType": "http", "httpTransport": {"targetPort": 8080}, "deployment": {"image": "x"}}})
+    with pytest.raises(podrunner.PodSpecError, match="only stdio MCPServers run locally"):
+        podrunner.translate(render.render_deployment(server, render.RenderSettings()), tmp_path, 1)
+
+
+async def test_sdk_clients_use_the_rendered_pod(tmp_path: Path) -> None:
+    port = free_port()
+    deployment = render.render_deployment(mcpserver(), render.RenderSettings())
+    pod = podrunner.translate(deployment, tmp_path, port)
+    async with trio.open_nursery() as nursery:
+        state = await nursery.start(podrunner.run_pod, pod)
+        assert state.ready
+        session_pids: list[str] = []
+        for kind, path in (("streamable", "/mcp"), ("sse", "/sse")):
+            seen = await trio.to_thread.run_sync(sdk_client, f"http://127.0.0.1:{port}{path}", kind)
+            assert seen["echo"] == "hello"
+            assert seen["progress"] == [1.0, 2.0, 3.0]
+            assert seen["ask"] == "model said: echo:meaning of life"  # sampling round trip through the FIFOs
+            assert len(seen["pids"]) == 1
+            session_pids += seen["pids"]
+        assert session_pids[0] != session_pids[1]  # isolated: one server process per MCP session
+        # Each session had its own server process, started by serve.sh in the 'mcp-server container'.
+        assert state.server_starts == 1 and state.adapter_starts == 1
+        nursery.cancel_scope.cancel()
