@@ -1,0 +1,54 @@
+"""metav1.Condition bookkeeping, pure: lastTransitionTime moves only when a condition's status changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kmcp.spec import CONDITION_TYPES
+
+Obj = dict[str, Any]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+
+def set_conditions(current: list[Obj], updates: list[Condition], generation: int, now: str) -> list[Obj]:
+    """``current`` with ``updates`` merged in, in the canonical type order; untouched conditions are kept as they are.
+
+    A condition whose status is unchanged keeps its lastTransitionTime; reason, message and observedGeneration are
+    always refreshed."""
+    by_type = {c.get("type"): dict(c) for c in current if isinstance(c, dict)}
+    for update in updates:
+        old = by_type.get(update.type)
+        transition = old.get("lastTransitionTime") if old and old.get("status") == update.status else None
+        by_type[update.type] = {
+            "type": update.type,
+            "status": update.status,
+            "reason": update.reason,
+            "message": update.message,
+            "lastTransitionTime": transition or now,
+            "observedGeneration": generation,
+        }
+    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
+    return sorted(by_type.values(), key=lambda c: (order.get(str(c.get("type")), len(order)), str(c.get("type"))))
+
+
+def changed(before: list[Obj], after: list[Obj]) -> list[Obj]:
+    """Conditions in ``after`` whose (status, reason) differ from ``before``: each is worth an Event."""
+    old = {c.get("type"): (c.get("status"), c.get("reason")) for c in before}
+    return [c for c in after if old.get(c.get("type")) != (c.get("status"), c.get("reason"))]
+
+
+def find(conditions: list[Obj], type_: str) -> Obj | None:
+    return next((c for c in conditions if c.get("type") == type_), None)

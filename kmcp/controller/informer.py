@@ -1,0 +1,138 @@
+"""List + watch into a local cache, like client-go's reflector + store.
+
+The cache is the controller's view of the world: reconcile reads it, never the triggering event. A watch resumes
+from the last resourceVersion it saw (bookmarks keep that fresh); 410 Gone means the version was compacted away, so
+the informer relists and reports what changed while it was not looking. Other failures back off and retry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import trio
+
+from kmcp import kube
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+Handler = Callable[[str, Obj], None]  # ("ADDED" | "MODIFIED" | "DELETED", object)
+
+log = logging.getLogger("kmcp.controller.informer")
+
+
+def key_of(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Informer:
+    def __init__(self, client: kube.Kube, resource: kube.Resource, *, namespace: str | None = None,
+                 label_selector: str | None = None, metadata_only: bool = False,
+                 watch_timeout_seconds: int = 300, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 on_restart: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.metadata_only = metadata_only
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.on_restart = on_restart
+        self.store: dict[Key, Obj] = {}
+        self.synced = trio.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self._handlers: list[Handler] = []
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        return self.store.get((namespace, name))
+
+    def items(self) -> list[Obj]:
+        return list(self.store.values())
+
+    def _emit(self, kind: str, obj: Obj) -> None:
+        for handler in self._handlers:
+            handler(kind, obj)
+
+    async def relist(self) -> None:
+        """Replace the cache with a fresh list; emit ADDED/MODIFIED/DELETED for the differences."""
+        page = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector,
+                                      metadata_only=self.metadata_only)
+        fresh = {key_of(item): item for item in page.get("items") or []}
+        old = self.store
+        self.store = fresh
+        self.resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        self.relists += 1
+        for key, obj in old.items():
+            if key not in fresh:
+                self._emit("DELETED", obj)
+        for key, obj in fresh.items():
+            before = old.get(key)
+            if before is None:
+                self._emit("ADDED", obj)
+            elif (before.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
+                    "resourceVersion"):
+                self._emit("MODIFIED", obj)
+
+    async def watch_once(self) -> None:
+        """One watch call from the current resourceVersion, applied to the cache until the server ends it."""
+        async for event in self.client.watch(self.resource, self.namespace, resource_version=self.resource_version,
+                                             label_selector=self.label_selector,
+                                             timeout_seconds=self.watch_timeout_seconds,
+                                             metadata_only=self.metadata_only):
+            rv = str((event.object.get("metadata") or {}).get("resourceVersion") or "")
+            if event.type == "BOOKMARK":
+                self.resource_version = rv or self.resource_version
+                continue
+            key = key_of(event.object)
+            if event.type == "DELETED":
+                self.store.pop(key, None)
+            elif event.type in ("ADDED", "MODIFIED"):
+                self.store[key] = event.object
+            else:
+                continue
+            if rv:
+                self.resource_version = rv
+            self._emit(event.type, event.object)
+
+    def _restarted(self, cause: str) -> None:
+        if self.on_restart is not None:
+            self.on_restart(cause)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """List, then watch forever; ``task_status.started()`` after the first successful list (cache synced)."""
+        failures = 0
+        need_list = True
+        started = False
+        while True:
+            try:
+                if need_list:
+                    await self.relist()
+                    need_list = False
+                    if not started:
+                        self.synced.set()
+                        task_status.started()
+                        started = True
+                await self.watch_once()
+                failures = 0
+                self._restarted("timeout")
+            except kube.Gone:
+                log.info("watch expired, relisting", extra={"kv": {"resource": self.resource.plural}})
+                need_list = True
+                self._restarted("gone")
+            except (kube.ApiError, httpx.HTTPError, OSError, ValueError) as error:
+                failures += 1
+                delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 10))
+                log.warning("list/watch failed, retrying", extra={"kv": {
+                    "resource": self.resource.plural, "error": str(error) or type(error).__name__,
+                    "retry_in": delay}})
+                self._restarted("error")
+                # A watch that failed mid-stream may have lost events: relist to be sure.
+                need_list = True
+                await trio.sleep(delay)

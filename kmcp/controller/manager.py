@@ -1,0 +1,170 @@
+"""Wires the machinery together: probes and metrics servers always run; informers, the work queue and workers run
+only while this instance leads (or always, without leader election)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+import trio
+
+from kmcp import kube
+from kmcp.controller.informer import Informer, Key
+from kmcp.controller.leader import LeaderElector
+from kmcp.controller.metrics import ControllerMetrics
+from kmcp.controller.metrics_server import serve_metrics
+from kmcp.controller.probes import serve_probes
+from kmcp.controller.queue import WorkQueue
+from kmcp.controller.reconcile import Caches, ReconcileError, Reconciler
+from kmcp.controller.settings import ControllerSettings
+from kmcp.render import MANAGED_BY
+
+Obj = dict[str, Any]
+CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+log = logging.getLogger("kmcp.controller")
+
+
+class Manager:
+    def __init__(self, settings: ControllerSettings, client: kube.Kube) -> None:
+        self.settings = settings
+        self.client = client
+        self.identity = settings.identity or "kmcp"
+        self.queue: WorkQueue[Key] = WorkQueue(backoff_base=settings.backoff_base, backoff_max=settings.backoff_max)
+        self.metrics = ControllerMetrics(api_requests=lambda: dict(client.counter.counts))
+        self.metrics.queue_depth.sampler = lambda: float(self.queue.depth)
+        self.metrics.leader.set(0.0 if settings.leader_elect else 1.0)
+        self.standby = settings.leader_elect
+        self.synced = False
+        self.caches: Caches | None = None
+        self.reconciler: Reconciler | None = None
+
+    def ready(self) -> bool:
+        return self.standby or self.synced
+
+    # -- wiring
+    def _informer(self, resource: kube.Resource, *, label_selector: str | None = None,
+                  metadata_only: bool = False) -> Informer:
+        def restarted(cause: str) -> None:
+            self.metrics.watch_restarts.inc(resource=resource.plural, cause=cause)
+
+        return Informer(self.client, resource, namespace=self.settings.namespace, label_selector=label_selector,
+                        metadata_only=metadata_only, watch_timeout_seconds=self.settings.watch_timeout_seconds,
+                        on_restart=restarted)
+
+    def _build(self) -> Caches:
+        caches = Caches(
+            servers=self._informer(kube.MCPSERVERS),
+            deployments=self._informer(kube.DEPLOYMENTS, label_selector=CHILD_SELECTOR),
+            services=self._informer(kube.SERVICES, label_selector=CHILD_SELECTOR),
+            service_accounts=self._informer(kube.SERVICE_ACCOUNTS, label_selector=CHILD_SELECTOR),
+            secrets=self._informer(kube.SECRETS, metadata_only=True),
+            config_maps=self._informer(kube.CONFIG_MAPS),
+        )
+        caches.servers.add_handler(lambda _kind, obj: self.queue.add(_key(obj)))
+        for child in (caches.deployments, caches.services, caches.service_accounts):
+            child.add_handler(self._on_child)
+        caches.secrets.add_handler(lambda _kind, obj: self._on_ref("secret", obj))
+        caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
+        return caches
+
+    def _on_child(self, _kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "MCPServer" and str(ref.get("apiVersion", "")).startswith("kagent.dev/") \
+                    and ref.get("controller"):
+                self.queue.add((str(meta.get("namespace") or ""), str(ref.get("name"))))
+
+    def _on_ref(self, which: str, obj: Obj) -> None:
+        """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again."""
+        if self.caches is None:
+            return
+        namespace, name = _key(obj)
+        field = "secretRefs" if which == "secret" else "configMapRefs"
+        for server in self.caches.servers.items():
+            if (server.get("metadata") or {}).get("namespace") != namespace:
+                continue
+            refs = ((server.get("spec") or {}).get("deployment") or {}).get(field) or []
+            if any(isinstance(r, dict) and r.get("name") == name for r in refs):
+                self.queue.add(_key(server))
+
+    # -- running
+    async def _worker(self, key: Key) -> None:
+        assert self.reconciler is not None
+        start = time.perf_counter()
+        try:
+            await self.reconciler.reconcile(key)
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, ReconcileError) else "ReconcileError"
+            delay = self.queue.retry(key)
+            self.metrics.reconcile_total.inc(controller="mcpserver", result="error")
+            self.metrics.reconcile_errors.inc(controller="mcpserver")
+            log.error("reconcile failed", exc_info=not isinstance(exc, ReconcileError | kube.ApiError
+                                                                   | httpx.HTTPError),
+                      extra={"kv": {"namespace": key[0], "name": key[1], "reason": reason, "error": str(exc),
+                                    "retry_in": delay}})
+            obj = self.caches.servers.get(*key) if self.caches else None
+            if obj is not None:
+                await self.reconciler.event(obj, "Warning", reason, str(exc))
+        else:
+            self.queue.forget(key)
+            self.metrics.reconcile_total.inc(controller="mcpserver", result="success")
+            log.debug("reconciled", extra={"kv": {"namespace": key[0], "name": key[1]}})
+        finally:
+            self.metrics.reconcile_time.observe(time.perf_counter() - start, controller="mcpserver")
+
+    async def _resync(self) -> None:
+        while True:
+            await trio.sleep(self.settings.resync_period)
+            assert self.caches is not None
+            log.debug("resync", extra={"kv": {"servers": len(self.caches.servers.store)}})
+            for obj in self.caches.servers.items():
+                self.queue.add(_key(obj))
+
+    async def lead(self) -> None:
+        """Run informers, workers and the periodic resync until cancelled."""
+        self.standby = False
+        self.metrics.leader.set(1.0)
+        self.caches = caches = self._build()
+        self.reconciler = Reconciler(self.client, caches, self.settings, self.identity)
+        async with trio.open_nursery() as nursery:
+            for informer in caches.all():
+                nursery.start_soon(informer.run)
+            for informer in caches.all():
+                await informer.synced.wait()
+            self.synced = True
+            log.info("caches synced", extra={"kv": {"servers": len(caches.servers.store),
+                                                    "namespace": self.settings.namespace or "(all)"}})
+            await nursery.start(self.queue.run_workers, self._worker, self.settings.max_concurrent_reconciles)
+            nursery.start_soon(self._resync)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        s = self.settings
+        async with trio.open_nursery() as nursery:
+            if s.health_probe_address is not None:
+                port = await nursery.start(serve_probes, self.ready, *s.health_probe_address)
+                log.info("serving probes", extra={"kv": {"port": port}})
+            if s.metrics_address is not None:
+                host, wanted = s.metrics_address
+                port = await nursery.start(lambda task_status: serve_metrics(
+                    self.metrics.render, host, wanted, secure=s.metrics_secure, client=self.client,
+                    task_status=task_status))
+                log.info("serving metrics", extra={"kv": {"port": port, "secure": s.metrics_secure}})
+            task_status.started()
+            if s.leader_elect:
+                elector = LeaderElector(self.client, s.leader_election_namespace, s.lease_name, self.identity,
+                                        lease_duration=s.lease_duration, renew_deadline=s.renew_deadline,
+                                        retry_period=s.retry_period)
+                try:
+                    await elector.run(self.lead)
+                finally:
+                    self.metrics.leader.set(0.0)
+            else:
+                await self.lead()
+            nursery.cancel_scope.cancel()
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")

@@ -1,0 +1,283 @@
+"""One reconcile of one MCPServer: read the caches, compute what should exist, apply what differs, report.
+
+Level-triggered and idempotent: it never looks at the event that woke it. Spec problems are terminal (they go to
+status as Accepted=False and are not retried); API failures raise so the queue retries with back-off. On a converged
+cluster it makes no write at all: a child is applied only when the cached object does not already contain what kmcp
+would apply, and status is patched only when it would change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from kmcp import kube, render, spec
+from kmcp.controller import conditions as cond
+from kmcp.controller.informer import Informer, Key
+from kmcp.controller.settings import ControllerSettings
+
+Obj = dict[str, Any]
+APPLIED_HASH_ANNOTATION = "kmcp.kagent.dev/applied-hash"
+REPORTING_CONTROLLER = "kmcp"
+log = logging.getLogger("kmcp.controller.reconcile")
+
+
+@dataclass
+class Caches:
+    servers: Informer
+    deployments: Informer
+    services: Informer
+    service_accounts: Informer
+    secrets: Informer
+    config_maps: Informer
+
+    def for_kind(self, kind: str) -> Informer:
+        return {"Deployment": self.deployments, "Service": self.services,
+                "ServiceAccount": self.service_accounts}[kind]
+
+    def all(self) -> list[Informer]:
+        return [self.servers, self.deployments, self.services, self.service_accounts, self.secrets,
+                self.config_maps]
+
+
+class NamespaceTerminating(Exception):
+    """The MCPServer's namespace is being deleted: stop, the namespace controller removes everything."""
+
+
+class ReconcileError(Exception):
+    """A retryable failure; ``reason`` becomes the Warning Event's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when every field of ``desired`` is in ``live`` with the same value (lists: same length, element-wise).
+
+    The apiserver adds defaults and other managers add fields; neither makes the object differ from what kmcp
+    applies. Fields kmcp stops setting are caught by the applied-hash annotation, which changes with them."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(
+            contains(a, b) for a, b in zip(live, desired, strict=True))
+    return bool(live == desired)
+
+
+def with_applied_hash(obj: Obj) -> Obj:
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    out = dict(obj)
+    meta = dict(out["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_HASH_ANNOTATION: digest}
+    out["metadata"] = meta
+    return out
+
+
+def refs_problems(server: spec.MCPServer, caches: Caches) -> tuple[list[str], list[str], str]:
+    """(missing refs, key conflicts, digest of the referenced objects' resourceVersions)."""
+    ns = server.metadata.namespace
+    dep = server.spec.deployment
+    missing: list[str] = []
+    conflicts: list[str] = []
+    versions: list[tuple[str, str, str]] = []
+    for ref in dep.secret_refs:
+        obj = caches.secrets.get(ns, ref.name)
+        if obj is None:
+            missing.append(f"Secret {ref.name}")
+        else:
+            versions.append(("Secret", ref.name, str(obj["metadata"].get("resourceVersion", ""))))
+    seen_keys: dict[str, str] = {}
+    for ref in dep.config_map_refs:
+        obj = caches.config_maps.get(ns, ref.name)
+        if obj is None:
+            missing.append(f"ConfigMap {ref.name}")
+            continue
+        versions.append(("ConfigMap", ref.name, str(obj["metadata"].get("resourceVersion", ""))))
+        for data_key in [*(obj.get("data") or {}), *(obj.get("binaryData") or {})]:
+            if data_key in seen_keys and seen_keys[data_key] != ref.name:
+                conflicts.append(f"key {data_key!r} is in ConfigMaps {seen_keys[data_key]} and {ref.name}")
+            seen_keys.setdefault(data_key, ref.name)
+    digest = hashlib.sha256(json.dumps(versions).encode()).hexdigest()[:16] if versions else ""
+    return missing, conflicts, digest
+
+
+def deployment_ready(deployment: Obj | None) -> cond.Condition:
+    if deployment is None:
+        return cond.Condition("Ready", "False", "DeploymentNotFound", "the Deployment does not exist yet")
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    status = deployment.get("status") or {}
+    observed = int(status.get("observedGeneration") or 0)
+    if observed < generation:
+        return cond.Condition("Ready", "False", "DeploymentProgressing",
+                              f"waiting for the Deployment controller to observe generation {generation}")
+    available = cond.find(list(status.get("conditions") or []), "Available")
+    if available is not None and available.get("status") == "True":
+        return cond.Condition("Ready", "True", "DeploymentReady", "MCPServer deployment is ready")
+    detail = (available or {}).get("message") or "the Deployment has no available replicas"
+    return cond.Condition("Ready", "False", "DeploymentUnavailable", str(detail))
+
+
+class Reconciler:
+    def __init__(self, client: kube.Kube, caches: Caches, settings: ControllerSettings, identity: str) -> None:
+        self.client = client
+        self.caches = caches
+        self.settings = settings
+        self.identity = identity
+        # (plural, namespace, name) -> (applied hash, resourceVersion the apply returned)
+        self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    async def reconcile(self, key: Key) -> None:
+        try:
+            await self._reconcile(key)
+        except NamespaceTerminating:
+            log.debug("namespace is being deleted", extra={"kv": {"namespace": key[0], "name": key[1]}})
+
+    async def _reconcile(self, key: Key) -> None:
+        namespace, name = key
+        obj = self.caches.servers.get(namespace, name)
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return  # gone or going: the garbage collector removes the children through their owner references
+        generation = int(obj["metadata"].get("generation") or 0)
+        status_before = dict(obj.get("status") or {})
+        before = list(status_before.get("conditions") or [])
+        updates: list[cond.Condition] = []
+        url = str(status_before.get("url") or "")
+        error: ReconcileError | None = None
+        try:
+            server = spec.decode_mcpserver(obj)
+            problems = spec.semantic_problems(server)
+        except spec.SpecError as exc:
+            server, problems = None, exc.problems
+        if problems or server is None:
+            first = problems[0]
+            message = "; ".join(str(p) for p in problems)
+            updates += [
+                cond.Condition("Accepted", "False", first.reason, message),
+                cond.Condition("ResolvedRefs", "Unknown", "NotAccepted", "the spec is not accepted"),
+                cond.Condition("Programmed", "False", "NotAccepted", "the spec is not accepted"),
+                cond.Condition("Ready", "False", "NotAccepted", "the spec is not accepted"),
+            ]
+        else:
+            url = render.server_url(server, self.settings.render)
+            updates.append(cond.Condition("Accepted", "True", "Accepted", "the spec is valid"))
+            missing, conflicts, digest = refs_problems(server, self.caches)
+            if missing or conflicts:
+                reason = "RefNotFound" if missing else "ConflictingKeys"
+                message = (f"not found: {', '.join(missing)}" if missing else "") + \
+                    ("; " if missing and conflicts else "") + "; ".join(conflicts)
+                updates += [
+                    cond.Condition("ResolvedRefs", "False", reason, message),
+                    cond.Condition("Programmed", "False", "RefsNotResolved", "waiting for the referenced objects"),
+                    cond.Condition("Ready", "False", "RefsNotResolved", "waiting for the referenced objects"),
+                ]
+            else:
+                updates.append(cond.Condition("ResolvedRefs", "True", "ResolvedRefs",
+                                              "every referenced Secret and ConfigMap exists"))
+                try:
+                    deployment = await self._apply_children(server, digest)
+                except ReconcileError as exc:
+                    error = exc
+                    updates += [cond.Condition("Programmed", "False", exc.reason, str(exc)),
+                                cond.Condition("Ready", "False", "NotProgrammed", "the children are not applied")]
+                else:
+                    updates.append(cond.Condition("Programmed", "True", "Programmed",
+                                                  "the Deployment, Service and ServiceAccount are applied"))
+                    updates.append(deployment_ready(deployment))
+        after = cond.set_conditions(before, updates, generation, cond.now_rfc3339())
+        status = {"observedGeneration": generation, "conditions": after}
+        if url:
+            status["url"] = url
+        if any(status_before.get(k) != v for k, v in status.items()):
+            await self._write_status(obj, status)
+        for changed in cond.changed(before, after):
+            good = changed["status"] == "True"
+            await self.event(obj, "Normal" if good else "Warning", str(changed["reason"]),
+                             f"{changed['type']}={changed['status']}: {changed.get('message', '')}")
+        if error is not None:
+            raise error
+
+    async def _write_status(self, obj: Obj, status: Obj) -> None:
+        meta = obj["metadata"]
+        try:
+            written = await self.client.patch_status(kube.MCPSERVERS, meta["name"], meta.get("namespace"), status)
+        except kube.NotFound:
+            return
+        except kube.ApiError as exc:
+            if kube.namespace_terminating(exc):
+                raise NamespaceTerminating(str(meta.get("namespace"))) from None
+            raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
+        self.caches.servers.store[(meta.get("namespace", ""), meta["name"])] = written
+
+    async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
+        """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
+        deployment: Obj | None = None
+        for desired in render.render(server, self.settings.render, refs_digest):
+            child = with_applied_hash(desired)
+            meta = child["metadata"]
+            cache = self.caches.for_kind(child["kind"])
+            live = cache.get(meta["namespace"], meta["name"])
+            applied_key = (cache.resource.plural, meta["namespace"], meta["name"])
+            digest = meta["annotations"][APPLIED_HASH_ANNOTATION]
+            live_rv = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
+            if live is not None and (self._applied.get(applied_key) == (digest, live_rv) or contains(live, child)):
+                result = live
+            else:
+                try:
+                    result = await self.client.apply(child, resource=cache.resource)
+                except kube.ApiError as exc:
+                    if kube.namespace_terminating(exc):
+                        raise NamespaceTerminating(meta["namespace"]) from None
+                    raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
+                        from exc
+                except httpx.HTTPError as exc:
+                    raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
+                        from exc
+                rv = str(result["metadata"].get("resourceVersion", ""))
+                self._applied[applied_key] = (digest, rv)
+                cache.store[(meta["namespace"], meta["name"])] = result
+                log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
+                                                  "name": meta["name"]}})
+            if child["kind"] == "Deployment":
+                deployment = result
+        return deployment
+
+    async def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
+        """An events.k8s.io/v1 Event about the MCPServer (found by involvedObject.name on core/v1 too)."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
+            "eventTime": now,
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self.identity[:128],
+            "action": action,
+            "reason": reason[:128],
+            "note": note[:1024],
+            "type": type_,
+            "regarding": {
+                "apiVersion": obj.get("apiVersion", spec.API_VERSION),
+                "kind": obj.get("kind", spec.KIND),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+        }
+        try:
+            await self.client.create_event(str(meta.get("namespace")), event)
+        except kube.ApiError as exc:
+            if not kube.namespace_terminating(exc):
+                log.warning("could not record event", extra={"kv": {"reason": reason, "error": str(exc)}})
+        except httpx.HTTPError as exc:
+            log.warning("could not record event", extra={"kv": {"reason": reason, "error": str(exc)}})

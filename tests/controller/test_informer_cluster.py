@@ -1,0 +1,88 @@
+"""The informer's relist path on the real apiserver: a watch from a resourceVersion the apiserver no longer has
+gets 410 Gone, and the informer relists and carries on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from kmcp import kube
+from kmcp.controller.informer import Informer
+
+pytestmark = pytest.mark.cluster
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    for _ in range(200):  # 10 s
+        if predicate():
+            return
+        await trio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _configmap(namespace: str, name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": {"k": "v"}}
+
+
+async def test_a_too_old_resource_version_is_gone_and_the_informer_relists(kubeconfig: Path,
+                                                                           namespace: str) -> None:
+    config = await trio.to_thread.run_sync(kube_load, str(kubeconfig))
+    async with kube_client(config) as client:
+        with pytest.raises(kube.Gone):
+            async for _ in client.watch(kube.CONFIG_MAPS, namespace, resource_version="1", timeout_seconds=5):
+                pass
+
+        restarts: list[str] = []
+        seen: list[tuple[str, str]] = []
+        informer = Informer(client, kube.CONFIG_MAPS, namespace=namespace, watch_timeout_seconds=1,
+                            on_restart=restarts.append)
+        informer.add_handler(lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+        await client.create(kube.CONFIG_MAPS, _configmap(namespace, "before"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(informer.run)
+            assert ("ADDED", "before") in seen and informer.relists == 1
+            informer.resource_version = "1"  # as if the watch fell far behind: the next watch gets 410
+            await eventually(lambda: "gone" in restarts)
+            await client.create(kube.CONFIG_MAPS, _configmap(namespace, "after"))
+            await eventually(lambda: informer.get(namespace, "after") is not None)
+            assert informer.relists >= 2
+            await client.delete(kube.CONFIG_MAPS, "before", namespace)
+            await eventually(lambda: informer.get(namespace, "before") is None)
+            assert ("DELETED", "before") in seen
+            nursery.cancel_scope.cancel()
+
+
+async def test_server_side_apply_and_typed_errors(kubeconfig: Path, namespace: str) -> None:
+    config = await trio.to_thread.run_sync(kube_load, str(kubeconfig))
+    async with kube_client(config) as client:
+        obj = _configmap(namespace, "applied")
+        first = await client.apply(obj)
+        again = await client.apply(obj)
+        assert first["metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]  # a no-op
+        assert any(m["manager"] == "kmcp" and m["operation"] == "Apply" for m in again["metadata"]["managedFields"])
+        with pytest.raises(kube.AlreadyExists):
+            await client.create(kube.CONFIG_MAPS, obj)
+        with pytest.raises(kube.NotFound):
+            await client.get(kube.CONFIG_MAPS, "missing", namespace)
+        with pytest.raises(kube.Invalid) as invalid:
+            await client.create(kube.CONFIG_MAPS, _configmap(namespace, "Not_A_Name"))
+        assert invalid.value.causes
+        stale = dict(first)
+        stale["metadata"] = {**first["metadata"], "resourceVersion": "1"}
+        with pytest.raises(kube.Conflict):
+            await client.replace(kube.CONFIG_MAPS, stale)
+        listed = await client.list(kube.CONFIG_MAPS, namespace, metadata_only=True)
+        assert any(i["metadata"]["name"] == "applied" and "data" not in i for i in listed["items"])
+        assert client.counter.writes() >= 2
+
+
+def kube_load(path: str) -> kube.KubeConfig:
+    return kube.load_config(path)
+
+
+def kube_client(config: kube.KubeConfig) -> kube.Kube:
+    return kube.Kube(config)

@@ -1,0 +1,278 @@
+"""Pure parts of the controller: conditions, the work queue (on trio's MockClock), metrics text, flag parsing,
+the child comparison that keeps an idle cluster write-free, and the install manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+import yaml
+
+from kmcp import install, kube
+from kmcp.controller import cli, conditions
+from kmcp.controller.metrics import ControllerMetrics, Counter, Histogram
+from kmcp.controller.queue import WorkQueue
+from kmcp.controller.reconcile import APPLIED_HASH_ANNOTATION, contains, deployment_ready, with_applied_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+C = conditions.Condition
+
+
+# -- conditions
+
+def test_last_transition_time_moves_only_when_status_changes() -> None:
+    first = conditions.set_conditions([], [C("Ready", "False", "DeploymentProgressing", "wait")], 1, "T1")
+    assert first == [{"type": "Ready", "status": "False", "reason": "DeploymentProgressing", "message": "wait",
+                      "lastTransitionTime": "T1", "observedGeneration": 1}]
+    same_status = conditions.set_conditions(first, [C("Ready", "False", "DeploymentUnavailable", "down")], 2, "T2")
+    assert same_status[0]["lastTransitionTime"] == "T1"
+    assert (same_status[0]["reason"], same_status[0]["observedGeneration"]) == ("DeploymentUnavailable", 2)
+    flipped = conditions.set_conditions(same_status, [C("Ready", "True", "DeploymentReady")], 2, "T3")
+    assert flipped[0]["lastTransitionTime"] == "T3"
+
+
+def test_conditions_keep_canonical_order_and_untouched_entries() -> None:
+    current = [{"type": "Custom", "status": "True", "reason": "X"}]
+    out = conditions.set_conditions(current, [C("Ready", "True", "R"), C("Accepted", "True", "A")], 3, "T")
+    assert [c["type"] for c in out] == ["Accepted", "Ready", "Custom"]
+    assert out[2] == current[0]
+
+
+def test_changed_conditions_are_the_ones_worth_an_event() -> None:
+    before = conditions.set_conditions([], [C("Accepted", "True", "Accepted"), C("Ready", "False", "A")], 1, "T")
+    after = conditions.set_conditions(before, [C("Accepted", "True", "Accepted", "new message"),
+                                               C("Ready", "False", "B")], 1, "T")
+    assert [c["type"] for c in conditions.changed(before, after)] == ["Ready"]
+
+
+def test_deployment_ready_needs_available_and_a_current_generation() -> None:
+    def dep(gen: int, observed: int, available: str | None) -> dict[str, object]:
+        conds = [] if available is None else [{"type": "Available", "status": available, "message": "m"}]
+        return {"metadata": {"generation": gen}, "status": {"observedGeneration": observed, "conditions": conds}}
+
+    assert deployment_ready(None).reason == "DeploymentNotFound"
+    assert deployment_ready(dep(2, 1, "True")).reason == "DeploymentProgressing"
+    assert deployment_ready(dep(2, 2, "True")) == C("Ready", "True", "DeploymentReady", "MCPServer deployment is ready")
+    assert deployment_ready(dep(2, 2, "False")).status == "False"
+    assert deployment_ready(dep(2, 2, None)).reason == "DeploymentUnavailable"
+
+
+# -- child comparison
+
+def test_contains_ignores_defaults_and_foreign_fields_but_not_drift() -> None:
+    desired = {"spec": {"template": {"metadata": {"annotations": {"a": "1"}},
+                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    live = {"spec": {"replicas": 3, "template": {
+        "metadata": {"annotations": {"a": "1", "kubectl.kubernetes.io/restartedAt": "now"}},
+        "spec": {"containers": [{"name": "c", "image": "i", "terminationMessagePath": "/dev/x"}]}}}}
+    assert contains(live, desired)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "other"  # type: ignore[index]
+    assert not contains(live, desired)
+    assert not contains({"l": [1, 2]}, {"l": [1]})
+
+
+def test_applied_hash_changes_when_a_field_is_dropped() -> None:
+    with_env = with_applied_hash({"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {"env": [1]}})
+    without = with_applied_hash({"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {}})
+    assert with_env["metadata"]["annotations"][APPLIED_HASH_ANNOTATION] != \
+        without["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+    assert not contains(with_env, without)  # so the apply that removes the field happens
+
+
+# -- work queue
+
+async def test_queue_coalesces_and_never_runs_a_key_twice_at_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("a", "b", "a", "a"):
+        queue.add(key)
+    assert queue.depth == 2
+    assert await queue.get() == "a"
+    queue.add("a")  # while a worker holds it: deferred, not queued twice
+    assert queue.depth == 1
+    assert await queue.get() == "b"
+    queue.done("b")
+    assert queue.depth == 0
+    queue.done("a")
+    assert queue.depth == 1 and await queue.get() == "a"
+
+
+async def test_queue_backoff_is_exponential_per_key_and_reset_by_forget() -> None:
+    queue: WorkQueue[str] = WorkQueue(backoff_base=0.5, backoff_max=4.0)
+    assert [queue.backoff("k") for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert queue.backoff("other") == 0.5
+    queue.forget("k")
+    assert queue.backoff("k") == 0.5
+
+
+async def test_retried_keys_come_back_after_their_delay(autojump_clock: trio.testing.MockClock) -> None:
+    queue: WorkQueue[str] = WorkQueue(backoff_base=1.0)
+    seen: list[tuple[str, float]] = []
+    attempts = {"k": 0}
+
+    async def worker(key: str) -> None:
+        seen.append((key, trio.current_time()))
+        attempts[key] += 1
+        if attempts[key] < 4:
+            queue.retry(key)
+        else:
+            queue.forget(key)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run_workers, worker, 2)
+        start = trio.current_time()
+        queue.add("k")
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    times = [round(t - start, 3) for _, t in seen]
+    assert times == [0.0, 1.0, 3.0, 7.0]
+    assert queue.failures("k") == 0
+
+
+async def test_workers_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    queue: WorkQueue[int] = WorkQueue()
+    running = 0
+    peak = 0
+
+    async def worker(key: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await trio.sleep(1)
+        running -= 1
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run_workers, worker, 3)
+        for key in range(10):
+            queue.add(key)
+        await trio.sleep(3.5)
+        assert peak == 3
+        await trio.sleep(10)
+        assert queue.depth == 0
+        nursery.cancel_scope.cancel()
+
+
+# -- metrics
+
+def test_metrics_text_format() -> None:
+    counter = Counter("x_total", "Things.")
+    counter.inc(result="success")
+    counter.inc(2, result="error")
+    assert counter.render() == ["# HELP x_total Things.", "# TYPE x_total counter",
+                                'x_total{result="error"} 2', 'x_total{result="success"} 1']
+    hist = Histogram("d_seconds", "Durations.", buckets=(0.1, 1.0))
+    hist.observe(0.05)
+    hist.observe(0.5)
+    hist.observe(5)
+    lines = hist.render()
+    assert 'd_seconds_bucket{le="0.1"} 1' in lines
+    assert 'd_seconds_bucket{le="1"} 2' in lines
+    assert 'd_seconds_bucket{le="+Inf"} 3' in lines
+    assert "d_seconds_count 3" in lines and "d_seconds_sum 5.55" in lines
+
+
+def test_controller_metrics_include_api_requests_and_queue_depth() -> None:
+    metrics = ControllerMetrics(api_requests=lambda: {("patch", "deployments", 200): 4})
+    metrics.queue_depth.sampler = lambda: 7.0
+    text = metrics.render()
+    assert 'kmcp_kube_api_requests_total{code="200",resource="deployments",verb="patch"} 4' in text
+    assert "workqueue_depth 7" in text
+    assert "# TYPE controller_runtime_reconcile_time_seconds histogram" in text
+
+
+# -- kube helpers
+
+def test_resource_paths() -> None:
+    assert kube.DEPLOYMENTS.path("ns", "d", "status") == "/apis/apps/v1/namespaces/ns/deployments/d/status"
+    assert kube.SECRETS.path() == "/api/v1/secrets"
+    assert kube.TOKEN_REVIEWS.path("ignored") == "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+def test_errors_are_typed_from_the_status() -> None:
+    status = {"kind": "Status", "reason": "Invalid", "message": "bad",
+              "details": {"causes": [{"field": "spec.x", "message": "m"}]}}
+    error = kube.error_from_status(422, status)
+    assert isinstance(error, kube.Invalid) and error.causes == [{"field": "spec.x", "message": "m"}]
+    assert isinstance(kube.error_from_status(409, {"reason": "AlreadyExists"}), kube.AlreadyExists)
+    assert isinstance(kube.error_from_status(410, {}), kube.Gone)
+    terminating = kube.error_from_status(403, {"details": {"causes": [{"reason": "NamespaceTerminating"}]}})
+    assert isinstance(terminating, kube.Forbidden) and kube.namespace_terminating(terminating)
+
+
+# -- flags
+
+def test_flags_follow_the_guide() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443",
+                              "--metrics-secure"])
+    assert (args.leader_elect, args.health_probe_bind_address, args.metrics_bind_address, args.metrics_secure) == (
+        True, ("", 8081), ("", 8443), True)
+    assert parser.parse_args(["--metrics-secure=false"]).metrics_secure is False
+    assert parser.parse_args(["--no-metrics-secure"]).metrics_secure is False
+    assert parser.parse_args([]).metrics_secure is True
+    assert parser.parse_args(["--metrics-bind-address=0"]).metrics_bind_address is None
+    assert parser.parse_args(["--resync-period=10m"]).resync_period == 600.0
+    assert cli.parse_duration("500ms") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_address("nope")
+
+
+def test_settings_take_the_adapter_image_and_lease_namespace_from_the_environment() -> None:
+    config = kube.KubeConfig("https://x", ssl_context=None, namespace="pods-ns", in_cluster=True)  # type: ignore
+    args = cli.build_parser().parse_args(["--leader-elect"])
+    settings = cli.settings_from(args, config, {"KMCP_ADAPTER_IMAGE": "img:1"})
+    assert settings.render.adapter_image == "img:1"
+    assert settings.leader_election_namespace == "pods-ns"
+    outside = kube.KubeConfig("https://x", ssl_context=None, namespace="dev")  # type: ignore[arg-type]
+    assert cli.settings_from(args, outside, {}).leader_election_namespace == "kmcp-system"
+
+
+# -- install objects
+
+def test_checked_in_install_manifest_matches_install_objects() -> None:
+    checked_in = ROOT / "manifests" / "install" / "kmcp.yaml"
+    assert checked_in.read_text() == install.install_yaml(), \
+        "run: python -m kmcp.install > manifests/install/kmcp.yaml"
+    assert list(yaml.safe_load_all(checked_in.read_text())) == install.install_objects()
+
+
+def test_install_objects_carry_the_guides_names() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in install.install_objects()}
+    assert set(objects) == {
+        ("Namespace", "kmcp-system"), ("ServiceAccount", "kmcp-controller-manager"),
+        ("ClusterRole", "kmcp-manager-role"), ("ClusterRoleBinding", "kmcp-manager-rolebinding"),
+        ("Role", "kmcp-leader-election-role"), ("RoleBinding", "kmcp-leader-election-rolebinding"),
+        ("ClusterRole", "kmcp-metrics-reader"), ("ClusterRole", "kmcp-metrics-auth-role"),
+        ("ClusterRoleBinding", "kmcp-metrics-auth-rolebinding"),
+        ("Service", "kmcp-controller-manager-metrics-service"), ("Deployment", "kmcp-controller-manager"),
+    }
+    dep = objects[("Deployment", "kmcp-controller-manager")]
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "kmcp"
+    (container,) = pod["spec"]["containers"]
+    assert container["name"] == "manager" and container["command"] == ["kmcp"]
+    assert container["args"] == ["controller", "--leader-elect", "--health-probe-bind-address=:8081",
+                                 "--metrics-bind-address=:8443", "--metrics-secure"]
+    assert container["env"] == [{"name": "KMCP_ADAPTER_IMAGE", "value": container["image"]}]
+    assert container["image"] == "ghcr.io/kagent-dev/kmcp/controller:0.1.0"
+    assert container["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
+                                      "requests": {"cpu": "10m", "memory": "64Mi"}}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8081}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8081}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    service = objects[("Service", "kmcp-controller-manager-metrics-service")]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 8443, "targetPort": 8443, "protocol": "TCP"}]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "kmcp"}
+    rules = objects[("ClusterRole", "kmcp-manager-role")]["rules"]
+    secrets_rule = next(r for r in rules if "secrets" in r["resources"])
+    assert secrets_rule["verbs"] == ["get", "list", "watch"]  # least privilege: never writes Secrets
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
+    custom = install.install_objects(namespace="ops", image="reg/kmcp:2", leader_elect=False)
+    dep = next(o for o in custom if o["kind"] == "Deployment")
+    assert dep["metadata"]["namespace"] == "ops"
+    assert "--leader-elect" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
