@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,18 @@ def test_generated_go_server_builds_and_answers_an_mcp_client(tmp_path: Path) ->
     assert seen["tools"] == {"echo": "Echo the message back.", "reverse-text": "Reverse it"}
     assert seen["calls"]["echo"]["error"] is False and "hi" in seen["calls"]["echo"]["text"][0]
     assert seen["calls"]["reverse-text"]["error"] is False
+
+
+
+@pytest.mark.slow
+def test_generated_pyproject_builds(tmp_path: Path) -> None:
+    """What the Dockerfile's `pip install .` does first: build the project in an isolated build environment
+    (pip fetches setuptools from PyPI, as in `docker build`)."""
+    assert kmcp("init", "python", tmp_path / "srv").returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w",
+                           str(tmp_path / "wheels"), str(tmp_path / "srv")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "wheels").glob("srv-0.1.0-*.whl")
+    metadata = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA"))
+    assert "Requires-Dist: mcp" in zipfile.ZipFile(wheel).read(metadata).decode()
