@@ -304,6 +304,8 @@ class _Connection:
         if length is not None and length.isdigit() and int(length) > limit:
             await self._error(413, f"request body larger than {limit} bytes")
             return None
+        if self.h11.they_are_waiting_for_100_continue:
+            await self.stream.send_all(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks: list[bytes] = []
         size = 0
         with trio.move_on_after(self.settings.body_timeout) as scope:

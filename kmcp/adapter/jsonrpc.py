@@ -21,7 +21,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 # Implementation-defined server errors (-32000..-32099).
 SERVER_GONE = -32000
-REQUEST_CANCELLED = -32001
+REQUEST_CANCELLED = -32800  # as in LSP; MCP leaves the code of a cancelled request's answer open
 
 RequestId = int | str
 
@@ -43,6 +43,10 @@ class _ParamsWithMeta(msgspec.Struct):
     meta: _Meta | None = msgspec.field(default=None, name="_meta")
 
 
+class _CancelledParams(msgspec.Struct):
+    requestId: int | str | None = None
+
+
 class _InitializeResult(msgspec.Struct):
     protocolVersion: str | None = None
 
@@ -56,6 +60,7 @@ _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _params_decoder = msgspec.json.Decoder(_ParamsWithMeta)
 _init_result_decoder = msgspec.json.Decoder(_InitializeResult)
 _init_params_decoder = msgspec.json.Decoder(_InitializeParams)
+_cancelled_decoder = msgspec.json.Decoder(_CancelledParams)
 _encoder = msgspec.json.Encoder()
 
 
@@ -174,6 +179,14 @@ def progress_token_of_notification(params: bytes) -> RequestId | None:
     except msgspec.MsgspecError:
         return None
     return value.progressToken
+
+
+def cancelled_request(params: bytes) -> RequestId | None:
+    """``params.requestId`` of a ``notifications/cancelled``."""
+    try:
+        return _cancelled_decoder.decode(params).requestId if params else None
+    except msgspec.MsgspecError:
+        return None
 
 
 def negotiated_version(result: bytes) -> str | None:

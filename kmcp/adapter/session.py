@@ -127,12 +127,30 @@ class SessionCore:
                 self._server_requests.pop(message.id, None)
             elif message.method == "notifications/initialized":
                 self.client_initialized = True
+            elif message.method == "notifications/cancelled":
+                local.extend(self._cancel(jsonrpc.cancelled_request(message.params)))
             out.append(message.raw)
             out.append(b"\n")
-        if local and stream not in self._waiting:
-            last = local[-1]
-            local[-1] = Delivery(stream, last.data, last=True, response=True, method=last.method)
+        if stream not in self._waiting:  # answered entirely here: the last local answer on it ends the stream
+            for index in range(len(local) - 1, -1, -1):
+                if local[index].stream == stream:
+                    if not local[index].last:
+                        done = local[index]
+                        local[index] = Delivery(stream, done.data, last=True, response=True, method=done.method)
+                    break
         return ClientOutcome(b"".join(out), local)
+
+    def _cancel(self, request_id: RequestId | None) -> list[Delivery]:
+        """The client gave up on a request. The server is told (the notification is forwarded) but need not
+        answer, so the request's stream is closed now with an error; a late answer is dropped as unknown."""
+        if request_id is None or request_id not in self._pending:
+            return []
+        stream, method, _ = self._pending.pop(request_id)
+        token = self._token_of.pop(request_id, None)
+        if token is not None:
+            self._progress.pop(token, None)
+        data = jsonrpc.error_response(request_id, jsonrpc.REQUEST_CANCELLED, "Request cancelled")
+        return [Delivery(stream, data, last=self._settle(stream), response=True, method=method)]
 
     # -- server side -------------------------------------------------------------------------------------------
 

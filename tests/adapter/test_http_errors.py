@@ -169,3 +169,22 @@ async def test_keepalive_and_pipelined_requests_are_answered_in_order() -> None:
                 while reply.count(b"HTTP/1.1 ") < 2 or not reply.endswith(b"not found"):
                     reply += await stream.receive_some(4096)
         assert reply.index(b"HTTP/1.1 200") < reply.index(b"HTTP/1.1 404")
+
+
+async def test_expect_100_continue_is_honoured() -> None:
+    async with running_adapter() as adapter:
+        stream = await trio.open_tcp_stream("127.0.0.1", adapter.port)
+        async with stream:
+            body = msgspec.json.encode(PING)
+            await stream.send_all(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                                  b"accept: application/json\r\nexpect: 100-continue\r\n"
+                                  b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+            with trio.fail_after(5):
+                interim = await stream.receive_some(4096)
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            await stream.send_all(body)
+            reply = b""
+            with trio.fail_after(5):
+                while b"Mcp-Session-Id" not in reply:
+                    reply += await stream.receive_some(4096)
+            assert b" 400 " in reply.split(b"\r\n", 1)[0]  # the request went through to the session check

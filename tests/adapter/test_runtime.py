@@ -146,3 +146,24 @@ async def test_end_all_ends_warm_processes_too(nursery: trio.Nursery) -> None:
     with trio.fail_after(5):
         await table.wait_empty()
     assert len(launcher.ended) == 3
+
+
+async def test_child_stderr_is_forwarded_line_by_line_with_the_session_prefix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import types
+
+    from kmcp.adapter.launcher import _forward_stderr
+
+    sink = io.BytesIO()
+    monkeypatch.setattr("sys.stderr", types.SimpleNamespace(buffer=sink))
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_forward_stderr, receive, b"[abcd1234] ")
+        await send.send_all(b"first line\nsecond ")
+        await trio.testing.wait_all_tasks_blocked()
+        assert sink.getvalue() == b"[abcd1234] first line\n"  # a partial line waits for its end
+        await send.send_all(b"half\nno newline at exit")
+        await send.aclose()
+    assert sink.getvalue() == (b"[abcd1234] first line\n[abcd1234] second half\n"
+                               b"[abcd1234] no newline at exit\n")

@@ -169,3 +169,20 @@ def test_child_exit_fails_every_pending_request_and_closes_the_session() -> None
     assert core.state is State.CLOSED
     with pytest.raises(SessionClosed):
         core.from_client([msg(id=4, method="d")], core.open_stream())
+
+
+def test_cancelled_request_closes_its_stream_and_a_late_answer_is_dropped() -> None:
+    core = SessionCore()
+    stream = core.open_stream()
+    core.from_client([msg(id=4, method="tools/call", params={"_meta": {"progressToken": 4}})], stream)
+    cancel = msg(method="notifications/cancelled", params={"requestId": 4, "reason": "user"})
+    outcome = core.from_client([cancel], STANDALONE)
+    assert outcome.to_server == cancel.raw + b"\n"  # the server is told too
+    [delivery] = outcome.deliveries
+    assert (delivery.stream, delivery.last) == (stream, True)
+    assert decoded(delivery.data)["error"] == {"code": jsonrpc.REQUEST_CANCELLED, "message": "Request cancelled"}
+    assert core.from_server(line(id=4, result={})) == []
+    assert core.pending_requests == 0
+    # Cancelling something unknown changes nothing.
+    assert core.from_client([msg(method="notifications/cancelled", params={"requestId": 99})],
+                            STANDALONE).deliveries == []

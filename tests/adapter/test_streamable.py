@@ -254,3 +254,17 @@ async def test_json_only_client_hears_server_messages_on_its_get_stream() -> Non
                 note = await stream.next_message()
             assert note["method"] == "notifications/message"
             assert note["params"] == {"level": "info", "data": "for the GET stream"}
+
+
+async def test_idle_sse_stream_gets_keepalive_comments() -> None:
+    async with running_adapter(sse_keepalive_interval=0.1) as adapter:
+        session = await adapter.initialize()
+        stream = await trio.open_tcp_stream("127.0.0.1", adapter.port)
+        async with stream:
+            await stream.send_all(b"GET /mcp HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n"
+                                  b"mcp-session-id: " + session.encode() + b"\r\n\r\n")
+            received = b""
+            with trio.fail_after(5):
+                while received.count(b": keep-alive") < 2:
+                    received += await stream.receive_some(4096)
+            assert received.startswith(b"HTTP/1.1 200")
