@@ -13,6 +13,7 @@ Prints a Markdown table; paste it with the command into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ class Gateway:
     def command(self, port: int, server: list[str]) -> list[str]:
         quoted = " ".join(server)
         if self.name == "kmcp":
-            return [PYTHON, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", "--", *server]
+            return [sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", "--", *server]
         if self.name.startswith("supergateway"):
             extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
             return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
@@ -127,7 +128,8 @@ def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -
         result.update(gateway=gw.name, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid))
         return result
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
