@@ -114,7 +114,6 @@ def test_generated_go_server_builds_and_answers_an_mcp_client(tmp_path: Path) ->
     assert seen["calls"]["reverse-text"]["error"] is False
 
 
-
 @pytest.mark.slow
 def test_generated_pyproject_builds(tmp_path: Path) -> None:
     """What the Dockerfile's `pip install .` does first: build the project in an isolated build environment
