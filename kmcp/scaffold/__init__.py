@@ -57,6 +57,9 @@ def _toml_string(text: str) -> str:
 
 def dump_project(project: spec.ProjectFile) -> str:
     data: dict[str, Any] = msgspec.to_builtins(project)
+    # Always show the version, even at its default: `kmcp build` tags images with it.
+    data.pop("version", None)
+    data = {"name": data.pop("name"), "framework": data.pop("framework"), "version": project.version, **data}
     header = "# kmcp project file: read by `kmcp build`, `kmcp deploy` and `kmcp add-tool`.\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
 

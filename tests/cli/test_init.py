@@ -32,6 +32,7 @@ def test_init_python_writes_the_guides_layout(tmp_path: Path) -> None:
     assert (config.name, config.framework, config.description) == ("my-mcp-server", "python", "Tools for my team")
     assert (config.command, config.args) == ("python", ["src/main.py"])
     assert set(config.tools) == {"echo"}
+    assert "\nversion: 0.1.0\n" in (project / "kmcp.yaml").read_text()  # shown even at its default
     dockerfile = (project / "Dockerfile").read_text()
     assert dockerfile.startswith("FROM python:") and 'CMD ["python", "src/main.py"]' in dockerfile
     pyproject = (project / "pyproject.toml").read_text()
