@@ -229,3 +229,18 @@ def events_about(kube: Kube, name: str, namespace: str) -> list[Obj]:
     response = kube.get(f"/api/v1/namespaces/{namespace}/events",
                         params={"fieldSelector": f"involvedObject.name={name}"})
     return list(response.json()["items"])
+
+
+def compact_etcd(etcd_url: str) -> int:
+    """Compact etcd's history up to its current revision (what kube-apiserver does every 5 minutes), so watches
+    from older resourceVersions get 410 Gone. Returns the revision."""
+    import base64
+
+    head = httpx.post(f"{etcd_url}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()}, timeout=10)
+    head.raise_for_status()
+    revision = int(head.json()["header"]["revision"])
+    response = httpx.post(f"{etcd_url}/v3/kv/compaction", json={"revision": str(revision), "physical": True},
+                          timeout=30)
+    if response.status_code != 200 and "compacted" not in response.text:
+        response.raise_for_status()
+    return revision

@@ -11,6 +11,8 @@ import trio
 
 from kmcp import kube
 from kmcp.controller.informer import Informer
+from kmcp.devcluster.control_plane import ControlPlane
+from tests.controller.conftest import compact_etcd, mcpserver
 
 pytestmark = pytest.mark.cluster
 
@@ -28,29 +30,39 @@ def _configmap(namespace: str, name: str) -> dict[str, object]:
             "data": {"k": "v"}}
 
 
-async def test_a_too_old_resource_version_is_gone_and_the_informer_relists(kubeconfig: Path,
+async def test_a_too_old_resource_version_is_gone_and_the_informer_relists(control_plane: ControlPlane,
+                                                                           kubeconfig: Path, installed: object,
                                                                            namespace: str) -> None:
     config = await trio.to_thread.run_sync(kube_load, str(kubeconfig))
     async with kube_client(config) as client:
-        with pytest.raises(kube.Gone):
-            async for _ in client.watch(kube.CONFIG_MAPS, namespace, resource_version="1", timeout_seconds=5):
+        # The MCPServer CRD's watch cache started long after resourceVersion 1, and etcd's history is compacted
+        # (as kube-apiserver does every 5 minutes): nothing can serve a watch from there.
+        await trio.to_thread.run_sync(compact_etcd, control_plane.etcd_url)
+        with pytest.raises(kube.Gone) as gone:
+            async for _ in client.watch(kube.MCPSERVERS, namespace, resource_version="1", timeout_seconds=5):
                 pass
+        assert gone.value.status == 410
 
         restarts: list[str] = []
         seen: list[tuple[str, str]] = []
-        informer = Informer(client, kube.CONFIG_MAPS, namespace=namespace, watch_timeout_seconds=1,
+        informer = Informer(client, kube.MCPSERVERS, namespace=namespace, watch_timeout_seconds=1,
                             on_restart=restarts.append)
         informer.add_handler(lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
-        await client.create(kube.CONFIG_MAPS, _configmap(namespace, "before"))
+        await client.create(kube.MCPSERVERS, mcpserver("before", namespace))
         async with trio.open_nursery() as nursery:
             await nursery.start(informer.run)
             assert ("ADDED", "before") in seen and informer.relists == 1
-            informer.resource_version = "1"  # as if the watch fell far behind: the next watch gets 410
-            await eventually(lambda: "gone" in restarts)
-            await client.create(kube.CONFIG_MAPS, _configmap(namespace, "after"))
+            def fall_behind() -> bool:
+                # As if the watch fell far behind: the next watch gets 410. (A bookmark at the end of the running
+                # watch may move the version forward again, so keep pushing it back until the 410 happened.)
+                informer.resource_version = "1"
+                return "gone" in restarts
+
+            await eventually(fall_behind)
+            await client.create(kube.MCPSERVERS, mcpserver("after", namespace))
             await eventually(lambda: informer.get(namespace, "after") is not None)
             assert informer.relists >= 2
-            await client.delete(kube.CONFIG_MAPS, "before", namespace)
+            await client.delete(kube.MCPSERVERS, "before", namespace)
             await eventually(lambda: informer.get(namespace, "before") is None)
             assert ("DELETED", "before") in seen
             nursery.cancel_scope.cancel()
