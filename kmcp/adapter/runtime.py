@@ -153,21 +153,25 @@ class Session:
                 return
             start = 0
             if buffer:
+                scan = len(buffer)  # the buffered part holds no newline: search only the new bytes
                 buffer += chunk
                 data: bytes | bytearray = buffer
             else:
+                scan = 0
                 data = chunk
-            while (newline := data.find(b"\n", start)) >= 0:
+            while (newline := data.find(b"\n", scan)) >= 0:
                 if skipping:
                     skipping = False
+                elif newline - start > limit:
+                    self._warn_oversized(limit)
                 else:
                     now = trio.current_time()
                     for delivery in core.from_server(bytes(data[start:newline]), now):
                         self._deliver_now(delivery)
-                start = newline + 1
+                start = scan = newline + 1
             rest = data[start:]
             if len(rest) > limit:
-                print(f"kmcp adapter: [{self.id[:8]}] server message over {limit} bytes dropped", file=sys.stderr)
+                self._warn_oversized(limit)
                 skipping = True
                 rest = b""
             buffer = bytearray(rest)
@@ -176,6 +180,9 @@ class Session:
             await trio.lowlevel.checkpoint()
 
     _garbage_reported = 0
+
+    def _warn_oversized(self, limit: int) -> None:
+        print(f"kmcp adapter: [{self.id[:8]}] server message over {limit} bytes dropped", file=sys.stderr)
 
     def _warn_garbage(self) -> None:
         if self.core.garbage_lines != self._garbage_reported:

@@ -167,3 +167,21 @@ async def test_child_stderr_is_forwarded_line_by_line_with_the_session_prefix(
         await send.aclose()
     assert sink.getvalue() == (b"[abcd1234] first line\n[abcd1234] second half\n"
                                b"[abcd1234] no newline at exit\n")
+
+
+async def test_server_output_split_anywhere_and_oversized_lines_are_handled(nursery: trio.Nursery) -> None:
+    table, launcher, _ = await start_table(nursery, max_line_bytes=100)
+    session = await table.create("streamable")
+    stream = session.core.open_stream()
+    with session.listen(stream, fresh=True) as channel:
+        requests = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % i for i in (1, 2))
+        await session.post(jsonrpc.parse_body(b"[" + requests.replace(b"\n", b",").rstrip(b",") + b"]")[0], stream)
+        out = launcher.processes[0].from_server_send
+        await out.send_all(b'{"jsonrpc":"2.0",')
+        await out.send_all(b'"id":1,"result":{}}\n{"jsonrpc":"2.0","id":2,"result":{"big":"' + b"y" * 150)
+        await out.send_all(b'"}}\n{"jsonrpc":"2.0","id":2,"result":{"small":true}}\n')
+        first = await channel.receive()
+        second = await channel.receive()
+    assert msgspec.json.decode(first.data)["id"] == 1
+    assert msgspec.json.decode(second.data)["result"] == {"small": True}  # the oversized line was dropped
+    assert second.last

@@ -268,3 +268,13 @@ async def test_idle_sse_stream_gets_keepalive_comments() -> None:
                 while received.count(b": keep-alive") < 2:
                     received += await stream.receive_some(4096)
             assert received.startswith(b"HTTP/1.1 200")
+
+
+async def test_large_messages_cross_both_ways_intact() -> None:
+    async with running_adapter() as adapter:
+        session = await adapter.initialize()
+        text = "x" * 2_000_000 + "é"
+        with trio.fail_after(20):
+            response = await adapter.call_tool(session, "echo", {"text": text})
+        assert response.status == 200
+        assert text_of(response.json()) == text
