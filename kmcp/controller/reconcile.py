@@ -220,7 +220,8 @@ class Reconciler:
     async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
         deployment: Obj | None = None
-        for desired in render.render(server, self.settings.render, refs_digest):
+        rendered = render.render(server, self.settings.render, refs_digest)
+        for desired in rendered:
             child = with_applied_hash(desired)
             meta = child["metadata"]
             cache = self.caches.for_kind(child["kind"])
@@ -248,7 +249,31 @@ class Reconciler:
                                                   "name": meta["name"]}})
             if child["kind"] == "Deployment":
                 deployment = result
+        await self._prune(server, {(o["kind"], o["metadata"]["name"]) for o in rendered})
         return deployment
+
+    async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:
+        """Delete children this MCPServer controls that it no longer renders (e.g. its ServiceAccount once the
+        spec names its own with serviceAccountName)."""
+        uid = server.metadata.uid
+        for kind in ("ServiceAccount", "Service", "Deployment"):
+            cache = self.caches.for_kind(kind)
+            for obj in cache.items():
+                meta = obj.get("metadata") or {}
+                if meta.get("namespace") != server.metadata.namespace or (kind, meta.get("name")) in wanted:
+                    continue
+                owners = meta.get("ownerReferences") or []
+                if not any(ref.get("uid") == uid and ref.get("controller") for ref in owners):
+                    continue
+                try:
+                    await self.client.delete(cache.resource, str(meta["name"]), server.metadata.namespace)
+                except kube.NotFound:
+                    pass
+                except (kube.ApiError, httpx.HTTPError) as exc:
+                    raise ReconcileError("PruneFailed", f"could not delete {kind} {meta['name']}: {exc}") from exc
+                cache.store.pop((server.metadata.namespace, str(meta["name"])), None)
+                log.info("pruned", extra={"kv": {"kind": kind, "namespace": server.metadata.namespace,
+                                                 "name": meta["name"]}})
 
     async def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
         """An events.k8s.io/v1 Event about the MCPServer (found by involvedObject.name on core/v1 too)."""

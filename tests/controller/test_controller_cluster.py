@@ -156,9 +156,11 @@ def test_resolved_refs_waits_for_a_missing_secret(kube: Kube, namespace: str,
     assert kube.read("apps/v1", "Deployment", "refs", namespace) is None
     wait_for(lambda: "RefNotFound" in {e["reason"] for e in events_about(kube, "refs", namespace)}, timeout=5,
              description="RefNotFound event")
+    start = time.monotonic()
     kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-keys", "namespace": namespace},
                 "stringData": {"TOKEN": "t0"}})
     wait_condition(kube, "refs", namespace, "ResolvedRefs", "True", timeout=10)
+    assert time.monotonic() - start < 2.5  # the Secret's watch event, not the 5 s resync
     wait_condition(kube, "refs", namespace, "Programmed", "True", timeout=10)
     first = pod_spec(kube, "refs", namespace)
     assert any(v.get("secret", {}).get("secretName") == "api-keys" for v in first.get("volumes", []))
@@ -205,6 +207,18 @@ def test_deleting_the_mcpserver_garbage_collects_every_child(kube: Kube, namespa
     kube.remove(MCP, "MCPServer", "gone", namespace)
     wait_for(lambda: not any(children(kube, "gone", namespace).values()), timeout=30,
              description="the garbage collector to delete the children")
+
+
+def test_a_service_account_no_longer_rendered_is_pruned(kube: Kube, namespace: str,
+                                                        shared_controller: ControllerProcess) -> None:
+    kube.apply(mcpserver("own-sa", namespace))
+    wait_condition(kube, "own-sa", namespace, "Programmed", "True")
+    assert kube.read("v1", "ServiceAccount", "own-sa", namespace) is not None
+    kube.apply(mcpserver("own-sa", namespace, serviceAccountName="default"))
+    wait_for(lambda: kube.read("v1", "ServiceAccount", "own-sa", namespace) is None, timeout=10,
+             description="the kmcp-made ServiceAccount to be pruned")
+    assert pod_spec(kube, "own-sa", namespace)["serviceAccountName"] == "default"
+    assert kube.read("v1", "ServiceAccount", "default", namespace) is not None
 
 
 def test_a_deleted_child_is_recreated(kube: Kube, namespace: str, shared_controller: ControllerProcess) -> None:
