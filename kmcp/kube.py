@@ -15,7 +15,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,11 +336,10 @@ class Kube:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        if resource_version is not None:
+        if resource_version is not None:  # "0": any cached version will do; else at least this one
             params["resourceVersion"] = resource_version
-            params["resourceVersionMatch"] = "NotOlderThan" if resource_version != "0" else None
-            if params["resourceVersionMatch"] is None:
-                del params["resourceVersionMatch"]
+            if resource_version != "0":
+                params["resourceVersionMatch"] = "NotOlderThan"
         accept = METADATA_ONLY_LIST if metadata_only else "application/json"
         items: list[Obj] = []
         while True:
@@ -392,7 +391,7 @@ class Kube:
     # -- watch
     async def watch(self, resource: Resource, namespace: str | None = None, *, resource_version: str,
                     label_selector: str | None = None, timeout_seconds: int = 300,
-                    metadata_only: bool = False) -> AsyncIterator[WatchEvent]:
+                    metadata_only: bool = False) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version`` until the server ends the watch (``timeout_seconds``).
 
         Bookmarks are asked for (they carry only a newer resourceVersion). An expired resourceVersion raises

@@ -7,7 +7,8 @@ the informer relists and reports what changed while it was not looking. Other fa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -82,10 +83,14 @@ class Informer:
 
     async def watch_once(self) -> None:
         """One watch call from the current resourceVersion, applied to the cache until the server ends it."""
-        async for event in self.client.watch(self.resource, self.namespace, resource_version=self.resource_version,
-                                             label_selector=self.label_selector,
-                                             timeout_seconds=self.watch_timeout_seconds,
-                                             metadata_only=self.metadata_only):
+        events = self.client.watch(self.resource, self.namespace, resource_version=self.resource_version,
+                                   label_selector=self.label_selector, timeout_seconds=self.watch_timeout_seconds,
+                                   metadata_only=self.metadata_only)
+        async with aclosing(events):
+            await self._consume(events)
+
+    async def _consume(self, events: AsyncIterator[kube.WatchEvent]) -> None:
+        async for event in events:
             rv = str((event.object.get("metadata") or {}).get("resourceVersion") or "")
             if event.type == "BOOKMARK":
                 self.resource_version = rv or self.resource_version

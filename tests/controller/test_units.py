@@ -276,3 +276,9 @@ def test_install_objects_carry_the_guides_names() -> None:
     dep = next(o for o in custom if o["kind"] == "Deployment")
     assert dep["metadata"]["namespace"] == "ops"
     assert "--leader-elect" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_an_unreadable_kubeconfig_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([f"--kubeconfig={tmp_path / 'missing'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kmcp controller: ") and err.count("\n") == 1
