@@ -139,8 +139,12 @@ class Invalid(ApiError):
     """422: the object fails validation; ``causes`` name the fields."""
 
 
+class TooManyRequests(ApiError):
+    """429: throttled, or a watch cache still initializing; retry after a pause."""
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-                                         410: Gone, 422: Invalid}
+                                         410: Gone, 422: Invalid, 429: TooManyRequests}
 
 
 def error_from_status(code: int, body: Any, method: str = "", path: str = "") -> ApiError:
@@ -195,7 +199,8 @@ def _ssl_context_from(configuration: Any) -> ssl.SSLContext:
     return ctx
 
 
-def load_config(kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None) -> KubeConfig:
+def load_config(kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None,
+                service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeConfig:
     """Explicit kubeconfig, else in-cluster (when the service account files exist), else $KUBECONFIG or
     ~/.kube/config. Synchronous (reads files): call it before trio.run or through trio.to_thread."""
     import importlib
@@ -207,14 +212,16 @@ def load_config(kubeconfig: str | None = None, *, environ: Mapping[str, str] | N
 
     env = os.environ if environ is None else environ
     configuration = k8s_client.Configuration()
-    if kubeconfig is None and env.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT_DIR / "token").exists():
+    if kubeconfig is None and env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").exists():
+        # Projected tokens rotate: the loader's hook re-reads the file (at most once a minute).
         loader = incluster_config.InClusterConfigLoader(
-            token_filename=str(SERVICE_ACCOUNT_DIR / "token"),
-            cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+            token_filename=str(service_account_dir / "token"),
+            cert_filename=str(service_account_dir / "ca.crt"),
             try_refresh_token=True,
+            environ=dict(env),
         )
         loader.load_and_set(configuration)
-        namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
+        namespace_file = service_account_dir / "namespace"
         namespace = namespace_file.read_text().strip() if namespace_file.exists() else "default"
 
         def refresh() -> str | None:

@@ -244,3 +244,9 @@ def compact_etcd(etcd_url: str) -> int:
     if response.status_code != 200 and "compacted" not in response.text:
         response.raise_for_status()
     return revision
+
+
+@pytest.fixture
+def kube_admin(kube: Kube) -> Kube:
+    """The admin client under a name that does not shadow the ``kmcp.kube`` module in async tests."""
+    return kube
