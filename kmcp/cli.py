@@ -156,6 +156,35 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.install import InstallRequest, image_for, objects_for, run_install
+
+    def run() -> int:
+        request = InstallRequest(namespace=args.namespace, image=image_for(args.image, args.version),
+                                 wait=args.wait, timeout=args.timeout)
+        if args.dry_run:
+            _print_objects(objects_for(request), args.output)
+            return EXIT_OK
+        run_with_kube(args.kubeconfig, lambda client: run_install(client, request))
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.install import InstallRequest, run_uninstall
+
+    def run() -> int:
+        request = InstallRequest(namespace=args.namespace, wait=args.wait, timeout=args.timeout,
+                                 include_crd=not args.keep_crd)
+        run_with_kube(args.kubeconfig, lambda client: run_uninstall(client, request))
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kmcp {__version__}")
     return EXIT_OK
@@ -174,6 +203,22 @@ examples:
   kmcp build --project-dir my-mcp-server -t my-mcp-server:latest --kind-load-cluster kind
   kmcp adapter --listen 127.0.0.1:3000 -- python server.py
 """
+
+
+def _seconds(text: str) -> float:
+    """90, 90s, 5m, 1h -> seconds (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 5m)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _kube_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +276,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="push the image after building it")
     p.add_argument("--platform", help="target platform, e.g. linux/amd64")
     p.add_argument("--dockerfile", default="Dockerfile", help="Dockerfile in the project (default: Dockerfile)")
+
+    p = command("install", cmd_install, "install the MCPServer CRD and the kmcp controller into a cluster",
+                "kmcp install --namespace kmcp-system --version 0.1.0 --no-wait")
+    p.add_argument("-n", "--namespace", default="kmcp-system",
+                   help="namespace of the controller (default: kmcp-system)")
+    p.add_argument("--image", help="controller image (default: the kmcp controller image of this version)")
+    p.add_argument("--version", help="controller image tag, e.g. 0.1.0 (ignored with --image)")
+    _kube_flags(p)
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the controller Deployment is Available (default: wait)")
+    p.add_argument("--timeout", type=_seconds, default=300.0, help="how long to wait, e.g. 90s or 5m (default 5m)")
+    p.add_argument("--dry-run", action="store_true", help="print the objects instead of applying them")
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="--dry-run format")
+
+    p = command("uninstall", cmd_uninstall, "remove the kmcp controller and the MCPServer CRD from a cluster",
+                "kmcp uninstall --namespace kmcp-system --keep-crd")
+    p.add_argument("-n", "--namespace", default="kmcp-system",
+                   help="namespace of the controller (default: kmcp-system)")
+    _kube_flags(p)
+    p.add_argument("--keep-crd", action="store_true",
+                   help="keep the CRD (deleting it deletes every MCPServer and what runs them)")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the objects are gone (default: wait)")
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="how long to wait (default 2m)")
 
     p = command("completion", cmd_completion, "print a shell completion script",
                 "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")
