@@ -58,17 +58,36 @@ class ReconcileError(Exception):
         super().__init__(message)
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field of ``desired`` is in ``live`` with the same value (lists: same length, element-wise).
+def difference(live: Any, desired: Any, path: str = "") -> str | None:
+    """The path of the first field of ``desired`` missing from or different in ``live``, else None.
 
     The apiserver adds defaults and other managers add fields; neither makes the object differ from what kmcp
-    applies. Fields kmcp stops setting are caught by the applied-hash annotation, which changes with them."""
+    applies (lists must have the same length and match element-wise). Fields kmcp stops setting are caught by the
+    applied-hash annotation, which changes with them."""
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+        if not isinstance(live, dict):
+            return path or "."
+        for key, value in desired.items():
+            if key not in live:
+                return f"{path}.{key}"
+            found = difference(live[key], value, f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
     if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(
-            contains(a, b) for a, b in zip(live, desired, strict=True))
-    return bool(live == desired)
+        if not isinstance(live, list) or len(live) != len(desired):
+            return path
+        for index, (a, b) in enumerate(zip(live, desired, strict=True)):
+            found = difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if live == desired else path
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when ``live`` already holds every field of ``desired`` (see :func:`difference`)."""
+    return difference(live, desired) is None
 
 
 def with_applied_hash(obj: Obj) -> Obj:
@@ -143,7 +162,10 @@ class Reconciler:
         namespace, name = key
         obj = self.caches.servers.get(namespace, name)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return  # gone or going: the garbage collector removes the children through their owner references
+            # Gone or going: the garbage collector removes the children through their owner references.
+            for applied_key in [k for k in self._applied if k[1:] == (namespace, name)]:
+                del self._applied[applied_key]
+            return
         generation = int(obj["metadata"].get("generation") or 0)
         status_before = dict(obj.get("status") or {})
         before = list(status_before.get("conditions") or [])
@@ -229,9 +251,15 @@ class Reconciler:
             applied_key = (cache.resource.plural, meta["namespace"], meta["name"])
             digest = meta["annotations"][APPLIED_HASH_ANNOTATION]
             live_rv = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
-            if live is not None and (self._applied.get(applied_key) == (digest, live_rv) or contains(live, child)):
+            # List items carry no apiVersion/kind: compare the rest.
+            drift = None if live is None or self._applied.get(applied_key) == (digest, live_rv) \
+                else difference(live, {k: v for k, v in child.items() if k not in ("apiVersion", "kind")})
+            if live is not None and drift is None:
                 result = live
             else:
+                if live is not None:
+                    log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
+                                                             "name": meta["name"], "field": drift}})
                 try:
                     result = await self.client.apply(child, resource=cache.resource)
                 except kube.ApiError as exc:

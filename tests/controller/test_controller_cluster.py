@@ -221,6 +221,18 @@ def test_a_service_account_no_longer_rendered_is_pruned(kube: Kube, namespace: s
     assert kube.read("v1", "ServiceAccount", "default", namespace) is not None
 
 
+def test_drift_in_a_field_kmcp_owns_is_reverted(kube: Kube, namespace: str,
+                                                shared_controller: ControllerProcess) -> None:
+    kube.apply(mcpserver("drift", namespace))
+    wait_condition(kube, "drift", namespace, "Programmed", "True")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "mcp-server", "image": "evil.test/x:1"}]}}}}
+    kube.request("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift", content=json.dumps(patch),
+                 params={"fieldManager": "kubectl-edit"},
+                 headers={"Content-Type": "application/strategic-merge-patch+json"})
+    wait_for(lambda: pod_spec(kube, "drift", namespace)["containers"][0]["image"] == "example.test/server:1",
+             timeout=10, description="the image to be set back")
+
+
 def test_a_deleted_child_is_recreated(kube: Kube, namespace: str, shared_controller: ControllerProcess) -> None:
     kube.apply(mcpserver("heal", namespace))
     wait_condition(kube, "heal", namespace, "Programmed", "True")
@@ -274,8 +286,17 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
     assert versions == {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
                         for o in kube.items(MCP, "MCPServer", namespace)
                         + kube.items("apps/v1", "Deployment", namespace)}
-    # the restartless reconcile did reach the apiserver only for reads: no list/watch churn either
     assert proc.running()
+
+    # A restarted controller has no memory of what it applied: comparing the cached children with what it would
+    # apply must be enough to make no write at all on this converged namespace.
+    assert proc.stop() == 0
+    restarted: ControllerProcess = start_controller(f"--namespace={namespace}", "--resync-period=1s",
+                                                    "--metrics-secure=false", name="idle-restarted")
+    time.sleep(3.5)
+    metrics = _scrape(restarted)
+    assert metrics[reconciles] >= 2 * len(EXAMPLES)
+    assert _writes(metrics) == 0, {k: v for k, v in metrics.items() if "api_requests" in k}
 
 
 def test_probes_and_namespace_scoping(kube: Kube, namespace: str, start_controller: Any, tmp_path: Path) -> None:

@@ -282,3 +282,14 @@ def test_an_unreadable_kubeconfig_is_a_usage_error(tmp_path: Path, capsys: pytes
     assert cli.main([f"--kubeconfig={tmp_path / 'missing'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kmcp controller: ") and err.count("\n") == 1
+
+
+def test_difference_names_the_first_field_that_differs() -> None:
+    from kmcp.controller.reconcile import difference
+
+    desired = {"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 3000}]}}
+    assert difference({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"ports": [{"port": 3000}]}},
+                      desired) is None
+    assert difference({"metadata": {"labels": {}}, "spec": {}}, desired) == ".metadata.labels.a"
+    assert difference({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 80}]}},
+                      desired) == ".spec.ports[0].port"
