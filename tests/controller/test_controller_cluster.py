@@ -331,3 +331,33 @@ def test_log_lines_are_json(shared_controller: ControllerProcess) -> None:
     records = shared_controller.log_records()
     assert records and all("level" in r and "msg" in r and "ts" in r for r in records[:50])
 
+
+
+def test_an_apply_the_apiserver_rejects_is_reported_and_retried(kube: Kube, namespace: str,
+                                                                shared_controller: ControllerProcess) -> None:
+    kube.apply(mcpserver("bad-volume", namespace, volumes=[{"name": "data", "emptyDir": {"sizeLimit": "lots"}}],
+                         volumeMounts=[{"name": "data", "mountPath": "/data"}]))
+    live = wait_condition(kube, "bad-volume", namespace, "Programmed", "False", reason="ApplyFailed")
+    assert "Deployment bad-volume" in condition(live, "Programmed")["message"]  # type: ignore[index]
+    assert condition(live, "Ready")["status"] == "False"  # type: ignore[index]
+    # Every failed attempt is an Event; retries back off (0.5 s, 1 s, 2 s, ...) instead of spinning.
+    wait_for(lambda: sum(e.get("count") or 1 for e in events_about(kube, "bad-volume", namespace)
+                         if e["reason"] == "ApplyFailed" and e["type"] == "Warning") >= 3, timeout=15,
+             description="repeated ApplyFailed events")
+    failures = [e for e in events_about(kube, "bad-volume", namespace) if e["reason"] == "ApplyFailed"]
+    assert len(failures) < 12
+    # Fixing the spec converges.
+    kube.apply(mcpserver("bad-volume", namespace, volumes=[{"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}],
+                         volumeMounts=[{"name": "data", "mountPath": "/data"}]))
+    wait_condition(kube, "bad-volume", namespace, "Programmed", "True", timeout=15)
+
+
+def test_the_install_deployment_is_valid_for_the_apiserver(kube: Kube, installed: list[Obj]) -> None:
+    from kmcp import install
+
+    deployment = next(o for o in install.install_objects() if o["kind"] == "Deployment")
+    response = kube.request("PATCH", "/apis/apps/v1/namespaces/kmcp-system/deployments/kmcp-controller-manager",
+                            content=json.dumps(deployment), params={"fieldManager": "kmcp-tests", "dryRun": "All",
+                                                                    "fieldValidation": "Strict"},
+                            headers={"Content-Type": "application/apply-patch+yaml"})
+    assert response.json()["spec"]["template"]["spec"]["containers"][0]["name"] == "manager"
