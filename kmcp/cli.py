@@ -185,6 +185,87 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return _developer_command(run)
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from kmcp.commands import deploy as d
+    from kmcp.commands.cluster import run_with_kube
+
+    def run() -> int:
+        if getattr(args, "deploy_command", None) == "package":
+            env = dict(_key_values(args.env, "--env"))
+            request = d.request_for_package(args.deployment_name, args.manager, args.args, args.namespace,
+                                            image=args.image, env=env, secret_refs=args.secret)
+        else:
+            if not args.image:
+                raise UsageError("--image is required (the image `kmcp build` made, e.g. my-mcp-server:latest)")
+            project = d.load_project(Path(args.file))
+            request = d.request_from_project(project, args.image, args.namespace, args.environment)
+        if args.dry_run:
+            d.print_objects(d.dry_run_objects(request, args.adapter_image), args.output)
+            return EXIT_OK
+        obj, _ = d.validated_mcpserver(request)
+        run_with_kube(args.kubeconfig, lambda client: d.deploy(client, obj, wait=args.wait, within=args.timeout))
+        if not args.wait:
+            return EXIT_OK
+        print(d.inspector_settings(request.name, request.namespace), end="")
+        if args.no_inspector:
+            return EXIT_OK
+        from kmcp.commands.portforward import forward_and_inspect
+
+        return forward_and_inspect(args.kubeconfig, request.name, request.namespace, request.port)
+
+    return _developer_command(run)
+
+
+def _key_values(items: list[str] | None, flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out.append((key, value))
+    return out
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.get import run_get
+
+    return _developer_command(lambda: run_with_kube(args.kubeconfig, lambda client: run_get(
+        client, args.namespace, args.all_namespaces, args.output, args.name)) or EXIT_OK)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.get import run_status
+
+    return _developer_command(lambda: run_with_kube(args.kubeconfig, lambda client: run_status(
+        client, args.name, args.namespace)) or EXIT_OK)
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    raise UsageError("secrets needs a subcommand: kmcp secrets sync ENV")
+
+
+def cmd_secrets_sync(args: argparse.Namespace) -> int:
+    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.secrets import secret_for_environment, sync
+
+    def run() -> int:
+        secret = secret_for_environment(Path(args.project_dir), args.environment, args.namespace)
+        run_with_kube(args.kubeconfig, lambda client: sync(client, secret))
+        return EXIT_OK
+
+    return _developer_command(run)
+
+
+def cmd_port_forward(args: argparse.Namespace) -> int:
+    from kmcp.commands.portforward import forward_and_inspect
+
+    return _developer_command(lambda: forward_and_inspect(
+        args.kubeconfig, args.name, args.namespace or "default", args.pod_port, local_port=args.port,
+        address=args.address, inspector=args.inspector))
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kmcp {__version__}")
     return EXIT_OK
@@ -215,6 +296,20 @@ def _seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def _deploy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    _kube_flags(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the MCPServer and the objects the controller will apply; change nothing")
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="--dry-run format")
+    p.add_argument("--adapter-image", help="--dry-run: the controller's adapter image")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait until the MCPServer is Ready (default: wait)")
+    p.add_argument("--timeout", type=_seconds, default=300.0, help="how long to wait (default 5m)")
+    p.add_argument("--no-inspector", action="store_true",
+                   help="after Ready, do not port-forward 127.0.0.1:3000 or start the MCP Inspector")
 
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:
@@ -300,6 +395,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the objects are gone (default: wait)")
     p.add_argument("--timeout", type=_seconds, default=120.0, help="how long to wait (default 2m)")
+
+    p = command("deploy", cmd_deploy, "deploy the project in kmcp.yaml as an MCPServer and wait until it is Ready",
+                "kmcp deploy --file my-mcp-server/kmcp.yaml --image my-mcp-server:latest --environment staging\n"
+                "  kmcp deploy --file kmcp.yaml --image my-mcp-server:latest --dry-run -o yaml\n"
+                "  kmcp deploy package --deployment-name everything --manager npx "
+                "--args @modelcontextprotocol/server-everything")
+    p.add_argument("-f", "--file", default="kmcp.yaml", help="the project's kmcp.yaml (default: ./kmcp.yaml)")
+    p.add_argument("--image", help="image of the MCP server (e.g. from kmcp build)")
+    p.add_argument("--environment", help="use secrets.ENV of kmcp.yaml (provider kubernetes -> secretRefs)")
+    _deploy_flags(p)
+    package_sub = p.add_subparsers(dest="deploy_command", metavar="package")
+    pp = package_sub.add_parser("package", help="deploy an npm (npx) or PyPI (uvx) package",
+                                description="deploy an MCP server package run by npx or uvx",
+                                epilog="example:\n  kmcp deploy package --deployment-name everything --manager npx "
+                                       "--args @modelcontextprotocol/server-everything",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    pp.set_defaults(func=cmd_deploy)
+    _deploy_flags(pp)
+    pp.add_argument("--deployment-name", required=True, help="name of the MCPServer")
+    pp.add_argument("--manager", required=True, choices=("npx", "uvx"), help="package runner")
+    pp.add_argument("--args", nargs="+", required=True, metavar="ARG", help="the package and its arguments")
+    pp.add_argument("--image", help="image with the runner (default: node:22-slim for npx, uv's image for uvx)")
+    pp.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
+    pp.add_argument("--secret", action="append", metavar="NAME", help="Secret for envFrom (repeatable)")
+
+    p = command("get", cmd_get, "list MCPServers: NAME READY TRANSPORT URL AGE", "kmcp get -A")
+    p.add_argument("name", nargs="?", help="one MCPServer")
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's)")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    p.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
+    _kube_flags(p)
+
+    p = command("status", cmd_status, "show an MCPServer's conditions and recent events",
+                "kmcp status my-mcp-server -n default")
+    p.add_argument("name", help="the MCPServer")
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's)")
+    _kube_flags(p)
+
+    p = command("secrets", cmd_secrets, "manage the project's secrets",
+                "kmcp secrets sync staging --project-dir my-mcp-server")
+    secrets_sub = p.add_subparsers(dest="secrets_command", metavar="sync")
+    sp = secrets_sub.add_parser("sync", help="create or update the Secret of kmcp.yaml secrets.ENV from its .env file",
+                                description="create or update the Secret named in kmcp.yaml secrets.ENV from the "
+                                            "local .env file (server-side apply)",
+                                epilog="example:\n  kmcp secrets sync staging --project-dir my-mcp-server",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.set_defaults(func=cmd_secrets_sync)
+    sp.add_argument("environment", help="environment in kmcp.yaml secrets (e.g. staging)")
+    sp.add_argument("--project-dir", default=".", help="project directory (default: .)")
+    sp.add_argument("-n", "--namespace", help="namespace (default: secrets.ENV.namespace, else default)")
+    _kube_flags(sp)
+
+    p = command("port-forward", cmd_port_forward,
+                "forward a local port to a Ready pod of an MCPServer (Kubernetes port-forward over WebSocket)",
+                "kmcp port-forward my-mcp-server -n default --port 3000 --inspector")
+    p.add_argument("name", help="the MCPServer")
+    p.add_argument("-n", "--namespace", help="namespace (default: default)")
+    p.add_argument("--port", type=int, default=3000, help="local port (default 3000)")
+    p.add_argument("--pod-port", type=int, default=3000, help="port in the pod (default 3000)")
+    p.add_argument("--address", default="127.0.0.1", help="local address (default 127.0.0.1)")
+    p.add_argument("--inspector", action="store_true", help="also start the MCP Inspector (needs npx)")
+    _kube_flags(p)
 
     p = command("completion", cmd_completion, "print a shell completion script",
                 "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")
