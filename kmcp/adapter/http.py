@@ -9,7 +9,6 @@ let in-flight exchanges finish, then cancel what is left.
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -389,6 +388,3 @@ def sse_event(data: bytes, event_id: str | None = None, event: str | None = None
         parts.append(b"data: " + data + b"\n")
     parts.append(b"\n")
     return b"".join(parts)
-
-
-INF = math.inf
