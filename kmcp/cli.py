@@ -156,6 +156,13 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from kmcp.commands.run import RunRequest, run_project
+
+    return _developer_command(lambda: run_project(RunRequest(Path(args.project_dir), port=args.port,
+                                                             inspector=not args.no_inspector)))
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     from kmcp.commands.cluster import run_with_kube
     from kmcp.commands.install import InstallRequest, image_for, objects_for, run_install
@@ -371,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="push the image after building it")
     p.add_argument("--platform", help="target platform, e.g. linux/amd64")
     p.add_argument("--dockerfile", default="Dockerfile", help="Dockerfile in the project (default: Dockerfile)")
+
+    p = command("run", cmd_run, "run the project's MCP server locally over HTTP (and open the MCP Inspector)",
+                "kmcp run --project-dir my-mcp-server --port 3000")
+    p.add_argument("--project-dir", default=".", help="project directory with kmcp.yaml (default: .)")
+    p.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (default 3000)")
+    p.add_argument("--no-inspector", action="store_true", help="do not start the MCP Inspector (npx)")
 
     p = command("install", cmd_install, "install the MCPServer CRD and the kmcp controller into a cluster",
                 "kmcp install --namespace kmcp-system --version 0.1.0 --no-wait")

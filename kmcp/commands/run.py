@@ -1,0 +1,157 @@
+"""``kmcp run``: the project's stdio server behind ``kmcp adapter`` on 127.0.0.1, plus the MCP Inspector.
+
+The command comes from kmcp.yaml (``command``/``args``) or the framework's local default: ``python src/main.py``
+(``uv run python src/main.py`` when uv is on PATH and the project has a pyproject.toml), ``go run .`` for Go (the
+kmcp.yaml command of a Go project names the binary inside the image, which does not exist locally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from kmcp import spec
+from kmcp.commands import BadInput, CommandFailed
+from kmcp.commands.deploy import load_project
+
+INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
+GO_IMAGE_BINARY = "/app/server"
+
+
+def _zipapp() -> str | None:
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 and Path(argv0).is_file() and zipfile.is_zipfile(argv0):
+        return str(Path(argv0).resolve())
+    return None
+
+
+def kmcp_command() -> list[str]:
+    """argv that starts this same kmcp: the zipapp when running from one, else ``python -m kmcp``."""
+    zipapp = _zipapp()
+    return [sys.executable, zipapp] if zipapp else [sys.executable, "-m", "kmcp"]
+
+
+def kmcp_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``kmcp_command()``: a source checkout stays importable for ``python -m kmcp``."""
+    import kmcp
+
+    env = {**os.environ, **(extra or {})}
+    if _zipapp() is None:
+        source_root = str(Path(kmcp.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
+    return env
+
+
+def server_command(project_dir: Path, project: spec.ProjectFile) -> list[str]:
+    if project.framework == "go" and project.command in ("", GO_IMAGE_BINARY):
+        argv = ["go", "run", "."]
+    elif project.command:
+        argv = [project.command, *project.args]
+    else:
+        argv = ["python", "src/main.py"]
+    if project.framework == "python" and argv[0] in ("python", "python3"):
+        if shutil.which("uv") and (project_dir / "pyproject.toml").exists():
+            argv = ["uv", "run", *argv]
+        elif not shutil.which(argv[0]) and shutil.which("python3"):
+            argv = ["python3", *argv[1:]]
+    if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not (project_dir / argv[0]).is_file():
+        raise CommandFailed(f"{argv[0]} not found on PATH: install it or set `command` in kmcp.yaml")
+    return argv
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    project_dir: Path
+    port: int = spec.DEFAULT_PORT
+    inspector: bool = True
+    startup_timeout: float = 30.0
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return int(response.status) == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def inspector_text(url: str, argv: list[str]) -> str:
+    return (f"MCP Inspector settings:\n"
+            f"  Transport Type: Streamable HTTP\n"
+            f"  URL: {url}\n"
+            f"  (or Transport Type: STDIO, Command: {argv[0]}, Arguments: {' '.join(argv[1:])})\n")
+
+
+def run_project(request: RunRequest) -> int:
+    project_dir = request.project_dir
+    if not (project_dir / "kmcp.yaml").is_file():
+        raise BadInput(f"{project_dir}: no kmcp.yaml (create a project with `kmcp init python {project_dir}`)")
+    project = load_project(project_dir / "kmcp.yaml")
+    argv = server_command(project_dir, project)
+    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{request.port}", "--warm-pool", "1",
+                    "--", *argv]
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL)
+    inspector: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + request.startup_timeout
+        while not _healthy(request.port):
+            if adapter.poll() is not None:
+                raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
+                                    f"127.0.0.1:{request.port} (is the port in use?)")
+            if time.monotonic() > deadline:
+                raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{request.port} within "
+                                    f"{request.startup_timeout:g}s")
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{request.port}/mcp"
+        print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
+        print(f"Streamable HTTP: {url}")
+        print(f"SSE:             http://127.0.0.1:{request.port}/sse")
+        print(inspector_text(url, argv), end="")
+        if request.inspector:
+            npx = shutil.which("npx")
+            if npx is None:
+                print("MCP Inspector not started: npx is not on PATH (install Node.js, or use --no-inspector)")
+            else:
+                print(f"starting the MCP Inspector ({INSPECTOR_PACKAGE})")
+                inspector = subprocess.Popen([npx, "-y", INSPECTOR_PACKAGE], stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
+        print("Ctrl-C to stop.", flush=True)
+        code = adapter.wait()
+        raise CommandFailed(f"the adapter exited with code {code}")
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+        return 0
+    finally:
+        if inspector is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(inspector.pid, signal.SIGTERM)
+            _stop(inspector)
+        _stop(adapter)
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,71 @@
+"""`kmcp init python` then `kmcp run --no-inspector`: the MCP SDK client lists and calls the echo tool over
+Streamable HTTP on 127.0.0.1, and Ctrl-C stops the adapter and the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import ROOT, kmcp
+
+pytestmark = pytest.mark.slow
+HTTP_CLIENT = Path(__file__).with_name("http_client.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path) -> None:
+    assert kmcp("init", "python", tmp_path / "my-mcp-server").returncode == 0
+    port = free_port()
+    env = dict(os.environ)
+    # `python` in kmcp.yaml is the venv's (it has the mcp SDK the scaffold needs); no uv here.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(tmp_path / "my-mcp-server"),
+                             "--no-inspector", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C to stop."):
+                break
+        output = "".join(lines)
+        assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in output, output + proc.stderr.read()
+        assert f"SSE:             http://127.0.0.1:{port}/sse" in output
+        assert "Transport Type: Streamable HTTP" in output
+        client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp",
+                                 'echo={"message": "hello from kmcp run"}'],
+                                capture_output=True, text=True, timeout=60)
+        assert client.returncode == 0, client.stderr
+        seen = json.loads(client.stdout.strip().splitlines()[-1])
+        assert seen["server_name"] == "my-mcp-server"
+        assert "echo" in seen["tools"]
+        assert seen["calls"]["echo"] == {"error": False, "text": ["hello from kmcp run"]}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    with socket.socket() as s:  # the adapter is gone
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_errors(tmp_path: Path) -> None:
+    missing = kmcp("run", "--project-dir", tmp_path)
+    assert missing.returncode == 2 and "no kmcp.yaml" in missing.stderr
+    (tmp_path / "kmcp.yaml").write_text("name: x\nframework: python\ncommand: no-such-binary-kmcp\n")
+    absent = kmcp("run", "--project-dir", tmp_path, "--no-inspector")
+    assert absent.returncode == 1 and "no-such-binary-kmcp not found on PATH" in absent.stderr
+    assert "example:" in kmcp("run", "--help").stdout
