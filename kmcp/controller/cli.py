@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-period", type=parse_duration, default=600.0,
                    help="reconcile every MCPServer this often even without changes (default 10m)")
     p.add_argument("--max-concurrent-reconciles", type=int, default=4)
+    p.add_argument("--watch-timeout", type=parse_duration, default=300.0,
+                   help="end and resume each watch this often (default 5m); short values are for tests")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -109,6 +111,7 @@ def settings_from(args: argparse.Namespace, config: kube.KubeConfig, environ: Ma
         render=RenderSettings(adapter_image=image),
         resync_period=args.resync_period,
         max_concurrent_reconciles=max(1, args.max_concurrent_reconciles),
+        watch_timeout_seconds=max(1, round(args.watch_timeout)),
         leader_elect=bool(args.leader_elect),
         leader_election_namespace=namespace,
         lease_name=args.leader_election_id,

@@ -292,11 +292,22 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
     # apply must be enough to make no write at all on this converged namespace.
     assert proc.stop() == 0
     restarted: ControllerProcess = start_controller(f"--namespace={namespace}", "--resync-period=1s",
-                                                    "--metrics-secure=false", name="idle-restarted")
+                                                    "--watch-timeout=1s", "--metrics-secure=false",
+                                                    name="idle-restarted")
     time.sleep(3.5)
     metrics = _scrape(restarted)
     assert metrics[reconciles] >= 2 * len(EXAMPLES)
+    # and every watch ended and resumed a few times meanwhile, without a write either
+    assert metrics['kmcp_watch_restarts_total{cause="timeout",resource="deployments"}'] >= 2
     assert _writes(metrics) == 0, {k: v for k, v in metrics.items() if "api_requests" in k}
+    # A change still arrives through the restarting watches.
+    server = kube.read(MCP, "MCPServer", "idle-0", namespace)
+    assert server is not None
+    patch = {"spec": {"deployment": {"args": ["--changed"]}}}
+    kube.request("PATCH", f"/apis/kagent.dev/v1alpha1/namespaces/{namespace}/mcpservers/idle-0",
+                 content=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"})
+    wait_for(lambda: any("--changed" in c.get("args", []) for c in pod_spec(kube, "idle-0", namespace)["containers"]),
+             timeout=10, description="the change to be applied")
 
 
 def test_probes_and_namespace_scoping(kube: Kube, namespace: str, start_controller: Any, tmp_path: Path) -> None:
