@@ -273,6 +273,38 @@ def cmd_port_forward(args: argparse.Namespace) -> int:
         address=args.address, inspector=args.inspector))
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    raise UsageError("dev needs a subcommand: kmcp dev up [--check | --detach], kmcp dev down")
+
+
+def _dev_settings(args: argparse.Namespace) -> Any:
+    from kmcp.commands.devup import DevSettings, default_directory
+
+    directory = Path(args.dir).expanduser() if args.dir else default_directory()
+    return DevSettings(directory=directory, port=getattr(args, "port", 3000), check=getattr(args, "check", False))
+
+
+def cmd_dev_up(args: argparse.Namespace) -> int:
+    from kmcp.commands import devup
+
+    settings = _dev_settings(args)
+    if args.detach and args.check:
+        raise UsageError("--detach and --check cannot be combined")
+    return _developer_command(lambda: devup.run_detached(settings) if args.detach else devup.run_dev_up(settings))
+
+
+def cmd_dev_down(args: argparse.Namespace) -> int:
+    from kmcp.commands import devup
+
+    return _developer_command(lambda: devup.run_dev_down(_dev_settings(args)))
+
+
+def cmd_dev_echo_server(args: argparse.Namespace) -> int:
+    from kmcp.examples_server import main as serve
+
+    return serve()
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"kmcp {__version__}")
     return EXIT_OK
@@ -470,6 +502,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="127.0.0.1", help="local address (default 127.0.0.1)")
     p.add_argument("--inspector", action="store_true", help="also start the MCP Inspector (needs npx)")
     _kube_flags(p)
+
+    p = command("dev", cmd_dev, "a local kmcp in one command: control plane, controller and an example MCP server",
+                "kmcp dev up --check        # start everything, talk MCP to the example, stop\n"
+                "  kmcp dev up --detach && kmcp get -A && kmcp dev down")
+    dev_sub = p.add_subparsers(dest="dev_command", metavar="{up,down,echo-server}")
+
+    def dev_command(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
+                    example: str) -> argparse.ArgumentParser:
+        dp = dev_sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        dp.set_defaults(func=func)
+        return dp
+
+    dp = dev_command("up", cmd_dev_up, "start a local control plane, the kmcp controller and an example MCPServer "
+                     "served on 127.0.0.1 (Ctrl-C stops everything)", "kmcp dev up --check")
+    dp.add_argument("--dir", help="state directory (default: ~/.cache/kmcp/dev)")
+    dp.add_argument("--port", type=int, default=3000, help="port of the example's MCP endpoint (default 3000)")
+    dp.add_argument("--check", action="store_true",
+                    help="once Ready, list and call the example's tools with an MCP client, then stop (exit 0)")
+    dp.add_argument("--detach", action="store_true", help="run in the background; stop with kmcp dev down")
+    dp = dev_command("down", cmd_dev_down, "stop a kmcp dev up --detach", "kmcp dev down")
+    dp.add_argument("--dir", help="state directory (default: ~/.cache/kmcp/dev)")
+    dev_command("echo-server", cmd_dev_echo_server, "the bundled example stdio MCP server (echo, add)",
+                "kmcp adapter --listen 127.0.0.1:3000 -- kmcp dev echo-server")
 
     p = command("completion", cmd_completion, "print a shell completion script",
                 "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")

@@ -1,0 +1,430 @@
+"""``kmcp dev up``: a whole kmcp on this machine with one command, no Docker or kubelet needed.
+
+It starts the cached local control plane (etcd + kube-apiserver + kube-controller-manager, state kept in
+``--dir``), installs the CRD and the controller's RBAC, runs ``kmcp controller`` as the install's ServiceAccount,
+applies an example stdio MCPServer (the bundled :mod:`kmcp.examples_server`, run by this same Python), runs the pod
+the controller rendered with :mod:`kmcp.podrunner` on 127.0.0.1, and writes the Deployment's status as a kubelet
+would, so the controller reports the MCPServer Ready. ``--check`` then talks MCP to it and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from kmcp import crd, install, kube, podrunner, spec
+from kmcp.commands import CommandFailed
+from kmcp.commands.cluster import Progress, api_errors, condition
+from kmcp.commands.deploy import wait_ready
+from kmcp.commands.install import wait_crd_established
+from kmcp.commands.run import kmcp_command, kmcp_env
+
+Obj = dict[str, Any]
+EXAMPLE_NAME = "echo"
+EXAMPLE_NAMESPACE = "default"
+TOKEN_SECONDS = 7 * 24 * 3600
+
+
+def default_directory() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "kmcp" / "dev"
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    directory: Path
+    port: int = spec.DEFAULT_PORT
+    check: bool = False
+    startup_timeout: float = 120.0
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "state.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.directory / "logs"
+
+
+def example_mcpserver() -> Obj:
+    """An MCPServer whose command is this Python running the bundled echo server (works from the zipapp too)."""
+    command = kmcp_command()
+    return {
+        "apiVersion": spec.API_VERSION, "kind": spec.KIND,
+        "metadata": {"name": EXAMPLE_NAME, "namespace": EXAMPLE_NAMESPACE},
+        "spec": {"transportType": "stdio", "stdioTransport": {"warmPoolSize": 1},
+                 "deployment": {"image": "kmcp.local/examples:echo", "cmd": command[0],
+                                "args": [*command[1:], "dev", "echo-server"]}},
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the kubelet's part
+
+
+def available_status(deployment: Obj, ready: bool) -> Obj:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    count = 1 if ready else 0
+    return {
+        "observedGeneration": deployment["metadata"].get("generation", 1),
+        "replicas": 1, "updatedReplicas": 1, "readyReplicas": count, "availableReplicas": count,
+        "unavailableReplicas": 1 - count,
+        "conditions": [{"type": "Available", "status": "True" if ready else "False",
+                        "reason": "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable",
+                        "message": "kmcp dev runs the pod locally" if ready else "the local pod is not ready",
+                        "lastUpdateTime": now, "lastTransitionTime": now}],
+    }
+
+
+async def report_availability(client: kube.Kube, state: podrunner.RunnerState) -> None:
+    """Keep the Deployment's status in step with the local pod's readiness, as a kubelet + deployment controller."""
+    while True:
+        deployment = await client.get(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE)
+        await client.patch_status(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE,
+                                  available_status(deployment, state.ready))
+        with trio.move_on_after(10):
+            await state.ready_changed.wait()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# an MCP client for --check (raw JSON-RPC over Streamable HTTP)
+
+
+def _rpc_result(response: httpx.Response, request_id: int) -> Obj:
+    response.raise_for_status()
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")
+                    and line[5:].strip()]
+    else:
+        messages = [response.json()]
+    for message in messages:
+        if message.get("id") == request_id:
+            if "error" in message:
+                raise CommandFailed(f"MCP error: {message['error'].get('message')}")
+            return dict(message["result"])
+    raise CommandFailed(f"no JSON-RPC response with id {request_id} in: {response.text[:200]}")
+
+
+async def check_mcp(url: str) -> list[str]:
+    """initialize, tools/list, tools/call echo; the report lines."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "kmcp-dev-check", "version": "1"}}})
+        init = _rpc_result(response, 1)
+        session = response.headers.get("mcp-session-id", "")
+        headers = {**headers, "MCP-Protocol-Version": init["protocolVersion"]}
+        if session:
+            headers["Mcp-Session-Id"] = session
+        (await http.post(url, headers=headers, json={"jsonrpc": "2.0",
+                                                      "method": "notifications/initialized"})).raise_for_status()
+        tools = _rpc_result(await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 2, "method": "tools/list"}), 2)["tools"]
+        echoed = _rpc_result(await http.post(url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "hello from kmcp dev up"}}}), 3)
+        if session:
+            await http.delete(url, headers=headers)
+    server = init.get("serverInfo") or {}
+    lines = [f"MCP check: initialize OK (server {server.get('name')} {server.get('version', '')}, protocol "
+             f"{init['protocolVersion']}); tools/list: {len(tools)} tools"]
+    lines += [f"  {tool['name']:<8} {tool.get('description', '')}" for tool in tools]
+    text = " ".join(c.get("text", "") for c in echoed.get("content", []))
+    lines.append(f"tools/call echo -> {text!r}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# up
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _controller_kubeconfig(client: kube.Kube, server: str, ca_pem: bytes, path: Path) -> Path:
+    """A kubeconfig with a TokenRequest token of the install's ServiceAccount: the controller gets only its RBAC."""
+    from kmcp.devcluster.control_plane import kubeconfig_yaml
+
+    sa_path = f"/api/v1/namespaces/{install.DEFAULT_NAMESPACE}/serviceaccounts/{install.SERVICE_ACCOUNT}/token"
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": TOKEN_SECONDS}}
+    token = (await client.request("POST", sa_path, body=body))["status"]["token"]
+    user = f"system:serviceaccount:{install.DEFAULT_NAMESPACE}:{install.SERVICE_ACCOUNT}"
+    text = kubeconfig_yaml(server, ca_pem, user, token=token, namespace=install.DEFAULT_NAMESPACE)
+    await trio.Path(path).write_text(text)
+    await trio.Path(path).chmod(0o600)
+    return path
+
+
+async def _run_controller(settings: DevSettings, kubeconfig: Path, probe_port: int) -> None:
+    log_path = settings.log_dir / "controller.log"
+    argv = [*kmcp_command(), "controller", f"--kubeconfig={kubeconfig}",
+            f"--health-probe-bind-address=127.0.0.1:{probe_port}", "--metrics-bind-address=0"]
+    with open(log_path, "ab") as log:  # noqa: ASYNC230 (opening a log file for a child does not block)
+        process = await trio.lowlevel.open_process(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                                   env=kmcp_env(), start_new_session=True)
+    try:
+        code = await process.wait()
+    finally:
+        if process.returncode is None:
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                with trio.move_on_after(10):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+    raise CommandFailed(f"the controller exited with code {code}; see {log_path}")
+
+
+async def _wait_http_ok(url: str, within: float, what: str) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        with trio.move_on_after(within):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url)).status_code == 200:
+                        return
+                await trio.sleep(0.1)
+    raise CommandFailed(f"{what} did not become ready within {within:g}s")
+
+
+async def _programmed_deployment(client: kube.Kube, within: float) -> Obj:
+    """The Deployment the controller rendered for the current generation of the example."""
+    with trio.move_on_after(within):
+        while True:
+            server = await client.get(kube.MCPSERVERS, EXAMPLE_NAME, EXAMPLE_NAMESPACE)
+            programmed = condition(server, "Programmed")
+            generation = server["metadata"].get("generation", 0)
+            if programmed and programmed.get("status") == "True" and \
+                    (server.get("status") or {}).get("observedGeneration", 0) >= generation:
+                return await client.get(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE)
+            await trio.sleep(0.1)
+    raise CommandFailed(f"the controller did not program mcpserver {EXAMPLE_NAMESPACE}/{EXAMPLE_NAME} "
+                        f"within {within:g}s")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def dev_up(settings: DevSettings) -> int:
+    from kmcp.devcluster.control_plane import ControlPlane, ControlPlaneError
+
+    directory = settings.directory
+    if not _port_free(settings.port):
+        raise CommandFailed(f"port {settings.port} on 127.0.0.1 is in use: pick another with --port")
+    await trio.Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
+    pod_dir = directory / "pod"
+    await trio.to_thread.run_sync(lambda: shutil.rmtree(pod_dir, ignore_errors=True))
+    os.environ.update(kmcp_env())  # the pod's processes (podrunner) start `kmcp adapter` and the example from here
+
+    started = time.monotonic()
+    say(f"starting the local control plane (state in {directory / 'cluster'})")
+    control_plane = ControlPlane(workdir=directory / "cluster")
+    try:
+        await trio.to_thread.run_sync(control_plane.start)
+    except ControlPlaneError as error:
+        raise CommandFailed(f"the local control plane did not start: {error}") from None
+    try:
+        say(f"control plane ready in {control_plane.startup_seconds:.1f}s: {control_plane.server}")
+        config = await trio.to_thread.run_sync(kube.load_config, str(control_plane.kubeconfig))
+        with api_errors(config.server):
+            async with kube.Kube(config) as client, trio.open_nursery() as nursery:
+                await _up(settings, control_plane.server, control_plane.ca_pem, control_plane.kubeconfig, client,
+                          nursery, started)
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            say("stopping the local control plane")
+            await trio.to_thread.run_sync(control_plane.stop)
+            await trio.to_thread.run_sync(_forget_state, settings)
+    return 0
+
+
+def _forget_state(settings: DevSettings) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(settings.state_file.read_text()).get("pid") == os.getpid():
+            settings.state_file.unlink()
+
+
+async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfig: Path, client: kube.Kube,
+              nursery: trio.Nursery, started: float) -> None:
+    crd_obj = crd.crd()
+    await client.apply(crd_obj, resource=kube.Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                                                       namespaced=False, kind="CustomResourceDefinition"))
+    await wait_crd_established(client, crd_obj["metadata"]["name"], 60)
+    from kmcp.commands.cluster import resource_of
+
+    for obj in install.install_objects():
+        if obj["kind"] != "Deployment":  # no kubelet to run the controller's container: it runs here instead
+            await client.apply(obj, resource=resource_of(obj))
+    say("installed the MCPServer CRD and the controller's namespace, ServiceAccount and RBAC")
+
+    kubeconfig = await _controller_kubeconfig(client, server, ca_pem, settings.directory / "controller.kubeconfig")
+    probe_port = _free_port()
+    nursery.start_soon(_run_controller, settings, kubeconfig, probe_port)
+    await _wait_http_ok(f"http://127.0.0.1:{probe_port}/readyz", settings.startup_timeout, "kmcp controller")
+    say(f"kmcp controller running as ServiceAccount {install.DEFAULT_NAMESPACE}/{install.SERVICE_ACCOUNT} "
+        f"(log: {settings.log_dir / 'controller.log'})")
+
+    example = example_mcpserver()
+    await client.apply(example, resource=kube.MCPSERVERS)
+    deployment = await _programmed_deployment(client, settings.startup_timeout)
+    pod = podrunner.translate(deployment, settings.directory / "pod", settings.port,
+                              adapter_command=[*kmcp_command(), "adapter"])
+    try:
+        state: podrunner.RunnerState = await nursery.start(podrunner.run_pod, pod, None, settings.startup_timeout)
+    except trio.TooSlowError:
+        raise CommandFailed(f"the example pod did not become healthy on 127.0.0.1:{settings.port}") from None
+    nursery.start_soon(report_availability, client, state)
+    await wait_ready(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.startup_timeout, Progress())
+
+    url = f"http://127.0.0.1:{settings.port}/mcp"
+    say(f"\nkmcp dev is up in {time.monotonic() - started:.1f}s: mcpserver {EXAMPLE_NAMESPACE}/{EXAMPLE_NAME} "
+        f"is Ready")
+    say(f"  Streamable HTTP: {url}")
+    say(f"  SSE:             http://127.0.0.1:{settings.port}/sse")
+    say(f"  export KUBECONFIG={admin_kubeconfig}")
+    say("  then: kmcp get -A   |   kmcp status echo   |   MCP Inspector: Transport Type Streamable HTTP, URL " + url)
+    state_doc = {"pid": os.getpid(), "url": url, "kubeconfig": str(admin_kubeconfig), "port": settings.port}
+    await trio.Path(settings.state_file).write_text(json.dumps(state_doc))
+    if settings.check:
+        for line in await check_mcp(url):
+            say(line)
+        return
+    say("Ctrl-C (or kmcp dev down) stops everything.")
+    await trio.sleep_forever()
+
+
+def run_dev_up(settings: DevSettings) -> int:
+    existing = running_state(settings)
+    if existing is not None:
+        raise CommandFailed(f"kmcp dev is already running from {settings.directory} (pid {existing['pid']}, "
+                            f"{existing.get('url')}): stop it with `kmcp dev down`")
+
+    async def main() -> int:
+        async with trio.open_nursery() as nursery:
+            result: list[int] = []
+
+            async def up() -> None:
+                result.append(await dev_up(settings))
+                nursery.cancel_scope.cancel()
+
+            async def stop_on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        say("\nstopping kmcp dev")
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(up)
+        return result[0] if result else 0
+
+    return trio.run(main)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# detach / down
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_state(settings: DevSettings) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads(settings.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = state.get("pid")
+    return state if isinstance(pid, int) and _alive(pid) else None
+
+
+def run_detached(settings: DevSettings) -> int:
+    """Start `kmcp dev up` in the background (own session, log in DIR/dev.log); return once it is Ready."""
+    existing = running_state(settings)
+    if existing is not None:
+        raise CommandFailed(f"kmcp dev is already running (pid {existing['pid']}, {existing.get('url')})")
+    settings.directory.mkdir(parents=True, exist_ok=True)
+    settings.state_file.unlink(missing_ok=True)
+    log_path = settings.directory / "dev.log"
+    argv = [*kmcp_command(), "dev", "up", "--dir", str(settings.directory), "--port", str(settings.port)]
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=kmcp_env(),
+                                 start_new_session=True)
+    deadline = time.monotonic() + settings.startup_timeout + 60
+    while True:
+        state = running_state(settings)
+        if state is not None and state.get("pid") == child.pid:
+            break
+        if child.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise CommandFailed(f"kmcp dev up exited with code {child.returncode}; {log_path}:\n{tail}")
+        if time.monotonic() > deadline:
+            child.terminate()
+            raise CommandFailed(f"kmcp dev up was not ready in time; see {log_path}")
+        time.sleep(0.2)
+    print(f"kmcp dev is up in the background (pid {child.pid}, log {log_path})")
+    print(f"  Streamable HTTP: {state['url']}")
+    print(f"  export KUBECONFIG={state['kubeconfig']}")
+    print("  stop it with: kmcp dev down" + ("" if settings.directory == default_directory()
+                                                else f" --dir {settings.directory}"))
+    return 0
+
+
+def run_dev_down(settings: DevSettings, within: float = 60.0) -> int:
+    state = running_state(settings)
+    if state is None:
+        print(f"kmcp dev is not running (no live state in {settings.directory})")
+        return 0
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + within
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise CommandFailed(f"kmcp dev (pid {pid}) did not stop within {within:g}s")
+        time.sleep(0.2)
+    print(f"kmcp dev stopped (pid {pid})")
+    return 0
+
+
+def echo_server() -> int:
+    from kmcp.examples_server import main
+
+    return main()
+

@@ -1,0 +1,116 @@
+"""`kmcp dev up`: the local control plane, the controller as the install's ServiceAccount, the example MCPServer
+run by the pod runner, Ready reported by the controller, and a real MCP client talking to it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kmcp import examples_server
+from tests.cli.helpers import ROOT, kmcp, mcp_session
+
+HTTP_CLIENT = ROOT / "tests" / "cli" / "http_client.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def processes_using(directory: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(directory) in line and "ps -eo" not in line]
+
+
+def test_echo_server_answers_the_json_rpc_it_must() -> None:
+    init = examples_server.handle({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                   "params": {"protocolVersion": "2025-03-26"}})
+    assert init is not None and init["result"]["protocolVersion"] == "2025-03-26"
+    assert examples_server.handle({"jsonrpc": "2.0", "method": "notifications/initialized"}) is None
+    call = examples_server.handle({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                   "params": {"name": "add", "arguments": {"a": 2, "b": 40}}})
+    assert call is not None and call["result"]["content"][0]["text"] == "42"
+    unknown = examples_server.handle({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "x"}})
+    assert unknown is not None and unknown["error"]["code"] == -32602
+
+
+@pytest.mark.slow
+def test_echo_server_works_with_the_sdk_stdio_client(tmp_path: Path) -> None:
+    env_python = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                  "from kmcp.examples_server import main; main()"]
+    seen = mcp_session(tmp_path, env_python, {"echo": {"message": "hi"}, "add": {"a": 1.5, "b": 2}})
+    assert seen["server_name"] == "kmcp-echo"
+    assert set(seen["tools"]) == {"echo", "add"}
+    assert seen["calls"]["echo"]["text"] == ["hi"] and seen["calls"]["add"]["text"] == ["3.5"]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dev_up_check_talks_mcp_to_the_example_then_tears_down(tmp_path: Path) -> None:
+    port = free_port()
+    result = kmcp("dev", "up", "--check", "--dir", tmp_path / "dev", "--port", str(port), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "mcpserver default/echo is Ready" in out
+    assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in out
+    assert f"export KUBECONFIG={tmp_path / 'dev' / 'cluster' / 'admin.kubeconfig'}" in out
+    assert "tools/list: 2 tools" in out and "tools/call echo -> 'hello from kmcp dev up'" in out
+    assert "Traceback" not in result.stderr
+    assert port_closed(port)
+    assert processes_using(tmp_path / "dev") == []  # etcd, apiserver, controller, adapter, server: all gone
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dev_up_detach_then_get_then_down(tmp_path: Path) -> None:
+    port = free_port()
+    directory = tmp_path / "dev"
+    up = kmcp("dev", "up", "--detach", "--dir", directory, "--port", str(port), timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in up.stdout
+        again = kmcp("dev", "up", "--dir", directory, "--port", str(port))
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        kubeconfig = directory / "cluster" / "admin.kubeconfig"
+        table = kmcp("get", "-A", "--kubeconfig", kubeconfig)
+        assert table.returncode == 0, table.stderr
+        row = next(line.split() for line in table.stdout.splitlines() if line.split()[1:2] == ["echo"])
+        assert row[:4] == ["default", "echo", "True", "stdio"]
+        status = kmcp("status", "echo", "--kubeconfig", kubeconfig)
+        assert any(line.split()[:2] == ["Ready", "True"] for line in status.stdout.splitlines()), status.stdout
+
+        client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp",
+                                 'echo={"message": "through the pod"}', 'add={"a": 1, "b": 2}'],
+                                capture_output=True, text=True, timeout=60)
+        assert client.returncode == 0, client.stderr
+        seen = json.loads(client.stdout.strip().splitlines()[-1])
+        assert seen["tools"] == ["add", "echo"]
+        assert seen["calls"]["echo"]["text"] == ["through the pod"]
+        assert seen["calls"]["add"]["text"] == ["3"]
+    finally:
+        down = kmcp("dev", "down", "--dir", directory, timeout=90)
+    assert down.returncode == 0, down.stderr
+    assert "kmcp dev stopped" in down.stdout
+    assert port_closed(port)
+    assert processes_using(directory) == []
+    assert "not running" in kmcp("dev", "down", "--dir", directory).stdout
+
+
+def test_dev_usage() -> None:
+    assert kmcp("dev").returncode == 2
+    shown = kmcp("dev", "up", "--help")
+    assert shown.returncode == 0 and "kmcp dev up --check" in shown.stdout
+    both = kmcp("dev", "up", "--check", "--detach")
+    assert both.returncode == 2 and "cannot be combined" in both.stderr
