@@ -74,12 +74,12 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
         raise _Usage("--max-sessions must be at least 1")
     if args.warm_pool < 0:
         raise _Usage("--warm-pool must not be negative")
-    if args.session_mode != "isolated":
-        raise _Usage(f"--session-mode {args.session_mode} is not supported yet (only isolated)")
     if not args.command and not args.bridge:
         raise _Usage("no server command: use `kmcp adapter [options] -- CMD [ARGS...]` or --bridge DIR")
     settings = replace(AdapterSettings(), host=host, port=port, session_idle_timeout=args.session_idle_timeout,
-                       max_sessions=args.max_sessions, warm_pool=args.warm_pool,
+                       max_sessions=args.max_sessions,
+                       # One process serves every session in shared mode: nothing to start ahead of demand.
+                       warm_pool=0 if args.session_mode == "shared" else args.warm_pool,
                        allowed_origins=tuple(args.allow_origin),
                        max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream)
     return settings, args
@@ -87,6 +87,22 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
 
 @asynccontextmanager
 async def open_launcher(settings: AdapterSettings, args: argparse.Namespace) -> AsyncIterator[Launcher]:
+    """The launcher sessions use: local children or the pod's bridge, shared by every session if asked."""
+    async with _open_process_launcher(settings, args) as launcher:
+        if args.session_mode != "shared":
+            yield launcher
+            return
+        from kmcp.adapter.shared import SharedLauncher
+
+        shared = SharedLauncher(launcher)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(shared.run)
+            yield shared
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _open_process_launcher(settings: AdapterSettings, args: argparse.Namespace) -> AsyncIterator[Launcher]:
     if args.bridge:
         try:
             from kmcp.adapter.fifo_launcher import open_fifo_launcher  # type: ignore[import-not-found,unused-ignore]

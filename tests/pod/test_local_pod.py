@@ -26,11 +26,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def mcpserver(**deployment: Any) -> spec.MCPServer:
+def mcpserver(mode: str = "isolated", **deployment: Any) -> spec.MCPServer:
     return spec.validated({
         "apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer",
         "metadata": {"name": "local", "namespace": "default"},
-        "spec": {"transportType": "stdio", "stdioTransport": {"warmPoolSize": 1}, "deployment": {
+        "spec": {"transportType": "stdio", "stdioTransport": {"warmPoolSize": 1, "sessionMode": mode}, "deployment": {
             "image": "unused:local", "cmd": sys.executable,
             "args": [str(ROOT / "tests/servers/fastmcp_server.py")], **deployment}},
     })
@@ -62,9 +62,10 @@ def test_http_mcpservers_cannot_run_locally(tmp_path: Path) -> None:
         podrunner.translate(render.render_deployment(server, render.RenderSettings()), tmp_path, 1)
 
 
-async def test_sdk_clients_use_the_rendered_pod(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["isolated", "shared"])
+async def test_sdk_clients_use_the_rendered_pod(tmp_path: Path, mode: str) -> None:
     port = free_port()
-    deployment = render.render_deployment(mcpserver(), render.RenderSettings())
+    deployment = render.render_deployment(mcpserver(mode), render.RenderSettings())
     pod = podrunner.translate(deployment, tmp_path, port)
     async with trio.open_nursery() as nursery:
         state = await nursery.start(podrunner.run_pod, pod)
@@ -77,7 +78,10 @@ async def test_sdk_clients_use_the_rendered_pod(tmp_path: Path) -> None:
             assert seen["ask"] == "model said: echo:meaning of life"  # sampling round trip through the FIFOs
             assert len(seen["pids"]) == 1
             session_pids += seen["pids"]
-        assert session_pids[0] != session_pids[1]  # isolated: one server process per MCP session
+        if mode == "isolated":
+            assert session_pids[0] != session_pids[1]  # one server process per MCP session
+        else:
+            assert session_pids[0] == session_pids[1]  # one long-lived process for every session
         # Each session had its own server process, started by serve.sh in the 'mcp-server container'.
         assert state.server_starts == 1 and state.adapter_starts == 1
         nursery.cancel_scope.cancel()
