@@ -315,12 +315,19 @@ modes:
   kmcp controller [--leader-elect] ...  reconcile MCPServers (run `kmcp controller --help`)
   kmcp adapter -- CMD [ARGS...]         serve a stdio MCP server over HTTP (Streamable HTTP /mcp, SSE /sse)
 
+quick start (no cluster needed):
+  kmcp dev up --check                      local control plane + controller + an example MCP server; talk MCP to it
+
 examples:
   kmcp render -f mcpserver.yaml            print the Deployment, Service and ServiceAccount for an MCPServer
   kmcp validate -f mcpserver.yaml          check an MCPServer the way the controller will
   kmcp crd > kagent.dev_mcpservers.yaml    print the MCPServer CustomResourceDefinition
   kmcp init python my-mcp-server           scaffold a FastMCP server (or: kmcp init go my-mcp-server)
   kmcp build --project-dir my-mcp-server -t my-mcp-server:latest --kind-load-cluster kind
+  kmcp run --project-dir my-mcp-server     serve it on http://127.0.0.1:3000/mcp and open the MCP Inspector
+  kmcp install                             install the CRD and the controller into the current cluster
+  kmcp deploy --file my-mcp-server/kmcp.yaml --image my-mcp-server:latest
+  kmcp get -A ; kmcp status my-mcp-server  MCPServers, their conditions and events
   kmcp adapter --listen 127.0.0.1:3000 -- python server.py
 """
 
@@ -450,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image of the MCP server (e.g. from kmcp build)")
     p.add_argument("--environment", help="use secrets.ENV of kmcp.yaml (provider kubernetes -> secretRefs)")
     _deploy_flags(p)
-    package_sub = p.add_subparsers(dest="deploy_command", metavar="package")
+    package_sub = p.add_subparsers(dest="deploy_command", metavar="[package]")
     pp = package_sub.add_parser("package", help="deploy an npm (npx) or PyPI (uvx) package",
                                 description="deploy an MCP server package run by npx or uvx",
                                 epilog="example:\n  kmcp deploy package --deployment-name everything --manager npx "
