@@ -15,7 +15,7 @@ import trio
 
 from kmcp import crd, install, kube
 from kmcp.commands import CommandFailed
-from kmcp.commands.cluster import Progress, condition, describe, resource_of
+from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
 
 Obj = dict[str, Any]
 
@@ -75,6 +75,29 @@ def _deployment_progress(dep: Obj | None) -> tuple[bool, str]:
     return False, summary
 
 
+async def _pod_problems(client: kube.Kube, namespace: str, dep: Obj) -> str:
+    """Why the Deployment's pods are not running yet (ImagePullBackOff, CrashLoopBackOff, ...), if they say."""
+    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    try:
+        pods = (await client.list(PODS, namespace, label_selector=selector)).get("items") or []
+    except kube.ApiError:
+        return ""
+    problems = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+                problems.append(f"pod {pod['metadata']['name']}: {container.get('name')} {waiting['reason']}"
+                                + (f" ({waiting['message'][:120]})" if waiting.get("message") else ""))
+        if not problems and status.get("phase") == "Pending":
+            scheduled = condition(pod, "PodScheduled")
+            if scheduled and scheduled.get("status") == "False":
+                problems.append(f"pod {pod['metadata']['name']} unschedulable: {scheduled.get('message', '')[:120]}")
+    return ("; " + "; ".join(problems[:3])) if problems else ""
+
+
 async def wait_deployment_available(client: kube.Kube, namespace: str, name: str, within: float,
                                     progress: Progress) -> None:
     started = trio.current_time()
@@ -86,6 +109,8 @@ async def wait_deployment_available(client: kube.Kube, namespace: str, name: str
             except kube.NotFound:
                 dep = None
             available, summary = _deployment_progress(dep)
+            if not available and dep is not None:
+                summary += await _pod_problems(client, namespace, dep)
             if available:
                 progress.done(f"deployment {namespace}/{name} is Available ({summary})")
                 return

@@ -88,7 +88,7 @@ def test_install_twice_then_uninstall(private_cluster: tuple[Path, Kube]) -> Non
 
 
 def test_wait_reports_progress_then_times_out_without_a_kubelet(private_cluster: tuple[Path, Kube]) -> None:
-    kubeconfig, _ = private_cluster
+    kubeconfig, client = private_cluster
     started = time.monotonic()
     result = kmcp("install", "--kubeconfig", kubeconfig, "--namespace", "kmcp-wait", "--timeout", "2s")
     assert result.returncode == 1
@@ -97,6 +97,22 @@ def test_wait_reports_progress_then_times_out_without_a_kubelet(private_cluster:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("kmcp: error: timed out after 2s waiting for deployment kmcp-wait/kmcp-controller-manager")
     assert "Traceback" not in result.stderr
+
+    # A pod that cannot pull its image (as a kubelet would report it): the wait says why.
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "kmcp-controller-manager-abc", "namespace": "kmcp-wait",
+                        "labels": {"app.kubernetes.io/name": "kmcp"}},
+           "spec": {"containers": [{"name": "manager", "image": "example.test/kmcp:missing"}]}}
+    client.create(pod)
+    status = {"status": {"phase": "Pending", "containerStatuses": [{
+        "name": "manager", "image": "example.test/kmcp:missing", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}}
+    client.request("PATCH", "/api/v1/namespaces/kmcp-wait/pods/kmcp-controller-manager-abc/status",
+                   content=json.dumps(status), headers={"Content-Type": "application/merge-patch+json"})
+    again = kmcp("install", "--kubeconfig", kubeconfig, "--namespace", "kmcp-wait", "--timeout", "2s")
+    assert again.returncode == 1
+    assert "pod kmcp-controller-manager-abc: manager ImagePullBackOff (Back-off pulling image)" in \
+        again.stderr.strip().splitlines()[-1]
 
 
 def test_wait_succeeds_once_the_deployment_is_available(private_cluster: tuple[Path, Kube]) -> None:
