@@ -216,9 +216,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print(d.inspector_settings(request.name, request.namespace), end="")
         if args.no_inspector:
             return EXIT_OK
+        from kmcp.commands import CommandFailed
         from kmcp.commands.portforward import forward_and_inspect
 
-        return forward_and_inspect(args.kubeconfig, request.name, request.namespace, request.port)
+        try:
+            return forward_and_inspect(args.kubeconfig, request.name, request.namespace, request.port)
+        except CommandFailed as error:
+            raise CommandFailed(f"mcpserver {request.namespace}/{request.name} is Ready, but the port-forward "
+                                f"for the Inspector failed: {error}") from None
 
     return _developer_command(run)
 

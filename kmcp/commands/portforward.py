@@ -13,6 +13,7 @@ speaks the same framing.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import ssl
 import sys
@@ -134,11 +135,23 @@ async def serve_forward(connect: Connector, port: int, local_port: int, address:
         async with stream:
             try:
                 await forward_connection(stream, connect, port)
+            except trio_websocket.ConnectionRejected as error:
+                print(f"kmcp: port-forward: {rejection_message(error)}", file=sys.stderr, flush=True)
             except (OSError, trio_websocket.HandshakeError, PortForwardProtocolError) as error:
                 print(f"kmcp: port-forward: connection failed: {error}", file=sys.stderr, flush=True)
 
     task_status.started(int(listeners[0].socket.getsockname()[1]))
     await trio.serve_listeners(handle, listeners)
+
+
+def rejection_message(error: trio_websocket.ConnectionRejected) -> str:
+    """The apiserver's Status message for a refused upgrade, on one line."""
+    detail = (error.body or b"").decode(errors="replace").strip()
+    with contextlib.suppress(ValueError):
+        decoded = json.loads(detail)
+        if isinstance(decoded, dict) and decoded.get("message"):
+            detail = str(decoded["message"])
+    return f"the apiserver refused the port-forward ({error.status_code}): {detail[:300]}"
 
 
 def websocket_connector(config: kube.KubeConfig, url: str) -> Connector:

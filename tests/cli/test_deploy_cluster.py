@@ -3,6 +3,7 @@ watching the test's namespace. There is no kubelet: the test writes the Deployme
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -188,3 +189,36 @@ def test_status_shows_the_failing_condition(kube: Kube, kubeconfig: Path, namesp
     assert accepted.split()[1] == "False" and "data" in accepted
     listing = kmcp("get", "-n", namespace, "-o", "json", "--kubeconfig", kubeconfig)
     assert [i["metadata"]["name"] for i in json.loads(listing.stdout)["items"]] == ["bad"]
+
+
+def test_port_forward_reaches_the_apiserver_for_a_ready_pod(kube: Kube, kubeconfig: Path, namespace: str) -> None:
+    """A Ready pod on a node that does not exist: the WebSocket upgrade reaches the pod's portforward subresource
+    (TLS, client certificate, URL) and the apiserver's refusal is reported per connection, without a traceback.
+    A real kubelet would accept the upgrade there; this machine has none."""
+    import socket
+
+    kube.create({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "weather-abc", "namespace": namespace,
+                              "labels": {"app.kubernetes.io/instance": "weather"}},
+                 "spec": {"nodeName": "no-such-node", "containers": [{"name": "mcp-server", "image": "x"}]}})
+    status = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    kube.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/weather-abc/status", content=json.dumps(status),
+                 headers={"Content-Type": "application/merge-patch+json"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = popen_kmcp("port-forward", "weather", "-n", namespace, "--port", str(port), "--kubeconfig", kubeconfig)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(f"Forwarding from 127.0.0.1:{port} -> pod {namespace}/weather-abc:3000"), first
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            # refused upstream: the local connection is closed (or reset: our request was never read)
+            with contextlib.suppress(ConnectionResetError):
+                assert conn.recv(100) == b""
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "kmcp: port-forward: the apiserver refused the port-forward (404)" in err, err
+    assert "Traceback" not in err
