@@ -110,6 +110,12 @@ def test_deploy_waits_for_ready_then_get_and_status_show_it(kube: Kube, kubeconf
     assert f"mcpserver {namespace}/weather applied" in out
     assert f"mcpserver {namespace}/weather is Ready" in err
     assert "Transport Type: Streamable HTTP" in out and "URL: http://127.0.0.1:3000/mcp" in out
+    # Without --no-inspector deploy then port-forwards 127.0.0.1:3000: there is no kubelet, so no pod to reach.
+    again = kmcp("deploy", "--file", directory / "kmcp.yaml", "--image", "weather:1.2.3", "-n", namespace,
+                 "--timeout", "30s", "--kubeconfig", admin)
+    assert again.returncode == 1
+    assert f"mcpserver {namespace}/weather is Ready, but the port-forward for the Inspector failed: no Ready pod" \
+        in again.stderr, again.stderr
 
     table = kmcp("get", "-n", namespace, "--kubeconfig", admin)
     assert table.returncode == 0, table.stderr
