@@ -81,6 +81,28 @@ def api_errors(server: str) -> Iterator[None]:
         raise CommandFailed(f"talking to the apiserver at {server}: {error}") from None
 
 
+def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _leaf(inner, types)
+            if found is not None:
+                return found
+        return None
+    return error if isinstance(error, types) else None
+
+
+@contextlib.contextmanager
+def plain_errors() -> Iterator[None]:
+    """Trio nurseries wrap errors in exception groups: surface kmcp's own (one line, right exit code)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group, (CommandFailed, BadInput, KeyboardInterrupt))
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
 def run_with_kube(kubeconfig: str | None, operation: Callable[[kube.Kube], Awaitable[T]]) -> T:
     """Load the kubeconfig, then run ``operation(client)`` under Trio with API errors made readable."""
     config = load_kube_config(kubeconfig)
@@ -90,7 +112,8 @@ def run_with_kube(kubeconfig: str | None, operation: Callable[[kube.Kube], Await
             async with kube.Kube(config) as client:
                 return await operation(client)
 
-    return trio.run(main)
+    with plain_errors():
+        return trio.run(main)
 
 
 class Progress:

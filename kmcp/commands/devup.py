@@ -26,7 +26,7 @@ import trio
 
 from kmcp import crd, install, kube, podrunner, spec
 from kmcp.commands import CommandFailed
-from kmcp.commands.cluster import Progress, api_errors, condition
+from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
 from kmcp.commands.deploy import wait_ready
 from kmcp.commands.install import wait_crd_established
 from kmcp.commands.run import kmcp_command, kmcp_env
@@ -248,10 +248,15 @@ async def dev_up(settings: DevSettings) -> int:
 
     started = time.monotonic()
     say(f"starting the local control plane (state in {directory / 'cluster'})")
+    from kmcp.devcluster.binaries import Toolchain, default_cache_root
+
+    if not Toolchain(default_cache_root()).complete():
+        say("first run: building etcd, kube-apiserver and kube-controller-manager from Go source "
+            f"(about 9 minutes, once; cached in {default_cache_root()})")
     control_plane = ControlPlane(workdir=directory / "cluster")
     try:
         await trio.to_thread.run_sync(control_plane.start)
-    except ControlPlaneError as error:
+    except (ControlPlaneError, RuntimeError, OSError, subprocess.CalledProcessError) as error:
         raise CommandFailed(f"the local control plane did not start: {error}") from None
     try:
         say(f"control plane ready in {control_plane.startup_seconds:.1f}s: {control_plane.server}")
@@ -349,7 +354,8 @@ def run_dev_up(settings: DevSettings) -> int:
             nursery.start_soon(up)
         return result[0] if result else 0
 
-    return trio.run(main)
+    with plain_errors():
+        return trio.run(main)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import trio_websocket
 
 from kmcp import kube
 from kmcp.commands import CommandFailed
-from kmcp.commands.cluster import PODS, api_errors, condition, load_kube_config
+from kmcp.commands.cluster import PODS, api_errors, condition, load_kube_config, plain_errors
 
 Obj = dict[str, Any]
 DATA_CHANNEL = 0
@@ -223,5 +223,6 @@ def forward_and_inspect(kubeconfig: str | None, name: str, namespace: str, port:
             if inspector:
                 nursery.start_soon(_run_inspector, f"http://{address}:{bound}/mcp")
 
-    trio.run(main)
+    with plain_errors():
+        trio.run(main)
     return 0

@@ -4,6 +4,7 @@ run by the pod runner, Ready reported by the controller, and a real MCP client t
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,3 +115,21 @@ def test_dev_usage() -> None:
     assert shown.returncode == 0 and "kmcp dev up --check" in shown.stdout
     both = kmcp("dev", "up", "--check", "--detach")
     assert both.returncode == 2 and "cannot be combined" in both.stderr
+
+
+def test_dev_up_errors_are_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = kmcp("dev", "up", "--check", "--dir", tmp_path / "dev", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"kmcp: error: port {port} on 127.0.0.1 is in use: pick another with --port"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "KMCP_BIN_CACHE": str(tmp_path / "no-binaries")}
+    if shutil.which("go", path=env["PATH"]):
+        return  # Go in /usr/bin: the command would build the binaries rather than fail
+    no_go = kmcp("dev", "up", "--check", "--dir", tmp_path / "dev", "--port", str(free_port()), env=env)
+    assert no_go.returncode == 1
+    assert no_go.stderr.strip().splitlines() == [
+        "kmcp: error: the local control plane did not start: building kube-apiserver needs Go (https://go.dev) on PATH"]
