@@ -242,16 +242,23 @@ def cmd_get(args: argparse.Namespace) -> int:
     from kmcp.commands.cluster import run_with_kube
     from kmcp.commands.get import run_get
 
-    return _developer_command(lambda: run_with_kube(args.kubeconfig, lambda client: run_get(
-        client, args.namespace, args.all_namespaces, args.output, args.name)) or EXIT_OK)
+    def run() -> int:
+        run_with_kube(args.kubeconfig, lambda client: run_get(client, args.namespace, args.all_namespaces,
+                                                              args.output, args.name))
+        return EXIT_OK
+
+    return _developer_command(run)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kmcp.commands.cluster import run_with_kube
     from kmcp.commands.get import run_status
 
-    return _developer_command(lambda: run_with_kube(args.kubeconfig, lambda client: run_status(
-        client, args.name, args.namespace)) or EXIT_OK)
+    def run() -> int:
+        run_with_kube(args.kubeconfig, lambda client: run_status(client, args.name, args.namespace))
+        return EXIT_OK
+
+    return _developer_command(run)
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
