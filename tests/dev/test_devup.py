@@ -4,6 +4,7 @@ run by the pod runner, Ready reported by the controller, and a real MCP client t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -133,3 +134,32 @@ def test_dev_up_errors_are_one_line(tmp_path: Path) -> None:
     assert no_go.returncode == 1
     assert no_go.stderr.strip().splitlines() == [
         "kmcp: error: the local control plane did not start: building kube-apiserver needs Go (https://go.dev) on PATH"]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    directory = tmp_path / "dev"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "kmcp", "dev", "up", "--dir", str(directory), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        output = ""
+        for line in proc.stdout:
+            output += line
+            if line.startswith("Ctrl-C (or kmcp dev down) stops everything."):
+                break
+        assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in output, output
+        assert not port_closed(port)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert port_closed(port)
+    assert processes_using(directory) == []
+    assert not (directory / "state.json").exists()
