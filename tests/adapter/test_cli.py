@@ -45,7 +45,7 @@ def test_defaults_and_flags_fill_the_settings() -> None:
     [],  # no command
     ["--listen", "nope", "--", "x"],
     ["--max-sessions", "0", "--", "x"],
-    ["--session-mode", "shared", "--", "x"],
+    ["--session-mode", "pooled", "--", "x"],
     ["--warm-pool", "-1", "--", "x"],
     ["--bogus", "--", "x"],
 ])
