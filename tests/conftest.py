@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if any(item.get_closest_marker("cluster") for item in session.items):
         chain = ensure_binaries(log=False)
         print(f"\nkmcp control-plane binaries: {chain.directory}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist/kmcp built once per test session from this checkout (every zipapp test shares it)."""
+    out = tmp_path_factory.mktemp("dist") / "kmcp"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "build.py"), "-o", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    return out
 
 
 @pytest.fixture(scope="session")

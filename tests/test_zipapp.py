@@ -14,14 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / "kmcp"
-    subprocess.run([sys.executable, str(ROOT / "build.py"), "-o", str(out)], check=True, cwd=ROOT,
-                   capture_output=True, timeout=600)
-    return out
-
-
 def run(zipapp: Path, *args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     # A clean environment: no venv on PATH, a fresh SHIV_ROOT, so nothing outside the file can help it.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "SHIV_ROOT": str(tmp / "shiv")}

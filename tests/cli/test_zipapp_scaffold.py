@@ -15,14 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="module")
-def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / "kmcp"
-    subprocess.run([sys.executable, str(ROOT / "build.py"), "-o", str(out)], check=True, cwd=ROOT,
-                   capture_output=True, timeout=600)
-    return out
-
-
 def run(zipapp: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "SHIV_ROOT": str(cwd / ".shiv")}
     return subprocess.run([os.path.realpath(sys.executable), "-I", str(zipapp), *args], capture_output=True,

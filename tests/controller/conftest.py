@@ -28,15 +28,6 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="session")
-def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist/kmcp built once per session from this checkout."""
-    out = tmp_path_factory.mktemp("dist") / "kmcp"
-    subprocess.run([sys.executable, str(ROOT / "build.py"), "-o", str(out)], check=True, cwd=ROOT,
-                   capture_output=True, timeout=600)
-    return out
-
-
-@pytest.fixture(scope="session")
 def installed(kube: Kube) -> list[Obj]:
     """The CRD and every install object except the controller Deployment (there is no kubelet to run it)."""
     kube.apply(CRD)
