@@ -73,19 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
     p.add_argument("--adapter-image", default=None,
                    help="image of the stdio adapter sidecar (default: $KMCP_ADAPTER_IMAGE or the kmcp image)")
-    p.add_argument("--leader-elect", nargs="?", const=True, default=False, type=parse_bool,
+    p.add_argument("--leader-elect", nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL",
                    help="elect a leader on a Lease so only one replica reconciles")
     p.add_argument("--leader-election-namespace", default=None,
                    help="namespace of the Lease (default: the pod's namespace, else kmcp-system)")
     p.add_argument("--leader-election-id", default=LEASE_NAME, help="name of the Lease")
-    p.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0)
+    p.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0, metavar="DURATION",
+                   help="how long a standby waits after the last renewal before taking over (default 15s)")
+    p.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0, metavar="DURATION",
+                   help="the leader gives up when it could not renew for this long (default 10s)")
+    p.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0, metavar="DURATION",
+                   help="how often to renew or try to acquire the lease (default 2s)")
     p.add_argument("--health-probe-bind-address", type=parse_address, default=("", 8081),
                    help="address of /healthz and /readyz (default :8081; 0 disables)")
     p.add_argument("--metrics-bind-address", type=parse_address, default=("", 8443),
                    help="address of /metrics (default :8443; 0 disables)")
-    p.add_argument("--metrics-secure", nargs="?", const=True, default=True, type=parse_bool,
+    p.add_argument("--metrics-secure", nargs="?", const=True, default=True, type=parse_bool, metavar="BOOL",
                    help="serve metrics over HTTPS with TokenReview/SubjectAccessReview (default true)")
     p.add_argument("--no-metrics-secure", dest="metrics_secure", action="store_false",
                    help="serve metrics over plain HTTP without authentication")
