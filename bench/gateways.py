@@ -52,8 +52,9 @@ class Gateway:
 
     def command(self, port: int, server: list[str]) -> list[str]:
         quoted = " ".join(server)
-        if self.name == "kmcp":
-            return [sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", "--", *server]
+        if self.name in ("kmcp", "kmcp-shared"):
+            mode = ["--session-mode", "shared"] if self.name == "kmcp-shared" else []
+            return [sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", *mode, "--", *server]
         if self.name.startswith("supergateway"):
             extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
             return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
@@ -67,6 +68,7 @@ class Gateway:
 GATEWAYS = [
     Gateway("kmcp", "streamable", "/mcp"),
     Gateway("kmcp", "sse", "/sse"),
+    Gateway("kmcp-shared", "streamable", "/mcp"),
     Gateway("supergateway", "streamable", "/mcp"),
     Gateway("supergateway", "sse", "/sse"),
     Gateway("mcp-proxy", "streamable", "/mcp"),
