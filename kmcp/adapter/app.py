@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from kmcp.adapter.http import HttpServer, Request, Responder
@@ -14,6 +16,12 @@ from kmcp.adapter.settings import AdapterSettings
 from kmcp.adapter.streamable import StreamableHttp
 from kmcp.adapter.websocket import WebSocketTransport
 
+if TYPE_CHECKING:
+    from kmcp.adapter.auth import AuthGate
+
+_METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, served unauthenticated
+_OPEN_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})  # probes and scrapers carry no token
+
 
 class AdapterApp:
     def __init__(self, settings: AdapterSettings, table: SessionTable, metrics: Metrics) -> None:
@@ -24,11 +32,23 @@ class AdapterApp:
         self.streamable = StreamableHttp(settings, table, self.stop)
         self.legacy = LegacySse(settings, table, self.stop)
         self.websocket = WebSocketTransport(settings, table, self.stop)
+        self.auth: AuthGate | None = None
+        if settings.auth.mode != "none":
+            from kmcp.adapter.auth import AuthGate  # only when enabled: start-up time
+
+            self.auth = AuthGate(settings.auth, metrics)
 
     async def handle(self, request: Request, responder: Responder) -> None:
         path = request.path.rstrip("/") or "/"
         endpoint = path
         try:
+            if self.auth is not None and path not in _OPEN_PATHS:
+                if path.startswith(_METADATA_PATH):
+                    endpoint = "metadata"
+                    await self.auth.metadata(request, responder)
+                    return
+                if not await self.auth.admit(request, responder):
+                    return
             if path == "/mcp":
                 await self.streamable.handle(request, responder)
             elif path == "/sse" and self.settings.enable_legacy_sse:

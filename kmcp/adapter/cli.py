@@ -6,6 +6,7 @@ Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when serving failed, 2 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import trio
 
 from kmcp.adapter.http import parse_listen
 from kmcp.adapter.launcher import Launcher, LocalLauncher
-from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -56,8 +57,74 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--bridge", metavar="DIR",
                         help="start servers in the pod's mcp-server container through FIFOs in DIR")
+    _add_auth_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]: the stdio MCP server")
     return parser
+
+
+def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    auth = AuthSettings()
+    group = parser.add_argument_group("auth", "bearer-token auth in front of /mcp, /sse, /message and /ws "
+                                              "(/health, /metrics and the RFC 9728 metadata stay open)")
+    group.add_argument("--auth", choices=("none", "kubernetes", "jwt"), default="none",
+                       help="none (default), kubernetes (TokenReview) or jwt (JWKS)")
+    group.add_argument("--auth-audience", action="append", default=[], metavar="AUD",
+                       help="an audience the token must be bound to (repeatable)")
+    group.add_argument("--resource-url", default="", metavar="URL",
+                       help="the public URL of this MCP resource, for the protected-resource metadata")
+    group.add_argument("--authorization-server", action="append", default=[], metavar="URL",
+                       help="an OAuth authorization server for this resource (repeatable)")
+    group.add_argument("--auth-cache-ttl", type=float, default=auth.cache_ttl, metavar="S",
+                       help="kubernetes: cache reviews this long (default %(default)s)")
+    group.add_argument("--auth-sar-resource", metavar="[GROUP/]RESOURCE",
+                       help="kubernetes: also require a SubjectAccessReview on this resource, e.g. "
+                            "kagent.dev/mcpservers")
+    group.add_argument("--auth-sar-verb", default="get", help="kubernetes: the SAR verb (default %(default)s)")
+    group.add_argument("--auth-sar-name", default="", help="kubernetes: the SAR object name")
+    group.add_argument("--auth-sar-namespace", default="", help="kubernetes: the SAR namespace")
+    group.add_argument("--kube-api-url", default="", metavar="URL",
+                       help="kubernetes: the apiserver (default from KUBERNETES_SERVICE_HOST/PORT)")
+    group.add_argument("--kube-token-file", default=auth.kube_token_file, metavar="FILE",
+                       help="kubernetes: the adapter's own token (default the pod's ServiceAccount token)")
+    group.add_argument("--kube-ca-file", default=auth.kube_ca_file, metavar="FILE",
+                       help="kubernetes: the apiserver's CA (default the pod's ServiceAccount CA)")
+    group.add_argument("--jwt-issuer", default="", metavar="URL", help="jwt: the required iss claim")
+    group.add_argument("--jwt-jwks-url", default="", metavar="URL",
+                       help="jwt: where the signing keys are (default OIDC discovery from the issuer)")
+    group.add_argument("--jwt-ca-file", default="", metavar="FILE",
+                       help="jwt: CA for the JWKS/discovery fetch (default the system store)")
+    group.add_argument("--jwt-clock-skew", type=float, default=auth.jwt_clock_skew, metavar="S",
+                       help="jwt: leeway for exp/nbf (default %(default)s)")
+
+
+def _auth_settings(args: argparse.Namespace) -> AuthSettings:
+    common = {"audiences": tuple(args.auth_audience), "resource_url": args.resource_url,
+              "authorization_servers": tuple(args.authorization_server), "cache_ttl": args.auth_cache_ttl}
+    if args.auth == "none":
+        return AuthSettings(**common)
+    if not args.auth_audience:  # a token minted for anything else (the apiserver, another service) must not pass
+        raise _Usage(f"--auth {args.auth} needs at least one --auth-audience")
+    if args.auth == "jwt":
+        if not args.jwt_issuer:
+            raise _Usage("--auth jwt needs --jwt-issuer")
+        if args.jwt_clock_skew < 0:
+            raise _Usage("--jwt-clock-skew must not be negative")
+        return AuthSettings(mode="jwt", jwt_issuer=args.jwt_issuer, jwt_jwks_url=args.jwt_jwks_url,
+                            jwt_ca_file=args.jwt_ca_file, jwt_clock_skew=args.jwt_clock_skew,
+                            **common)
+    api_url = args.kube_api_url
+    if not api_url:
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise _Usage("--auth kubernetes outside a pod needs --kube-api-url")
+        api_url = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    sar = None
+    if args.auth_sar_resource:
+        group, _, resource = args.auth_sar_resource.rpartition("/")
+        sar = AccessReview(verb=args.auth_sar_verb, group=group, resource=resource, name=args.auth_sar_name,
+                           namespace=args.auth_sar_namespace)
+    return AuthSettings(mode="kubernetes", sar=sar, kube_api_url=api_url, kube_token_file=args.kube_token_file,
+                        kube_ca_file=args.kube_ca_file, **common)
 
 
 def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace]:
@@ -81,7 +148,8 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
                        # One process serves every session in shared mode: nothing to start ahead of demand.
                        warm_pool=0 if args.session_mode == "shared" else args.warm_pool,
                        allowed_origins=tuple(args.allow_origin),
-                       max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream)
+                       max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream,
+                       auth=_auth_settings(args))
     return settings, args
 
 

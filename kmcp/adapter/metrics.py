@@ -38,6 +38,7 @@ class Metrics:
     requests: Counter[str] = field(default_factory=Counter)  # JSON-RPC method -> count
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (path kind, status) -> count
     latency: dict[str, Histogram] = field(default_factory=dict)  # JSON-RPC method -> seconds to response
+    auth_failures: Counter[str] = field(default_factory=Counter)  # reason -> requests refused by auth
 
     def observe_latency(self, method: str, seconds: float) -> None:
         histogram = self.latency.get(method)
@@ -72,6 +73,13 @@ class Metrics:
         ]
         lines += [f'kmcp_adapter_http_responses_total{{endpoint="{_label(e)}",status="{s}"}} {n}'
                   for (e, s), n in sorted(self.http_requests.items())]
+        if self.auth_failures:
+            lines += [
+                "# HELP kmcp_adapter_auth_failures_total Requests refused by bearer-token auth, by reason.",
+                "# TYPE kmcp_adapter_auth_failures_total counter",
+            ]
+            lines += [f'kmcp_adapter_auth_failures_total{{reason="{_label(r)}"}} {n}'
+                      for r, n in sorted(self.auth_failures.items())]
         lines += [
             "# HELP kmcp_adapter_request_duration_seconds Time from a JSON-RPC request to its response, by method.",
             "# TYPE kmcp_adapter_request_duration_seconds histogram",

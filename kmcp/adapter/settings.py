@@ -10,6 +10,38 @@ DEFAULT_STREAMABLE_VERSION = "2025-03-26"
 
 
 @dataclass(frozen=True)
+class AccessReview:
+    """The SubjectAccessReview a caller must pass (kubernetes auth), e.g. get mcpservers/NAME in NAMESPACE."""
+
+    verb: str = "get"
+    group: str = "kagent.dev"
+    resource: str = "mcpservers"
+    name: str = ""
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Bearer-token auth in front of the MCP endpoints. ``mode`` none leaves the adapter open (the default)."""
+
+    mode: str = "none"  # none | kubernetes | jwt
+    audiences: tuple[str, ...] = ()
+    resource_url: str = ""  # the public URL of this MCP resource (RFC 9728); empty: derived from Host
+    authorization_servers: tuple[str, ...] = ()
+    cache_ttl: float = 30.0  # kubernetes: reviews cached this long, keyed by SHA-256 of the token
+    # kubernetes
+    sar: AccessReview | None = None
+    kube_api_url: str = ""
+    kube_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    kube_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    # jwt
+    jwt_issuer: str = ""
+    jwt_jwks_url: str = ""  # empty: OIDC discovery from the issuer
+    jwt_ca_file: str = ""  # empty: the system trust store
+    jwt_clock_skew: float = 60.0
+
+
+@dataclass(frozen=True)
 class AdapterSettings:
     """How the adapter listens, limits and times out."""
 
@@ -40,3 +72,4 @@ class AdapterSettings:
     allow_localhost_origins: bool = True
     # When a client accepts both, answer with plain JSON if the server's response is the first thing it sends.
     prefer_json_response: bool = True
+    auth: AuthSettings = field(default_factory=AuthSettings)

@@ -1,7 +1,7 @@
 """Drive the adapter with the official MCP Python SDK client; prints one JSON object of what it saw.
 
-Run as ``python sdk_client.py URL streamable|sse``. Kept out of the test process: the SDK runs on asyncio here,
-so this also checks the adapter against the SDK's own event loop and HTTP stack (httpx).
+Run as ``python sdk_client.py URL streamable|sse [BEARER_TOKEN]``. Kept out of the test process: the SDK runs on
+asyncio here, so this also checks the adapter against the SDK's own event loop and HTTP stack (httpx).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ async def sampling(context: RequestContext[ClientSession, Any], params: CreateMe
     return CreateMessageResult(role="assistant", content=TextContent(type="text", text=f"echo:{text}"), model="t")
 
 
-async def main(url: str, kind: str) -> None:
+async def main(url: str, kind: str, token: str | None = None) -> None:
     seen: dict[str, Any] = {}
-    transport = streamablehttp_client(url) if kind == "streamable" else sse_client(url)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    transport = streamablehttp_client(url, headers=headers) if kind == "streamable" else sse_client(url, headers)
     async with transport as streams, ClientSession(streams[0], streams[1], sampling_callback=sampling) as session:
         init = await session.initialize()
         seen["protocol_version"] = init.protocolVersion
@@ -59,4 +60,4 @@ def _text(result: Any) -> str:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2])
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
