@@ -24,6 +24,8 @@ SERVER_CONTAINER = "mcp-server"
 BRIDGE_SCRIPT = f"{spec.BRIDGE_PATH}/serve.sh"
 ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
+# Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
+ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,52 @@ def _server_container(server: spec.MCPServer) -> dict[str, Any]:
     return container
 
 
+def _auth_args(server: spec.MCPServer, settings: RenderSettings) -> list[str]:
+    auth = server.spec.auth
+    if auth is None or auth.type == "none":
+        return []
+    url = server_url(server, settings)
+    args = ["--auth", auth.type]
+    for audience in auth.audiences or [url]:
+        args += ["--auth-audience", audience]
+    args += ["--resource-url", url]
+    servers = auth.authorization_servers or ([auth.jwt.issuer] if auth.jwt else [])
+    for authorization_server in servers:
+        args += ["--authorization-server", authorization_server]
+    if auth.type == "kubernetes" and auth.require_subject_access_review:
+        args += ["--auth-sar-resource", f"{spec.GROUP}/{spec.PLURAL}", "--auth-sar-verb", "get",
+                 "--auth-sar-name", server.metadata.name,
+                 "--auth-sar-namespace", server.metadata.namespace or "default"]
+    if auth.type == "jwt" and auth.jwt:
+        args += ["--jwt-issuer", auth.jwt.issuer]
+        if auth.jwt.jwks_url:
+            args += ["--jwt-jwks-url", auth.jwt.jwks_url]
+    return args
+
+
+def auth_binding_name(server: spec.MCPServer) -> str:
+    return f"kmcp-auth-{server.metadata.namespace or 'default'}-{server.metadata.name}"
+
+
+def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
+    """With ``auth: kubernetes`` the adapter reviews tokens as the pod's ServiceAccount, which needs the
+    cluster-scoped review APIs: only a ClusterRoleBinding can grant them. Cluster-scoped, so it cannot be owned by
+    the namespaced MCPServer (no ownerReferences): whoever applies it also deletes it with the MCPServer."""
+    auth = server.spec.auth
+    if server.spec.transport_type != "stdio" or auth is None or auth.type != "kubernetes":
+        return None
+    namespace = server.metadata.namespace or "default"
+    labels = {**standard_labels(server.metadata.name), "kmcp.kagent.dev/mcpserver-namespace": namespace}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": auth_binding_name(server), "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": ADAPTER_AUTH_CLUSTER_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account_name(server), "namespace": namespace}],
+    }
+
+
 def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict[str, Any]:
     port = server.spec.deployment.port
     stdio = server.stdio
@@ -199,6 +247,7 @@ def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict
             "--warm-pool", str(stdio.warm_pool_size),
             "--session-idle-timeout", str(stdio.session_idle_timeout_seconds),
             "--max-sessions", str(stdio.max_sessions),
+            *_auth_args(server, settings),
         ],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "startupProbe": probe(1, 30),
@@ -270,6 +319,9 @@ def render(server: spec.MCPServer, settings: RenderSettings = RenderSettings(),
     service_account = render_service_account(server)
     if service_account is not None:
         objects.append(service_account)
+    binding = render_auth_binding(server)
+    if binding is not None:  # before the pods: their first token review must already be allowed
+        objects.append(binding)
     objects.append(render_service(server))
     objects.append(render_deployment(server, settings, refs_digest))
     return objects

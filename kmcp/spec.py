@@ -234,6 +234,52 @@ class HTTPTransport(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     ] = "/mcp"
 
 
+class JWTAuth(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Where bearer JWTs come from and how to check their signatures."""
+
+    issuer: Annotated[str, Meta(min_length=1, pattern=r"^https?://",
+                                description="The required iss claim, e.g. https://login.example.com.")]
+    jwks_url: Annotated[
+        Annotated[str, Meta(pattern=r"^https?://")] | None,
+        Meta(description="The signing keys (JWKS); unset: found by OIDC discovery from the issuer."),
+    ] = None
+
+
+class MCPServerAuth(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Bearer-token auth the transport adapter enforces in front of the MCP endpoint (stdio transport only)."""
+
+    __cel__: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(rule="self.type != 'jwt' || has(self.jwt)", message="jwt auth needs jwt.issuer",
+                field_path=".jwt"),
+        CelRule(rule="self.type == 'jwt' || !has(self.jwt)", message="jwt is only valid when type is jwt",
+                field_path=".jwt"),
+        CelRule(rule="self.type == 'kubernetes' || !has(self.requireSubjectAccessReview) || "
+                     "!self.requireSubjectAccessReview",
+                message="requireSubjectAccessReview is only valid when type is kubernetes",
+                field_path=".requireSubjectAccessReview"),
+    )
+
+    type: Annotated[
+        Literal["none", "kubernetes", "jwt"],
+        Meta(description="none: open. kubernetes: ServiceAccount tokens checked with a TokenReview. "
+             "jwt: JWTs checked against the issuer's keys."),
+    ] = "none"
+    audiences: Annotated[
+        list[Annotated[str, Meta(min_length=1)]],
+        Meta(description="Audiences a token must carry; unset: the in-cluster URL of the Service."),
+    ] = field(default_factory=list)
+    require_subject_access_review: Annotated[
+        bool, Meta(description="kubernetes: also require the caller to be allowed to get this MCPServer "
+                   "(a SubjectAccessReview).")
+    ] = False
+    jwt: Annotated[JWTAuth | None, Meta(description="The JWT issuer and keys. Required for jwt.")] = None
+    authorization_servers: Annotated[
+        list[Annotated[str, Meta(min_length=1)]],
+        Meta(description="OAuth authorization servers advertised in the protected-resource metadata; "
+             "unset with jwt: the issuer."),
+    ] = field(default_factory=list)
+
+
 class MCPServerSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
     """Desired state of an MCP server on Kubernetes."""
 
@@ -253,6 +299,11 @@ class MCPServerSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
             message="stdioTransport is only valid when transportType is stdio",
             field_path=".stdioTransport",
         ),
+        CelRule(
+            rule="self.transportType == 'stdio' || !has(self.auth) || self.auth.type == 'none'",
+            message="auth is enforced by the stdio transport adapter: only valid when transportType is stdio",
+            field_path=".auth",
+        ),
     )
 
     transport_type: Annotated[
@@ -266,6 +317,9 @@ class MCPServerSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     ] = None
     http_transport: Annotated[
         HTTPTransport | None, Meta(description="Where the HTTP MCP server listens. Required for http.")
+    ] = None
+    auth: Annotated[
+        MCPServerAuth | None, Meta(description="Bearer-token auth in front of the MCP endpoint; unset: open.")
     ] = None
 
 

@@ -11,11 +11,12 @@ import trio
 
 from kmcp.adapter.settings import AccessReview, AuthSettings
 from tests.adapter.rawhttp import request, running_adapter
-from tests.kubehelpers import Kube, service_account_token
+from tests.kubehelpers import Kube, KubeApiError, service_account_token
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 AUDIENCE = "http://weather.tools.svc.cluster.local:3000/mcp"
+CRD = Path(__file__).resolve().parents[2] / "manifests" / "crd" / "kagent.dev_mcpservers.yaml"
 
 
 @pytest.fixture
@@ -99,3 +100,37 @@ async def test_subject_access_review_forbids_until_a_rolebinding_allows(kube: Ku
                     break
                 await trio.sleep(0.2)
         assert status == 200
+
+
+@pytest.mark.parametrize(("auth", "transport", "message"), [
+    ({"type": "jwt"}, "stdio", "jwt auth needs jwt.issuer"),
+    ({"type": "kubernetes", "jwt": {"issuer": "https://i.example"}}, "stdio", "jwt is only valid when type is jwt"),
+    ({"type": "jwt", "requireSubjectAccessReview": True, "jwt": {"issuer": "https://i.example"}}, "stdio",
+     "requireSubjectAccessReview is only valid when type is kubernetes"),
+    ({"type": "kubernetes"}, "http", "auth is enforced by the stdio transport adapter"),
+    ({"type": "kubernetes", "audience": "x"}, "stdio", ".spec.auth.audience: field not declared in schema"),
+])
+def test_crd_rejects_inconsistent_auth(kube: Kube, namespace: str, auth: dict[str, object], transport: str,
+                                       message: str) -> None:
+    kube.apply(CRD)
+    kube.wait_for_condition("apiextensions.k8s.io/v1", "CustomResourceDefinition", "mcpservers.kagent.dev",
+                            "Established")
+    body: dict[str, object] = {"transportType": transport, "deployment": {"image": "img:v1", "cmd": "/srv"},
+                               "auth": auth}
+    if transport == "http":
+        body["httpTransport"] = {"targetPort": 8080}
+    with pytest.raises(KubeApiError) as rejected:
+        kube.apply({"apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "weather"},
+                    "spec": body}, namespace)
+    assert message in rejected.value.message
+
+
+def test_crd_admits_auth(kube: Kube, namespace: str) -> None:
+    kube.apply(CRD)
+    kube.wait_for_condition("apiextensions.k8s.io/v1", "CustomResourceDefinition", "mcpservers.kagent.dev",
+                            "Established")
+    (created,) = kube.apply({"apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "w"},
+                             "spec": {"transportType": "stdio", "deployment": {"image": "img:v1", "cmd": "/srv"},
+                                      "auth": {"type": "kubernetes", "requireSubjectAccessReview": True}}},
+                            namespace)
+    assert created["spec"]["auth"] == {"type": "kubernetes", "requireSubjectAccessReview": True}
