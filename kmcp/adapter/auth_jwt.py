@@ -140,6 +140,8 @@ class JwtVerifier:
             raise TokenInvalid("malformed") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise TokenInvalid("malformed")
+        if "crit" in header:  # RFC 7515 4.1.11: extensions we do not understand make the token unacceptable
+            raise TokenInvalid("unsupported_header")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in _HASHES:
             raise TokenInvalid("bad_algorithm")

@@ -141,6 +141,10 @@ async def test_verifier_accepts_rs256_and_es256_and_rejects_the_rest() -> None:
         unsigned = f"{header}.{sign(RSA_KEY).split('.')[1]}."
         with pytest.raises(TokenInvalid, match="bad_algorithm"):
             await verifier.verify(unsigned)
+        crit_header = b64(json.dumps({"alg": "RS256", "kid": "rsa1", "crit": ["x"]}).encode())
+        crit = f"{crit_header}.{sign(RSA_KEY).split('.', 1)[1]}"
+        with pytest.raises(TokenInvalid, match="unsupported_header"):
+            await verifier.verify(crit)
         # an EC signature under an RSA-pinned kid is refused
         ec_as_rsa = sign(EC_KEY, kid="rsa1")
         with pytest.raises(TokenInvalid, match="bad_signature"):
