@@ -28,6 +28,20 @@ REPORTING_CONTROLLER = "kmcp"
 log = logging.getLogger("kmcp.controller.reconcile")
 
 
+def controller_limits(server: spec.MCPServer) -> list[spec.Problem]:
+    """Specs the renderer can express but this controller cannot carry out yet: reported, never half-applied.
+
+    auth.type kubernetes renders a cluster-scoped ClusterRoleBinding for the adapter's TokenReviews; the
+    install RBAC that lets the controller grant it, and its clean-up (no owner reference can reach it), are not
+    built yet.
+    """
+    auth = server.spec.auth
+    if auth is not None and auth.type == "kubernetes":
+        return [spec.Problem("spec.auth.type", "kubernetes is not supported by this controller yet "
+                             "(its TokenReview RBAC is not wired); use jwt or none", "UnsupportedAuth")]
+    return []
+
+
 @dataclass
 class Caches:
     servers: Informer
@@ -174,7 +188,7 @@ class Reconciler:
         error: ReconcileError | None = None
         try:
             server = spec.decode_mcpserver(obj)
-            problems = spec.semantic_problems(server)
+            problems = spec.semantic_problems(server) + controller_limits(server)
         except spec.SpecError as exc:
             server, problems = None, exc.problems
         if problems or server is None:
