@@ -8,8 +8,18 @@ import trio
 
 from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Headers, Request, Responder, sse_event
-from kmcp.adapter.runtime import StreamItem
+from kmcp.adapter.runtime import SessionTable, StreamItem
 from kmcp.adapter.settings import AdapterSettings
+
+
+class Transport:
+    """What every transport (Streamable HTTP, legacy SSE, WebSocket) works with: the knobs, the session table,
+    and the event that says the server is draining."""
+
+    def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
+        self.settings = settings
+        self.table = table
+        self.stop = stop
 
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"

@@ -4,26 +4,27 @@ arrives on the stream. kagent's RemoteMCPServer URLs (``http://svc:3000/sse``) u
 
 from __future__ import annotations
 
-import trio
-
 from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Request, Responder, sse_event
-from kmcp.adapter.httputil import SSE_HEADERS, accepts, is_json_content, jsonrpc_error, origin_allowed, pump_sse, text
+from kmcp.adapter.httputil import (
+    SSE_HEADERS,
+    Transport,
+    accepts,
+    is_json_content,
+    jsonrpc_error,
+    origin_allowed,
+    pump_sse,
+    text,
+)
 from kmcp.adapter.jsonrpc import JsonRpcError
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.runtime import SessionTable, TooManySessions
+from kmcp.adapter.runtime import TooManySessions
 from kmcp.adapter.session import STANDALONE, SessionClosed
-from kmcp.adapter.settings import AdapterSettings
 
 MESSAGE_PATH = "/message"
 
 
-class LegacySse:
-    def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
-        self.settings = settings
-        self.table = table
-        self.stop = stop
-
+class LegacySse(Transport):
     async def stream(self, request: Request, responder: Responder) -> None:
         """GET /sse"""
         if not origin_allowed(request, self.settings):

@@ -15,6 +15,7 @@ from kmcp.adapter.http import Headers, Request, Responder, sse_event
 from kmcp.adapter.httputil import (
     JSON,
     SSE_HEADERS,
+    Transport,
     accepts,
     is_json_content,
     jsonrpc_error,
@@ -24,21 +25,16 @@ from kmcp.adapter.httputil import (
 )
 from kmcp.adapter.jsonrpc import JsonRpcError, Kind
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.runtime import Session, SessionTable, StreamItem, TooManySessions, parse_event_id
+from kmcp.adapter.runtime import Session, StreamItem, TooManySessions, parse_event_id
 from kmcp.adapter.session import STANDALONE, SessionClosed
-from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS, AdapterSettings
+from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
 BATCH_VERSION = "2025-03-26"  # batches were removed in 2025-06-18
 
 
-class StreamableHttp:
-    def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
-        self.settings = settings
-        self.table = table
-        self.stop = stop
-
+class StreamableHttp(Transport):
     async def handle(self, request: Request, responder: Responder) -> None:
         if not origin_allowed(request, self.settings):
             await jsonrpc_error(responder, 403, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")

@@ -7,22 +7,16 @@ import trio
 
 from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Request, Responder
-from kmcp.adapter.httputil import origin_allowed, text
+from kmcp.adapter.httputil import Transport, origin_allowed, text
 from kmcp.adapter.jsonrpc import JsonRpcError
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.runtime import Session, SessionTable, StreamItem, TooManySessions
+from kmcp.adapter.runtime import Session, StreamItem, TooManySessions
 from kmcp.adapter.session import STANDALONE, SessionClosed
-from kmcp.adapter.settings import AdapterSettings
 
 SUBPROTOCOL = "mcp"
 
 
-class WebSocketTransport:
-    def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
-        self.settings = settings
-        self.table = table
-        self.stop = stop
-
+class WebSocketTransport(Transport):
     async def handle(self, request: Request, responder: Responder) -> None:
         if not origin_allowed(request, self.settings):
             await text(responder, 403, "Forbidden: Origin not allowed")
