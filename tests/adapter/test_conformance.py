@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.adapter.npm_peers import install_node_modules, missing_peer
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,23 +67,15 @@ def _node_from_wheel() -> tuple[Path | None, str]:
 def suite() -> Suite:
     node, problem = _node_from_wheel()
     if node is not None:
-        if shutil.which("npm") is None:
-            problem = "npm is needed to install the conformance suite (scripts/npm-peers)"
-        else:
-            done = subprocess.run([str(ROOT / "scripts/npm-peers")], capture_output=True, text=True, timeout=600,
-                                  check=False)
-            if done.returncode != 0:
-                problem = f"scripts/npm-peers failed: {done.stderr[-2000:]}"
-            else:
-                package = Path(done.stdout.strip().splitlines()[-1]) / "node_modules" / SUITE
-                cli = package / "dist/index.js"
-                if cli.exists():
-                    version = json.loads((package / "package.json").read_text())["version"]
-                    return Suite(node, cli, version)
-                problem = f"{package} is missing: scripts/npm-peers did not install {SUITE}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem)
-    pytest.skip(problem)
+        modules, problem = install_node_modules()
+        if modules is not None:
+            package = modules / SUITE
+            cli = package / "dist/index.js"
+            if cli.exists():
+                version = json.loads((package / "package.json").read_text())["version"]
+                return Suite(node, cli, version)
+            problem = f"{package} is missing: scripts/npm-peers did not install {SUITE}"
+    missing_peer(problem)
 
 
 def free_ports(count: int) -> list[int]:

@@ -7,14 +7,13 @@ are skipped with a reason, except under CI=true, where a missing peer is a failu
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.adapter.npm_peers import install_node_modules, missing_peer
 from tests.adapter.rawhttp import FASTMCP_SERVER, eventually, running_adapter
 
 pytestmark = pytest.mark.slow
@@ -25,22 +24,14 @@ TS_CLIENT = ROOT / "tests/peers/ts_client.cjs"
 
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    problem = None
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        problem = "node and npm are needed for the npm peer tests"
-    else:
-        done = subprocess.run([str(ROOT / "scripts/npm-peers")], capture_output=True, text=True, timeout=600,
-                              check=False)
-        if done.returncode != 0:
-            problem = f"scripts/npm-peers failed: {done.stderr[-2000:]}"
-        else:
-            modules = Path(done.stdout.strip().splitlines()[-1]) / "node_modules"
-            if (modules / ".bin/mcp-server-everything").exists():
-                return modules
-            problem = f"{modules} lacks the pinned peers"
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem)
-    pytest.skip(problem)
+    if shutil.which("node") is None:
+        missing_peer("node and npm are needed for the npm peer tests")
+    modules, problem = install_node_modules()
+    if modules is not None:
+        if (modules / ".bin/mcp-server-everything").exists():
+            return modules
+        problem = f"{modules} lacks the pinned peers"
+    missing_peer(problem)
 
 
 async def run_json(argv: list[str]) -> object:
