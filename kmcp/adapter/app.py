@@ -32,6 +32,10 @@ class AdapterApp:
         self.streamable = StreamableHttp(settings, table, self.stop)
         self.legacy = LegacySse(settings, table, self.stop)
         self.websocket = WebSocketTransport(settings, table, self.stop)
+        if table.ids.forwarding:
+            from kmcp.adapter.forwarding import Forwarder  # only with replicas: start-up time
+
+            self.streamable.forwarder = self.legacy.forwarder = Forwarder(table.ids, settings, metrics, self.stop)
         self.auth: AuthGate | None = None
         if settings.auth.mode != "none":
             from kmcp.adapter.auth import AuthGate  # only when enabled: start-up time

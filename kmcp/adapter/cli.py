@@ -17,9 +17,11 @@ import trio
 
 from kmcp.adapter.http import parse_listen
 from kmcp.adapter.launcher import Launcher, LocalLauncher
+from kmcp.adapter.session_ids import MIN_KEY_BYTES, parse_peer_address
 from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SESSION_KEY_ENV = "KMCP_SESSION_KEY"  # the replicas' shared HMAC key (from the MCPServer's Secret in a pod)
 
 
 class _Usage(Exception):
@@ -57,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default %(default)s)")
     parser.add_argument("--bridge", metavar="DIR",
                         help="start servers in the pod's mcp-server container through FIFOs in DIR")
+    parser.add_argument("--peer-address", default="", metavar="IP[:PORT]",
+                        help="with replicas: where the other replicas reach this adapter (the pod IP; the port "
+                             f"defaults to the listen port). Together with the key in ${SESSION_KEY_ENV}, session "
+                             "ids name this adapter and requests for other replicas' sessions are forwarded")
     _add_auth_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]: the stdio MCP server")
     return parser
@@ -150,7 +156,29 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
                        allowed_origins=tuple(args.allow_origin),
                        max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream,
                        auth=_auth_settings(args))
+    peer_address, key = _peer_settings(args.peer_address, port)
+    if peer_address is not None:
+        settings = replace(settings, peer_address=peer_address, session_key=key)
     return settings, args
+
+
+def _peer_settings(peer_address: str, listen_port: int) -> tuple[tuple[str, int] | None, bytes]:
+    """Forwarding between replicas needs both this adapter's address and the shared key; with only one of them
+    the adapter runs alone (plain ids), and says so."""
+    key = os.environ.get(SESSION_KEY_ENV, "").encode()
+    if not peer_address:
+        return None, b""
+    try:
+        address = parse_peer_address(peer_address, listen_port)
+    except ValueError as error:
+        raise _Usage(f"--peer-address: {error}") from None
+    if not key:
+        print(f"kmcp adapter: --peer-address without ${SESSION_KEY_ENV}: session forwarding is off",
+              file=sys.stderr)
+        return None, b""
+    if len(key) < MIN_KEY_BYTES:
+        raise _Usage(f"${SESSION_KEY_ENV} must be at least {MIN_KEY_BYTES} bytes")
+    return address, key
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import trio
@@ -11,10 +12,16 @@ from kmcp.adapter.http import Headers, Request, Responder, sse_event
 from kmcp.adapter.runtime import SessionTable, StreamItem
 from kmcp.adapter.settings import AdapterSettings
 
+if TYPE_CHECKING:
+    from kmcp.adapter.forwarding import Forwarder
+
 
 class Transport:
     """What every transport (Streamable HTTP, legacy SSE, WebSocket) works with: the knobs, the session table,
-    and the event that says the server is draining."""
+    and the event that says the server is draining. ``forwarder`` (replicas only) takes requests for sessions
+    another replica holds."""
+
+    forwarder: Forwarder | None = None
 
     def __init__(self, settings: AdapterSettings, table: SessionTable, stop: trio.Event) -> None:
         self.settings = settings

@@ -70,6 +70,8 @@ class LegacySse(Transport):
             await text(responder, 400, "Bad Request: missing sessionId")
             return
         session = self.table.get(session_id)
+        if session is None and self.forwarder and await self.forwarder.forward(request, responder, session_id):
+            return  # another replica's session: it answered
         if session is None or session.transport != "sse":
             await text(responder, 404, "Session not found")
             return

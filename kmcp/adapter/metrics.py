@@ -39,6 +39,7 @@ class Metrics:
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (path kind, status) -> count
     latency: dict[str, Histogram] = field(default_factory=dict)  # JSON-RPC method -> seconds to response
     auth_failures: Counter[str] = field(default_factory=Counter)  # reason -> requests refused by auth
+    forwarded: Counter[str] = field(default_factory=Counter)  # result -> requests for another replica's session
 
     def observe_latency(self, method: str, seconds: float) -> None:
         histogram = self.latency.get(method)
@@ -80,6 +81,13 @@ class Metrics:
             ]
             lines += [f'kmcp_adapter_auth_failures_total{{reason="{_label(r)}"}} {n}'
                       for r, n in sorted(self.auth_failures.items())]
+        if self.forwarded:
+            lines += [
+                "# HELP kmcp_adapter_forwarded_requests_total Requests for another replica's session, by result.",
+                "# TYPE kmcp_adapter_forwarded_requests_total counter",
+            ]
+            lines += [f'kmcp_adapter_forwarded_requests_total{{result="{_label(r)}"}} {n}'
+                      for r, n in sorted(self.forwarded.items())]
         lines += [
             "# HELP kmcp_adapter_request_duration_seconds Time from a JSON-RPC request to its response, by method.",
             "# TYPE kmcp_adapter_request_duration_seconds histogram",

@@ -7,7 +7,6 @@ transports post client messages with ``Session.post`` and listen to a stream wit
 
 from __future__ import annotations
 
-import secrets
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from kmcp.adapter.jsonrpc import Kind, Message
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess, describe_exit
 from kmcp.adapter.metrics import Metrics
 from kmcp.adapter.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
+from kmcp.adapter.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 
 STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow
@@ -276,6 +276,7 @@ class SessionTable:
         self.settings = settings
         self.launcher = launcher
         self.metrics = metrics
+        self.ids = SessionIds(settings.session_key, settings.peer_address)  # ids name this replica if asked
         self._sessions: dict[str, Session] = {}
         self._warm: deque[Session] = deque()
         self._warming = 0
@@ -319,7 +320,7 @@ class SessionTable:
             self.metrics.sessions_total += 1
             self._top_up()
             return session
-        session = Session(secrets.token_hex(16), transport, self.settings, self.metrics)
+        session = Session(self.ids.mint(), transport, self.settings, self.metrics)
         self._register(session)
         try:
             await self._nursery.start(self._run_session, session)
@@ -346,7 +347,7 @@ class SessionTable:
 
     async def _warm_one(self) -> None:
         assert self._nursery is not None
-        session = Session(secrets.token_hex(16), "", self.settings, self.metrics)
+        session = Session(self.ids.mint(), "", self.settings, self.metrics)
         session.warm = True
         try:
             await self._nursery.start(self._run_session, session)

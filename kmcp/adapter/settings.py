@@ -73,3 +73,8 @@ class AdapterSettings:
     # When a client accepts both, answer with plain JSON if the server's response is the first thing it sends.
     prefer_json_response: bool = True
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Replicas: with both set, session ids name this adapter and requests for other replicas' sessions are
+    # forwarded to them (session_ids.py, forwarding.py). Unset: one adapter, plain ids.
+    peer_address: tuple[str, int] | None = None  # where the other replicas reach this adapter (pod IP, port)
+    session_key: bytes = field(default=b"", repr=False)  # HMAC key shared by the replicas of one MCPServer
+    forward_connect_timeout: float = 5.0

@@ -60,12 +60,15 @@ class StreamableHttp(Transport):
         return version
 
     async def _session(self, request: Request, responder: Responder) -> Session | None:
-        """The session the request names, or None after answering 400 (no id) or 404 (unknown or ended)."""
+        """The session the request names, or None after answering 400 (no id) or 404 (unknown or ended), or after
+        another replica that holds it answered."""
         session_id = request.header(SESSION_HEADER)
         if not session_id:
             await jsonrpc_error(responder, 400, jsonrpc.INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header")
             return None
         session = self.table.get(session_id)
+        if session is None and self.forwarder and await self.forwarder.forward(request, responder, session_id):
+            return None  # another replica's session: it answered
         if session is None or session.transport != "streamable":
             await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
             return None

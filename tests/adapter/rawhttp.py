@@ -108,8 +108,8 @@ async def _read_response(stream: trio.abc.Stream, connection: h11.Connection) ->
 
 
 async def request(port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-                  ) -> Response:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                  host: str = "127.0.0.1") -> Response:
+    stream = await trio.open_tcp_stream(host, port)
     async with stream:
         connection = h11.Connection(h11.CLIENT)
         await stream.send_all(_encode_request(connection, method, path, body, headers))

@@ -1,0 +1,125 @@
+"""Hands a request for another replica's session to that replica and relays its answer (raw h11 on trio).
+
+A transport calls :meth:`Forwarder.forward` when its session lookup misses. Only ids that verify (``session_ids``)
+are forwarded, and only once: the forwarded request carries ``x-kmcp-forwarded``, and a request that carries it
+is never forwarded again (no loops, whatever the ids say). The owner's status, headers and body come back as they
+are; SSE bodies are relayed chunk by chunk as they arrive, never buffered. When the owner cannot be reached (its
+pod is gone), ``forward`` returns False and the transport answers 404, so the client starts a new session, as the
+MCP spec prescribes for a session the server no longer knows.
+"""
+
+from __future__ import annotations
+
+import h11
+import trio
+
+from kmcp.adapter.http import Headers, Request, Responder
+from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.session_ids import SessionIds
+from kmcp.adapter.settings import AdapterSettings
+
+FORWARDED_HEADER = "x-kmcp-forwarded"
+# Headers that describe one hop, not the message: never copied across.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
+                         "transfer-encoding", "upgrade", "content-length", "expect", FORWARDED_HEADER})
+_BUFFER_LIMIT = 1024 * 1024  # owner answers with a known length up to this are relayed with a content-length
+
+
+class _OwnerUnreachable(Exception):
+    pass
+
+
+class Forwarder:
+    def __init__(self, ids: SessionIds, settings: AdapterSettings, metrics: Metrics, stop: trio.Event) -> None:
+        self.ids = ids
+        self.settings = settings
+        self.metrics = metrics
+        self.stop = stop  # draining: relayed streams end like local ones
+
+    async def forward(self, request: Request, responder: Responder, session_id: str) -> bool:
+        """Relay ``request`` to the adapter that owns ``session_id``. False (nothing answered) when the id names
+        no other adapter, the request was already forwarded once, or the owner cannot be reached."""
+        if FORWARDED_HEADER in request.headers:
+            return False
+        owner = self.ids.owner(session_id)
+        if owner is None:
+            return False
+        try:
+            await self._relay(request, responder, owner)
+        except _OwnerUnreachable:
+            self.metrics.forwarded["unreachable"] += 1
+            return False
+        self.metrics.forwarded["relayed"] += 1
+        return True
+
+    async def _relay(self, request: Request, responder: Responder, owner: tuple[str, int]) -> None:
+        host, port = owner
+        try:
+            with trio.fail_after(self.settings.forward_connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as error:
+            raise _OwnerUnreachable() from error
+        async with stream:
+            connection = h11.Connection(h11.CLIENT)
+            headers = [(name, value) for name, value in request.headers.items() if name not in _HOP_BY_HOP]
+            if "host" not in request.headers:
+                headers.append(("host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+            headers += [(FORWARDED_HEADER, "1"), ("content-length", str(len(request.body))),
+                        ("connection", "close")]
+            out = connection.send(h11.Request(method=request.method, target=request.target, headers=headers)) or b""
+            if request.body:
+                out += connection.send(h11.Data(data=request.body)) or b""
+            out += connection.send(h11.EndOfMessage()) or b""
+            try:
+                await stream.send_all(out)
+                head = await _next(stream, connection)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
+                raise _OwnerUnreachable() from error
+            if not isinstance(head, h11.Response):
+                raise _OwnerUnreachable()
+            await self._answer(stream, connection, head, responder, standalone=request.method == "GET")
+
+    async def _answer(self, stream: trio.SocketStream, connection: h11.Connection, head: h11.Response,
+                      responder: Responder, *, standalone: bool) -> None:
+        headers: Headers = []
+        length: int | None = None
+        streaming = False
+        for raw_name, value in head.headers:
+            name = raw_name.lower()
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name == b"content-type" and value.lower().startswith(b"text/event-stream"):
+                streaming = True
+            if name.decode("latin-1") not in _HOP_BY_HOP:
+                headers.append((name, value))
+        if not streaming and length is not None and length <= _BUFFER_LIMIT:
+            chunks: list[bytes] = []
+            try:
+                while isinstance(event := await _next(stream, connection), h11.Data):
+                    chunks.append(bytes(event.data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
+                raise _OwnerUnreachable() from error
+            await responder.respond(head.status_code, headers, b"".join(chunks))
+            return
+        await responder.start(head.status_code, headers)
+        async with trio.open_nursery() as nursery:
+            if standalone:  # a GET stream ends on drain, like a local one; a POST's answer is let finish
+                nursery.start_soon(_cancel_on, self.stop, nursery.cancel_scope)
+            try:
+                while isinstance(event := await _next(stream, connection), h11.Data):
+                    await responder.send(bytes(event.data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError):
+                pass  # the owner went away mid-stream: end ours, the client reconnects or re-initializes
+            nursery.cancel_scope.cancel()
+
+
+async def _next(stream: trio.SocketStream, connection: h11.Connection) -> object:
+    """The owner's next h11 event (a Response, Data, EndOfMessage or ConnectionClosed)."""
+    while (event := connection.next_event()) is h11.NEED_DATA:
+        connection.receive_data(await stream.receive_some(65536))
+    return event
+
+
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
