@@ -55,7 +55,9 @@ def manager_rules() -> list[Obj]:
         {"apiGroups": ["kagent.dev"], "resources": ["mcpservers/finalizers"], "verbs": ["update"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
         {"apiGroups": [""], "resources": ["serviceaccounts", "services"], "verbs": CHILD_VERBS},
-        {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        # create: the per-MCPServer session-id key of the adapter replicas (never updated by kmcp)
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ from kmcp import spec
 
 ADAPTER_CONTAINER = "kmcp-adapter"
 SERVER_CONTAINER = "mcp-server"
+LOCAL_POD_IP = "127.0.0.1"  # what status.podIP means here: the pod's ports are bound to loopback
+_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 class PodSpecError(ValueError):
@@ -83,7 +86,19 @@ def _env(container: Mapping[str, Any], secret_env: Mapping[str, Mapping[str, str
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
+        source = item.get("valueFrom") or {}
+        if (source.get("fieldRef") or {}).get("fieldPath") == "status.podIP":
+            env[item["name"]] = LOCAL_POD_IP
+        key_ref = source.get("secretKeyRef") or {}
+        value = secret_env.get(key_ref.get("name", ""), {}).get(key_ref.get("key", ""))
+        if value is not None:  # a missing optional key leaves the variable unset, as a kubelet does
+            env[item["name"]] = value
     return env
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """``$(VAR)`` in command and args, like a kubelet: defined variables are substituted, others left as is."""
+    return _REFERENCE.sub(lambda match: env.get(match.group(1), match.group(0)), value)
 
 
 def translate(deployment: Mapping[str, Any], workdir: Path, port: int,
@@ -94,7 +109,9 @@ def translate(deployment: Mapping[str, Any], workdir: Path, port: int,
     adapter = _container(pod_spec, "initContainers", ADAPTER_CONTAINER)
     server = _container(pod_spec, "containers", SERVER_CONTAINER)
     bridge_dir = workdir / "kmcp"
-    args = [str(a) for a in adapter.get("args", [])]
+    secrets = secret_env or {}
+    adapter_env = _env(adapter, secrets)
+    args = [_expand(str(a), adapter_env) for a in adapter.get("args", [])]
     for index, value in enumerate(args[:-1]):
         if value == "--listen":
             args[index + 1] = f"127.0.0.1:{port}"
@@ -107,9 +124,8 @@ def translate(deployment: Mapping[str, Any], workdir: Path, port: int,
     if server_command[:2] != ["/bin/sh", f"{spec.BRIDGE_PATH}/serve.sh"]:
         raise PodSpecError("mcp-server does not run through /kmcp/serve.sh: not a kmcp stdio pod")
     server_argv = ["/bin/sh", str(bridge_dir / "serve.sh"), *server_command[2:]]
-    secrets = secret_env or {}
     return LocalPod(
-        adapter=LocalContainer(ADAPTER_CONTAINER, [*command, *args], _env(adapter, secrets)),
+        adapter=LocalContainer(ADAPTER_CONTAINER, [*command, *args], adapter_env),
         server=LocalContainer(SERVER_CONTAINER, server_argv, _env(server, secrets)),
         port=port,
         bridge_dir=bridge_dir,

@@ -26,6 +26,11 @@ ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
 ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
+# Replicas: the adapter's pod IP and the key its session ids are signed with (kmcp/adapter/session_ids.py).
+POD_IP_ENV = "KMCP_POD_IP"
+SESSION_KEY_ENV = "KMCP_SESSION_KEY"
+SESSION_KEY_SECRET_SUFFIX = "-session-key"
+SESSION_KEY_SECRET_KEY = "key"
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,24 @@ def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
     }
 
 
+def session_key_secret_name(server: spec.MCPServer) -> str:
+    return f"{server.metadata.name}{SESSION_KEY_SECRET_SUFFIX}"
+
+
+def render_session_key_secret(server: spec.MCPServer, key: str) -> dict[str, Any]:
+    """The replicas' shared session-id key (kmcp/adapter/session_ids.py). The controller creates it once with a
+    random ``key`` (rendering stays pure: the key is an input) and never rewrites it, so replicas, restarts and
+    re-renders keep agreeing; the owner reference removes it with the MCPServer."""
+    meta = _metadata(server)
+    meta["name"] = session_key_secret_name(server)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+            "stringData": {SESSION_KEY_SECRET_KEY: key}}
+
+
+def _peer_env() -> list[dict[str, Any]]:
+    return [{"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+
+
 def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict[str, Any]:
     port = server.spec.deployment.port
     stdio = server.stdio
@@ -247,7 +270,17 @@ def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict
             "--warm-pool", str(stdio.warm_pool_size),
             "--session-idle-timeout", str(stdio.session_idle_timeout_seconds),
             "--max-sessions", str(stdio.max_sessions),
+            # Replicas (set even for one: an HPA may scale a Deployment whose replicas kmcp leaves unset):
+            # session ids name this pod, and requests for another pod's session are forwarded there.
+            "--peer-address", f"$({POD_IP_ENV})",
             *_auth_args(server, settings),
+        ],
+        "env": [
+            *_peer_env(),
+            # optional: without the Secret (not created yet, or objects applied without the controller) the
+            # adapter serves alone, with plain session ids.
+            {"name": SESSION_KEY_ENV, "valueFrom": {"secretKeyRef": {
+                "name": session_key_secret_name(server), "key": SESSION_KEY_SECRET_KEY, "optional": True}}},
         ],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "startupProbe": probe(1, 30),

@@ -256,6 +256,8 @@ class Reconciler:
     async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
         deployment: Obj | None = None
+        if server.spec.transport_type == "stdio":  # before the pods, so they start with the key
+            await self._ensure_session_key(server)
         rendered = render.render(server, self.settings.render, refs_digest)
         for desired in rendered:
             child = with_applied_hash(desired)
@@ -293,6 +295,27 @@ class Reconciler:
                 deployment = result
         await self._prune(server, {(o["kind"], o["metadata"]["name"]) for o in rendered})
         return deployment
+
+    async def _ensure_session_key(self, server: spec.MCPServer) -> None:
+        """Create the Secret holding the key the adapter replicas sign session ids with, once: a random key
+        cannot be rendered (rendering is pure) and must not change under running pods, so it is created when
+        absent and never applied again. Owned by the MCPServer, so it goes with it."""
+        namespace, name = server.metadata.namespace, render.session_key_secret_name(server)
+        if self.caches.secrets.get(namespace, name) is not None:
+            return
+        secret = render.render_session_key_secret(server, secrets.token_urlsafe(32))
+        try:
+            created = await self.client.create(kube.SECRETS, secret, namespace)
+        except kube.AlreadyExists:
+            return  # the cache is behind: the key exists, and it stays as it is
+        except kube.ApiError as exc:
+            if kube.namespace_terminating(exc):
+                raise NamespaceTerminating(namespace) from None
+            raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
+        self.caches.secrets.store[(namespace, name)] = {"metadata": created["metadata"]}  # the cache is metadata-only
+        log.info("created", extra={"kv": {"kind": "Secret", "namespace": namespace, "name": name}})
 
     async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:
         """Delete children this MCPServer controls that it no longer renders (e.g. its ServiceAccount once the

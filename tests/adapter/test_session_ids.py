@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from kmcp import render
+from kmcp.adapter import cli as adapter_cli
 from kmcp.adapter.session_ids import SessionIds, parse_peer_address
 
 KEY = b"k" * 32
@@ -73,3 +75,7 @@ def test_peer_addresses(value: str, expected: tuple[str, int]) -> None:
 def test_bad_peer_addresses(value: str) -> None:
     with pytest.raises(ValueError):
         parse_peer_address(value, 3000)
+
+
+def test_the_adapter_reads_the_key_variable_the_renderer_sets() -> None:
+    assert render.SESSION_KEY_ENV == adapter_cli.SESSION_KEY_ENV

@@ -50,10 +50,12 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
     manager_rules = objects["ClusterRole", "kmcp-manager-role"]["rules"]
     granted = {(group, resource): set(rule["verbs"]) for rule in manager_rules
                for group in rule["apiGroups"] for resource in rule["resources"]}
-    # The children the controller owns: full control. What MCPServers reference: read only.
+    # The children the controller owns: full control. What MCPServers reference: read only (Secrets: plus
+    # creating each stdio MCPServer's session-key Secret, never updating or deleting one).
     for child in (("", "services"), ("", "serviceaccounts"), ("apps", "deployments")):
         assert granted[child] == set(ALL_RULE_VERBS)
-    assert granted["", "secrets"] == granted["", "configmaps"] == {"get", "list", "watch"}
+    assert granted["", "configmaps"] == {"get", "list", "watch"}
+    assert granted["", "secrets"] == {"create", "get", "list", "watch"}  # + the replicas' session keys, once
     assert granted["kagent.dev", "mcpservers"] >= {"get", "list", "watch", "patch"}
     assert granted["kagent.dev", "mcpservers/status"] >= {"get", "patch", "update"}
     assert granted["events.k8s.io", "events"] == {"create", "patch"}

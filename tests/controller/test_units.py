@@ -270,7 +270,8 @@ def test_install_objects_carry_the_guides_names() -> None:
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "kmcp"}
     rules = objects[("ClusterRole", "kmcp-manager-role")]["rules"]
     secrets_rule = next(r for r in rules if "secrets" in r["resources"])
-    assert secrets_rule["verbs"] == ["get", "list", "watch"]  # least privilege: never writes Secrets
+    # least privilege: creates the replicas' session-key Secrets once, never updates or deletes a Secret
+    assert secrets_rule["verbs"] == ["create", "get", "list", "watch"]
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
     custom = install.install_objects(namespace="ops", image="reg/kmcp:2", leader_elect=False)
     dep = next(o for o in custom if o["kind"] == "Deployment")

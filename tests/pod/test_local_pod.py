@@ -54,6 +54,16 @@ def test_translate_maps_the_pod_onto_loopback_and_a_local_bridge(tmp_path: Path)
     assert pod.server.env == {"GREETING": "hi"}
 
 
+def test_translate_expands_the_pod_ip_and_the_session_key_like_a_kubelet(tmp_path: Path) -> None:
+    deployment = render.render_deployment(mcpserver(), render.RenderSettings())
+    alone = podrunner.translate(deployment, tmp_path, 4321, secret_env={})
+    assert alone.adapter.argv[alone.adapter.argv.index("--peer-address") + 1] == "127.0.0.1"
+    assert alone.adapter.env == {render.POD_IP_ENV: "127.0.0.1"}  # optional key absent: the adapter runs alone
+    keyed = podrunner.translate(deployment, tmp_path, 4321,
+                                secret_env={"local-session-key": {"key": "k" * 40}, "other": {"key": "no"}})
+    assert keyed.adapter.env[render.SESSION_KEY_ENV] == "k" * 40
+
+
 def test_http_mcpservers_cannot_run_locally(tmp_path: Path) -> None:
     server = spec.validated({
         "apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "h"},
