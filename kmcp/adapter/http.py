@@ -9,6 +9,7 @@ let in-flight exchanges finish, then cancel what is left.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 import trio
 
+from kmcp.adapter import httpfast
 from kmcp.adapter.settings import AdapterSettings
 
 Headers = list[tuple[bytes, bytes]]
@@ -57,12 +59,14 @@ class Responder:
 
     async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:
         headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await self._connection.write(self._head(status, headers), body, end=True)
+        self._begin(status)
+        await self._connection.write(self._headers(headers), body, end=True)
         self.ended = True
 
     async def start(self, status: int, headers: Headers) -> None:
         """Begin a streamed body (chunked on HTTP/1.1)."""
-        await self._connection.write(self._head(status, headers))
+        self._begin(status)
+        await self._connection.write(self._headers(headers))
 
     async def send(self, data: bytes) -> None:
         await self._connection.write(None, data)
@@ -82,14 +86,16 @@ class Responder:
         self.status = 101
         return self._connection.take_over(request)
 
-    def _head(self, status: int, headers: Headers) -> h11.Response:
+    def _begin(self, status: int) -> None:
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
+
+    def _headers(self, headers: Headers) -> tuple[int, Headers]:
         if self._connection.server.draining.is_set():
             headers = [*headers, (b"connection", b"close")]
-        return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+        return self.status, headers
 
 
 Handler = Callable[[Request, Responder], Awaitable[None]]
@@ -161,52 +167,170 @@ class HttpServer:
 
 
 class _Connection:
+    """One client connection. A reader task owns the socket's receive side for the connection's lifetime: it
+    appends what arrives to ``buffer`` and, on EOF, cancels the running handler (a client that hangs up ends
+    its SSE stream). The connection task reads requests from ``buffer``: the common, plain request through
+    :mod:`~kmcp.adapter.httpfast`, anything else through a fresh ``h11.Connection`` for that exchange."""
+
     def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
         self.server = server
         self.stream = stream
         self.settings = server.settings
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self.fd = stream.socket.fileno()
+        self.buffer = bytearray()  # received bytes not yet given to a request (or to h11)
+        self.eof = False
+        self.h11: h11.Connection | None = None  # only while an exchange runs on the h11 path
+        self._h11_eof = False  # h11 was told about the EOF
         self.client_gone = False
         self.hijacked = False
+        self._arrived = trio.Event()
+        self._room = trio.Event()
+        self._waiting = False  # the connection task waits for bytes: the reader reads past _READ_AHEAD
+        self._reader_scope = trio.CancelScope()
+        self._handler_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        # Fast-path framing of the current response.
+        self._chunked = False
+        self._left = 0
+        self._close_after = False
 
-    async def write(self, head: h11.Response | None, data: bytes = b"", *, end: bool = False) -> None:
-        parts = []
-        if head is not None:
-            parts.append(self.h11.send(head))
-        if data:
-            parts.append(self.h11.send(h11.Data(data=data)))
-        if end:
-            parts.append(self.h11.send(h11.EndOfMessage()))
-        payload = b"".join(p for p in parts if p)
-        if payload:
+    # -- receiving ---------------------------------------------------------------------------------------------
+
+    async def _reader(self, scope: trio.CancelScope) -> None:
+        with scope:
+            while not self.eof:
+                if len(self.buffer) > _READ_AHEAD and not self._waiting:
+                    # A client far ahead of its answers: read on when the connection task wants more.
+                    self._room = trio.Event()
+                    await self._room.wait()
+                    continue
+                await trio.lowlevel.wait_readable(self.fd)
+                try:
+                    data = os.read(self.fd, 65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    self.buffer += data
+                else:
+                    self.eof = True
+                    if self._handler_scope is not None:
+                        self.client_gone = True
+                        self._handler_scope.cancel()
+                self._arrived.set()
+
+    def _start_reader(self) -> None:
+        assert self._nursery is not None
+        self._reader_scope = trio.CancelScope()
+        self._nursery.start_soon(self._reader, self._reader_scope)
+
+    async def _more(self) -> None:
+        """Wait until the reader adds bytes or sees the end of the stream."""
+        if self.eof:
+            raise ClientGone()
+        self._arrived = trio.Event()
+        self._waiting = True
+        self._room.set()
+        try:
+            await self._arrived.wait()
+        finally:
+            self._waiting = False
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        if len(self.buffer) <= _READ_AHEAD:
+            self._room.set()
+        return data
+
+    # -- sending -----------------------------------------------------------------------------------------------
+
+    async def _send(self, payload: bytes) -> None:
+        """Write to the socket: at once when the kernel takes it all (no scheduler round trip), else wait."""
+        try:
+            sent = os.write(self.fd, payload)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            raise ClientGone() from error
+        if sent < len(payload):
             try:
-                await self.stream.send_all(payload)
+                await self.stream.send_all(memoryview(payload)[sent:])
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 raise ClientGone() from error
 
+    async def write(self, head: tuple[int, Headers] | None, data: bytes = b"", *, end: bool = False) -> None:
+        if self.h11 is not None:
+            parts = []
+            if head is not None:
+                status, headers = head
+                parts.append(self.h11.send(h11.Response(status_code=status, headers=headers,
+                                                        reason=_REASONS.get(status, b""))))
+            if data:
+                parts.append(self.h11.send(h11.Data(data=data)))
+            if end:
+                parts.append(self.h11.send(h11.EndOfMessage()))
+            payload = b"".join(p for p in parts if p)
+        else:
+            payload = self._frame(head, data, end)
+        if payload:
+            await self._send(payload)
+
+    def _frame(self, head: tuple[int, Headers] | None, data: bytes, end: bool) -> bytes:
+        out = b""
+        if head is not None:
+            status, headers = head
+            out, length, close = httpfast.response_head(status, _REASONS.get(status, b""), headers)
+            self._close_after = self._close_after or close
+            self._chunked = length is None
+            self._left = length or 0
+        if self._chunked:
+            out += httpfast.chunk(data)
+            if end:
+                out += httpfast.LAST_CHUNK
+        else:
+            if len(data) > self._left:
+                raise RuntimeError("response body longer than its content-length")
+            self._left -= len(data)
+            out += data
+            if end and self._left:
+                raise RuntimeError("response body shorter than its content-length")
+        return out
+
     def take_over(self, request: Request) -> trio.abc.Stream:
         self.hijacked = True
+        self._reader_scope.cancel()  # the new protocol reads the socket from now on
         head = [f"{request.method} {request.target} HTTP/{request.http_version.decode()}\r\n".encode("latin-1")]
         head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in request.headers.items()]
         head.append(b"\r\n")
-        return PrefixedStream(b"".join(head) + self.h11.trailing_data[0], self.stream)
+        pending = self.h11.trailing_data[0] if self.h11 is not None else b""
+        return PrefixedStream(b"".join(head) + pending + self._take(len(self.buffer)), self.stream)
 
-    async def _receive(self) -> bool:
-        data = await self.stream.receive_some(65536)
-        self.h11.receive_data(data)
-        return bool(data)
+    async def _error(self, status: int, message: str) -> None:
+        body = message.encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        with contextlib.suppress(ClientGone, trio.BrokenResourceError, trio.ClosedResourceError,
+                                 h11.LocalProtocolError):
+            if self.h11 is None:
+                await self._send(httpfast.response_head(status, _REASONS.get(status, b""), headers)[0] + body)
+            elif self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self.write((status, headers), body, end=True)
 
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                await self._receive()
-                continue
-            return event
+    # -- the exchange loop -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._start_reader()
+            with contextlib.suppress(ClientGone):
+                await self._serve()
+            nursery.cancel_scope.cancel()
 
     async def _wait_for_request_start(self) -> bool:
         """Wait (idle timeout, or until a drain) for the first byte of the next request."""
-        if self.h11.trailing_data[0]:
+        if self.buffer:
             return True
         scope = trio.CancelScope(deadline=trio.current_time() + self.settings.keepalive_timeout)
         self.server._idle_scopes.add(scope)
@@ -214,73 +338,134 @@ class _Connection:
             with scope:
                 if self.server.draining.is_set():
                     return False
-                return await self._receive()
+                while not self.buffer and not self.eof:
+                    await self._more()
         finally:
             self.server._idle_scopes.discard(scope)
-        return False
+        return bool(self.buffer)
 
-    async def _watch_disconnect(self, scope: trio.CancelScope) -> None:
-        """While a handler runs, notice the client hanging up (and stop the handler, e.g. an SSE stream).
-        Bytes that arrive instead are a pipelined request: keep them for h11 and stop watching."""
-        try:
-            data = await self.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            data = b""
-        if data:
-            self.h11.receive_data(data)
-            return
-        self.client_gone = True
-        scope.cancel()
-
-    async def _error(self, status: int, message: str) -> None:
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = message.encode()
-            response = h11.Response(status_code=status, reason=_REASONS.get(status, b""), headers=[
-                (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close")])
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-                await self.stream.send_all(self.h11.send(response) + (self.h11.send(h11.Data(data=body)) or b"")
-                                           + (self.h11.send(h11.EndOfMessage()) or b""))
-
-    async def run(self) -> None:
+    async def _serve(self) -> None:
         while True:
             if not await self._wait_for_request_start():
                 return
-            request = await self._read_request()
+            request = await self._read_fast()
+            if isinstance(request, _Fallback):
+                await self._exchange_h11()
+                if self.h11 is not None:
+                    return  # the h11 exchange ended the connection
+                continue
             if request is None:
                 return
-            responder = Responder(self)
-            self.server._exchange_started()
-            self.client_gone = False
+            self._close_after = False
+            if not await self._exchange(request):
+                return
+            if self._close_after or self.server.draining.is_set():
+                return
+
+    async def _read_fast(self) -> Request | _Fallback | None:
+        """The next request if it is in the fast path's subset; ``_FALLBACK`` when h11 must read it; None after
+        answering an error (or when the client left) and the connection should close."""
+        head_end = httpfast.find_head_end(self.buffer)
+        if head_end == -1:
+            with trio.move_on_after(self.settings.header_timeout):
+                while (head_end := httpfast.find_head_end(self.buffer)) == -1:
+                    if len(self.buffer) > self.settings.max_header_bytes:
+                        return _FALLBACK  # h11 answers 431
+                    await self._more()
+            if head_end == -1:
+                await self._error(408, "request head not received in time")
+                return None
+        if head_end == -2 or head_end > self.settings.max_header_bytes:
+            return _FALLBACK
+        head = httpfast.parse_head(bytes(self.buffer[:head_end]))
+        if head is None or head.content_length > self.settings.max_body_bytes:
+            return _FALLBACK
+        size = head_end + head.content_length
+        if len(self.buffer) < size:
+            with trio.move_on_after(self.settings.body_timeout):
+                while len(self.buffer) < size:
+                    await self._more()
+            if len(self.buffer) < size:
+                await self._error(408, "request body not received in time")
+                return None
+        data = self._take(size)
+        return _request(head.method, head.target, head.headers, data[head_end:], b"1.1")
+
+    async def _exchange(self, request: Request) -> bool:
+        """Run the handler for one request; whether the connection can carry another."""
+        responder = Responder(self)
+        self.server._exchange_started()
+        self.client_gone = False
+        try:
             try:
-                try:
-                    async with trio.open_nursery() as nursery:
-                        if "upgrade" not in request.headers:  # an upgraded connection's bytes are not ours
-                            nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
-                        await self.server.handler(request, responder)
-                        nursery.cancel_scope.cancel()
-                except Exception as error:
-                    if is_disconnect(error) or responder.started:
-                        raise
-                    traceback.print_exception(error, file=sys.stderr)
-                    await responder.respond(500, [(b"content-type", b"text/plain"), (b"connection", b"close")],
-                                            b"internal error")
-                    return
-                if self.client_gone or self.hijacked:
-                    return
-                if not responder.started:
-                    await responder.respond(500, [(b"content-type", b"text/plain")], b"no response")
-                await responder.end()
+                with trio.CancelScope() as scope:
+                    self._handler_scope = scope
+                    if self.eof:  # the client hung up right after its request
+                        self.client_gone = True
+                        scope.cancel()
+                    await self.server.handler(request, responder)
+            except Exception as error:
+                if is_disconnect(error) or responder.started:
+                    raise
+                traceback.print_exception(error, file=sys.stderr)
+                await responder.respond(500, [(b"content-type", b"text/plain"), (b"connection", b"close")],
+                                        b"internal error")
+                return False
             finally:
-                self.server._exchange_finished()
-            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                # The client did not finish its body (a handler that answered early), or asked to close.
-                return
-            if self.server.draining.is_set():
-                return
-            self.h11.start_next_cycle()
+                self._handler_scope = None
+            if self.client_gone or self.hijacked:
+                return False
+            if not responder.started:
+                await responder.respond(500, [(b"content-type", b"text/plain")], b"no response")
+            await responder.end()
+        finally:
+            self.server._exchange_finished()
+        return True
+
+    # -- the h11 path ------------------------------------------------------------------------------------------
+
+    async def _exchange_h11(self) -> None:
+        """One exchange through h11 (anything outside the fast path's subset). Leaves ``self.h11`` None when the
+        connection can carry another request; the bytes h11 did not use go back to ``buffer``."""
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self._h11_eof = False
+        request = await self._read_request()
+        if request is None:
+            return
+        upgrade = "upgrade" in request.headers
+        if upgrade:  # an upgraded connection's bytes are not ours: stop reading until it is known
+            self._reader_scope.cancel()
+        if not await self._exchange(request):
+            return
+        if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+            # The client did not finish its body (a handler that answered early), or asked to close.
+            return
+        if self.server.draining.is_set():
+            return
+        self.h11.start_next_cycle()
+        leftover = self.h11.trailing_data[0]
+        self.buffer[:0] = leftover
+        self.h11 = None
+        if upgrade:
+            self._start_reader()
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+        assert self.h11 is not None
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                if not self.buffer and not self.eof:
+                    await self._more()
+                if self.buffer:
+                    self.h11.receive_data(self._take(len(self.buffer)))
+                elif self.eof and not self._h11_eof:
+                    self._h11_eof = True
+                    self.h11.receive_data(b"")
+                continue
+            return event
 
     async def _read_request(self) -> Request | None:
+        assert self.h11 is not None
         try:
             with trio.move_on_after(self.settings.header_timeout):
                 event = await self._next_event()
@@ -294,6 +479,7 @@ class _Connection:
             return None
 
     async def _read_body(self, head: h11.Request) -> Request | None:
+        assert self.h11 is not None
         headers: dict[str, str] = {}
         for raw_name, raw_value in head.headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
@@ -304,7 +490,7 @@ class _Connection:
             await self._error(413, f"request body larger than {limit} bytes")
             return None
         if self.h11.they_are_waiting_for_100_continue:
-            await self.stream.send_all(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            await self._send(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks: list[bytes] = []
         size = 0
         with trio.move_on_after(self.settings.body_timeout) as scope:
@@ -323,11 +509,25 @@ class _Connection:
         if scope.cancelled_caught:
             await self._error(408, "request body not received in time")
             return None
-        target = head.target.decode("latin-1")
+        return _request(head.method.decode("ascii"), head.target.decode("latin-1"), headers, b"".join(chunks),
+                        head.http_version)
+
+
+class _Fallback:
+    """The request is for h11 to read."""
+
+
+_FALLBACK = _Fallback()
+_READ_AHEAD = 1 << 20  # bytes a pipelining client may send ahead of the request being answered
+
+
+def _request(method: str, target: str, headers: dict[str, str], body: bytes, http_version: bytes) -> Request:
+    if "?" in target or "#" in target or not target.startswith("/"):
         split = urlsplit(target)
-        return Request(method=head.method.decode("ascii"), target=target, path=split.path or "/",
-                       query=dict(parse_qsl(split.query)), headers=headers, body=b"".join(chunks),
-                       http_version=head.http_version)
+        return Request(method=method, target=target, path=split.path or "/", query=dict(parse_qsl(split.query)),
+                       headers=headers, body=body, http_version=http_version)
+    return Request(method=method, target=target, path=target, query={}, headers=headers, body=body,
+                   http_version=http_version)
 
 
 class PrefixedStream(trio.abc.Stream):
