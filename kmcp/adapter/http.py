@@ -9,6 +9,7 @@ let in-flight exchanges finish, then cancel what is left.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import traceback
@@ -109,7 +110,7 @@ class HttpServer:
     settings: AdapterSettings
     draining: trio.Event = field(default_factory=trio.Event)
     active_exchanges: int = 0
-    _idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    _connections: set[_Connection] = field(default_factory=set)
     _quiet: trio.Event = field(default_factory=trio.Event)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -121,13 +122,15 @@ class HttpServer:
             async with trio.open_nursery() as acceptors:
                 for listener in listeners:
                     acceptors.start_soon(self._accept_loop, listener, connections)
+                acceptors.start_soon(self._close_idle_connections)
                 task_status.started(port)
                 await self.draining.wait()
                 acceptors.cancel_scope.cancel()
             for listener in listeners:
                 await listener.aclose()
-            for scope in list(self._idle_scopes):
-                scope.cancel()
+            for connection in list(self._connections):
+                if connection.idle_deadline < math.inf:
+                    connection.close()
             with trio.move_on_after(self.settings.drain_timeout):
                 while self.active_exchanges:
                     self._quiet = trio.Event()
@@ -146,14 +149,27 @@ class HttpServer:
                 continue
             nursery.start_soon(self._connection, stream)
 
+    async def _close_idle_connections(self) -> None:
+        """Close keep-alive connections idle past their deadline. One sweep for all of them, a few times per
+        timeout, rather than a timer per request."""
+        interval = min(1.0, self.settings.keepalive_timeout / 4)
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for connection in list(self._connections):
+                if connection.idle_deadline <= now:
+                    connection.close()
+
     async def _connection(self, stream: trio.SocketStream) -> None:
         connection = _Connection(self, stream)
+        self._connections.add(connection)
         try:
             await connection.run()
         except Exception as error:  # one connection's failure must not end the server
             if not is_disconnect(error):
                 traceback.print_exception(error, file=sys.stderr)
         finally:
+            self._connections.discard(connection)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
@@ -187,7 +203,8 @@ class _Connection:
         self._room = trio.Event()
         self._waiting = False  # the connection task waits for bytes: the reader reads past _READ_AHEAD
         self._reader_scope = trio.CancelScope()
-        self._handler_scope: trio.CancelScope | None = None
+        self._in_handler = False
+        self.idle_deadline = math.inf  # while waiting for the next request: when the server may close it
         self._nursery: trio.Nursery | None = None
         # Fast-path framing of the current response.
         self._chunked = False
@@ -215,10 +232,15 @@ class _Connection:
                     self.buffer += data
                 else:
                     self.eof = True
-                    if self._handler_scope is not None:
+                    if self._in_handler:  # the client hung up: stop its handler (and the connection)
                         self.client_gone = True
-                        self._handler_scope.cancel()
+                        self.close()
                 self._arrived.set()
+
+    def close(self) -> None:
+        """End the connection (the exchange loop and the reader) at their next checkpoint."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _start_reader(self) -> None:
         assert self._nursery is not None
@@ -329,19 +351,18 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     async def _wait_for_request_start(self) -> bool:
-        """Wait (idle timeout, or until a drain) for the first byte of the next request."""
+        """Wait for the first byte of the next request. The server closes the connection while it waits here
+        past the keep-alive timeout, or when it drains."""
         if self.buffer:
             return True
-        scope = trio.CancelScope(deadline=trio.current_time() + self.settings.keepalive_timeout)
-        self.server._idle_scopes.add(scope)
+        if self.server.draining.is_set():
+            return False
+        self.idle_deadline = trio.current_time() + self.settings.keepalive_timeout
         try:
-            with scope:
-                if self.server.draining.is_set():
-                    return False
-                while not self.buffer and not self.eof:
-                    await self._more()
+            while not self.buffer and not self.eof:
+                await self._more()
         finally:
-            self.server._idle_scopes.discard(scope)
+            self.idle_deadline = math.inf
         return bool(self.buffer)
 
     async def _serve(self) -> None:
@@ -398,12 +419,11 @@ class _Connection:
         self.client_gone = False
         try:
             try:
-                with trio.CancelScope() as scope:
-                    self._handler_scope = scope
-                    if self.eof:  # the client hung up right after its request
-                        self.client_gone = True
-                        scope.cancel()
-                    await self.server.handler(request, responder)
+                self._in_handler = True
+                if self.eof:  # the client hung up right after its request
+                    self.client_gone = True
+                    self.close()
+                await self.server.handler(request, responder)
             except Exception as error:
                 if is_disconnect(error) or responder.started:
                     raise
@@ -412,7 +432,7 @@ class _Connection:
                                         b"internal error")
                 return False
             finally:
-                self._handler_scope = None
+                self._in_handler = False
             if self.client_gone or self.hijacked:
                 return False
             if not responder.started:

@@ -9,7 +9,7 @@ import trio
 
 from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Headers, Request, Responder, sse_event
-from kmcp.adapter.runtime import SessionTable, StreamItem
+from kmcp.adapter.runtime import Inbox, SessionTable
 from kmcp.adapter.settings import AdapterSettings
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ async def jsonrpc_error(responder: Responder, status: int, code: int, message: s
                             jsonrpc.error_response(id, code, message))
 
 
-async def pump_sse(responder: Responder, channel: trio.MemoryReceiveChannel[StreamItem], settings: AdapterSettings,
+async def pump_sse(responder: Responder, channel: Inbox, settings: AdapterSettings,
                    stop: trio.Event, *, end_on_last: bool, event: str | None = None) -> None:
     """Write stream items as SSE events, with keep-alive comments, until the stream is done, the channel is
     closed (session ended, or replaced by a newer listener), or ``stop`` is set (drain)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 
 import trio
@@ -64,7 +63,7 @@ class Session:
         self.last_activity = trio.current_time()
         self._process: ServerProcess | None = None
         self._write_lock = trio.Lock()
-        self._listeners: dict[int, trio.MemorySendChannel[StreamItem]] = {}
+        self._listeners: dict[int, Inbox] = {}
         self._log: deque[StreamItem] = deque(maxlen=max(settings.event_log_size, 0))
         self._unclaimed: deque[StreamItem] = deque(maxlen=STREAM_BUFFER)  # standalone messages nobody heard yet
         self._seq = 0
@@ -256,36 +255,112 @@ class Session:
             with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await stdin.send_all(data)
 
-    @contextmanager
-    def listen(self, stream: int, after: int | None = None, *,
-               fresh: bool = False) -> Iterator[trio.MemoryReceiveChannel[StreamItem]]:
-        """Attach a listener to ``stream`` (replacing any previous one). ``after``: replay logged events with a
-        higher sequence number first (Last-Event-ID); on the standalone stream, unheard messages come first.
-        ``fresh``: the stream was just opened for a POST whose messages are not posted yet."""
-        send, receive = trio.open_memory_channel[StreamItem](STREAM_BUFFER)
+    def listen(self, stream: int, after: int | None = None, *, fresh: bool = False) -> Listening:
+        """Attach a listener to ``stream`` (replacing any previous one), as a context manager giving its
+        :class:`Inbox`. ``after``: replay logged events with a higher sequence number first (Last-Event-ID); on
+        the standalone stream, unheard messages come first. ``fresh``: the stream was just opened for a POST
+        whose messages are not posted yet."""
+        inbox = Inbox()
         if after is not None:
             for item in self._log:
                 if item.stream == stream and item.seq > after:
-                    send.send_nowait(item)
+                    inbox.send_nowait(item)
         if stream == STANDALONE:
             while self._unclaimed:
                 item = self._unclaimed.popleft()
                 if after is None or item.seq > after:
-                    send.send_nowait(item)
+                    inbox.send_nowait(item)
         previous = self._listeners.pop(stream, None)
         if previous is not None:
             previous.close()
         if self.ended.is_set() or not (fresh or stream == STANDALONE or self.core.stream_waiting(stream)):
-            send.close()  # nothing more will come: the listener drains the replay and stops
+            inbox.close()  # nothing more will come: the listener drains the replay and stops
         else:
-            self._listeners[stream] = send
+            self._listeners[stream] = inbox
+        return Listening(self, stream, inbox)
+
+    def _unlisten(self, stream: int, inbox: Inbox) -> None:
+        if self._listeners.get(stream) is inbox:
+            del self._listeners[stream]
+        inbox.close()
+        self.touch()
+
+
+class Inbox:
+    """What one listening HTTP response receives: a bounded queue the session fills without blocking and one
+    task drains (``EndOfChannel`` once it is closed and empty). A memory channel's generality (clones, many
+    receivers, blocking sends) is not needed here, and setting one up was a visible share of every request.
+    ``receive`` waits only when nothing is queued."""
+
+    __slots__ = ("_closed", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[StreamItem] = deque()
+        self._closed = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def send_nowait(self, item: StreamItem) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the listener is gone")
+        if len(self._items) >= STREAM_BUFFER:
+            raise trio.WouldBlock()
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
+
+    def receive_nowait(self) -> StreamItem:
+        if self._items:
+            return self._items.popleft()
+        if self._closed:
+            raise trio.EndOfChannel()
+        raise trio.WouldBlock()
+
+    async def receive(self) -> StreamItem:
+        if not self._items and not self._closed:
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already receiving")
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        return self.receive_nowait()
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> StreamItem:
         try:
-            yield receive
-        finally:
-            if self._listeners.get(stream) is send:
-                del self._listeners[stream]
-            send.close()
-            self.touch()
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class Listening:
+    """``with session.listen(...) as inbox``: detaches the listener on exit."""
+
+    __slots__ = ("_inbox", "_session", "_stream")
+
+    def __init__(self, session: Session, stream: int, inbox: Inbox) -> None:
+        self._session = session
+        self._stream = stream
+        self._inbox = inbox
+
+    def __enter__(self) -> Inbox:
+        return self._inbox
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._session._unlisten(self._stream, self._inbox)
 
 
 class SessionTable:

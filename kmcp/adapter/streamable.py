@@ -25,7 +25,7 @@ from kmcp.adapter.httputil import (
 )
 from kmcp.adapter.jsonrpc import JsonRpcError, Kind
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.runtime import Session, StreamItem, TooManySessions, parse_event_id
+from kmcp.adapter.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
 from kmcp.adapter.session import STANDALONE, SessionClosed
 from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 
@@ -143,7 +143,7 @@ class StreamableHttp(Transport):
         return None
 
     async def _answer(self, responder: Responder, session: Session,
-                      channel: trio.MemoryReceiveChannel[StreamItem], headers: Headers, is_batch: bool,
+                      channel: Inbox, headers: Headers, is_batch: bool,
                       want_json: bool, want_sse: bool) -> None:
         if want_sse and not (want_json and self.settings.prefer_json_response):
             await responder.start(200, [*SSE_HEADERS, *headers])

@@ -10,7 +10,7 @@ from kmcp.adapter.http import Request, Responder
 from kmcp.adapter.httputil import Transport, origin_allowed, text
 from kmcp.adapter.jsonrpc import JsonRpcError
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.runtime import Session, StreamItem, TooManySessions
+from kmcp.adapter.runtime import Inbox, Session, TooManySessions
 from kmcp.adapter.session import STANDALONE, SessionClosed
 
 SUBPROTOCOL = "mcp"
@@ -73,7 +73,7 @@ class WebSocketTransport(Transport):
                 await ws.aclose(code=1011, reason="the MCP server process exited")
                 return
 
-    async def _send(self, ws: object, channel: trio.MemoryReceiveChannel[StreamItem],
+    async def _send(self, ws: object, channel: Inbox,
                     scope: trio.CancelScope) -> None:
         import trio_websocket
 
