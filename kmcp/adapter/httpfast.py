@@ -25,8 +25,7 @@ _VALUE = rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?"
 _HEAD = re.compile(
     rb"(GET|POST|DELETE|PUT|PATCH|OPTIONS) (/[\x21-\x7e]*) HTTP/1\.1\r\n"
     rb"((?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\r\n)*)\r\n")
-_NAME = re.compile(_TOKEN)
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_RESPONSE_FIELDS = re.compile(rb"(?:" + _TOKEN + rb": [^\r\n\x00]*\r\n)*")
 _MAX_LENGTH_DIGITS = 18
 
 
@@ -59,12 +58,12 @@ def parse_head(head: bytes) -> Head | None:
     if match is None:
         return None
     headers: dict[str, str] = {}
-    block = match.group(3)
+    block = match.group(3).decode("latin-1")  # names are ASCII tokens; values keep obs-text bytes as h11 does
     if block:
-        for line in block[:-2].split(b"\r\n"):
-            raw_name, _, raw_value = line.partition(b":")
-            name = raw_name.decode("ascii").lower()
-            value = raw_value.strip(b" \t").decode("latin-1")
+        for line in block[:-2].split("\r\n"):
+            name, _, value = line.partition(":")
+            name = name.lower()
+            value = value.strip(" \t")
             if name in headers:
                 if name in ("host", "content-length"):
                     return None  # h11 rejects (or must judge) a repeated Host / Content-Length
@@ -85,12 +84,10 @@ def parse_head(head: bytes) -> Head | None:
 def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, int | None, bool]:
     """The bytes of a response head, the body length it declares (None: chunked, which is added), and whether
     it asks to close the connection. Raises ValueError for a header h11 would refuse to send."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    parts = []
     length: int | None = None
     close = False
     for name, value in headers:
-        if _NAME.fullmatch(name) is None or _FORBIDDEN_IN_VALUE.search(value) is not None:
-            raise ValueError(f"response header {name!r} is not valid HTTP")
         lower = name.lower()
         if lower == b"content-length":
             if length is not None or not value.isdigit():
@@ -103,8 +100,10 @@ def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
         parts.append(name + b": " + value + b"\r\n")
     if length is None:
         parts.append(b"transfer-encoding: chunked\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts), length, close
+    fields = b"".join(parts)
+    if _RESPONSE_FIELDS.fullmatch(fields) is None or fields.count(b"\n") != len(parts):  # (a CRLF in a value)
+        raise ValueError("a response header is not valid HTTP (bad name, or CR, LF or NUL in a value)")
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, fields), length, close
 
 
 def chunk(data: bytes) -> bytes:
