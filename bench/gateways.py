@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -59,6 +60,8 @@ class Gateway:
             extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
             return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
                     "--logLevel", "none", *extra]
+        if self.name == "trivial":
+            return [str(LOADGEN), "-serve", f"127.0.0.1:{port}"]
         if self.name == "mcp-proxy":
             return [str(CACHE / "mcp-proxy-venv/bin/mcp-proxy"), "--port", str(port), "--host", "127.0.0.1",
                     "--log-level", "WARNING", "--", *server]
@@ -66,6 +69,7 @@ class Gateway:
 
 
 GATEWAYS = [
+    Gateway("trivial", "streamable", "/mcp"),  # loadgen's own in-process echo endpoint: the load generator's ceiling
     Gateway("kmcp", "streamable", "/mcp"),
     Gateway("kmcp", "sse", "/sse"),
     Gateway("kmcp-shared", "streamable", "/mcp"),
@@ -79,6 +83,30 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of the process itself (children excluded: the servers are the same for every gateway)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid``'s descendants: reaped ones (cutime + cstime) and live ones, recursively (the servers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError, IndexError):
+                    total += cpu_seconds(int(child)) + tree_cpu_seconds(int(child))
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine used (all cores, /proc/stat), to show what else was running."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
+def loadgen_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # loadgen is the only child reaped during a row
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -122,12 +150,19 @@ def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -
     try:
         wait_listening(port, proc)
         pid = gateway_pid(proc)
-        before = cpu_seconds(pid)
+        before, children, generator, machine = (cpu_seconds(pid), tree_cpu_seconds(pid), loadgen_cpu_seconds(),
+                                                machine_busy_seconds())
         result = loadgen(["-url", f"http://127.0.0.1:{port}{gw.path}", "-transport", gw.transport,
                           "-c", str(sessions), "-d", f"{seconds}s"])
         cpu = cpu_seconds(pid) - before
+        children = tree_cpu_seconds(pid) - children
+        generator = loadgen_cpu_seconds() - generator
+        machine = machine_busy_seconds() - machine
         calls = int(str(result["calls"])) or 1
-        result.update(gateway=gw.name, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid))
+        other = max(machine - cpu - children - generator, 0.0) / float(str(result["seconds"]))
+        result.update(gateway=gw.name, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid),
+                      server_cpu_ms_per_call=children * 1000 / calls, loadgen_cpu_ms_per_call=generator * 1000 / calls,
+                      other_cores=other)
         return result
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -140,8 +175,14 @@ def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -
 
 
 def run_direct(server: list[str], sessions: int, seconds: float) -> dict[str, object]:
+    generator, machine = loadgen_cpu_seconds(), machine_busy_seconds()
     result = loadgen(["-transport", "stdio", "-cmd", " ".join(server), "-c", str(sessions), "-d", f"{seconds}s"])
-    result.update(gateway="direct stdio", cpu_ms_per_call=0.0, rss_mib=0.0)
+    generator = loadgen_cpu_seconds() - generator  # here the servers are loadgen's children: counted with it
+    machine = machine_busy_seconds() - machine
+    calls = int(str(result["calls"])) or 1
+    result.update(gateway="direct stdio", cpu_ms_per_call=0.0, rss_mib=0.0, server_cpu_ms_per_call=0.0,
+                  loadgen_cpu_ms_per_call=generator * 1000 / calls,
+                  other_cores=max(machine - generator, 0.0) / float(str(result["seconds"])))
     return result
 
 
@@ -166,13 +207,14 @@ def main() -> None:
                 rows.append(run_gateway(gw, server, sessions, args.seconds))
     print(f"server: {args.server}; {args.seconds:g} s per row; loopback; {os.cpu_count()} cores")
     print("| gateway | transport | sessions | calls/s | p50 ms | p99 ms | open p50 ms | gateway CPU ms/call "
-          "| gateway RSS MiB | errors | cross-talk |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| server CPU ms/call | loadgen CPU ms/call | other load (cores) | gateway RSS MiB | errors | cross-talk |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['gateway']} | {r['transport']} | {r['sessions']} | {float(str(r['calls_per_second'])):.0f} "
               f"| {r['p50_ms']} | {r['p99_ms']} | {r['session_open_p50_ms']} "
-              f"| {float(str(r['cpu_ms_per_call'])):.3f} | {float(str(r['rss_mib'])):.0f} | {r['errors']} "
-              f"| {r['cross_talk']} |")
+              f"| {float(str(r['cpu_ms_per_call'])):.3f} | {float(str(r['server_cpu_ms_per_call'])):.3f} "
+              f"| {float(str(r['loadgen_cpu_ms_per_call'])):.3f} | {float(str(r['other_cores'])):.2f} "
+              f"| {float(str(r['rss_mib'])):.0f} | {r['errors']} | {r['cross_talk']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -397,7 +397,12 @@ func main() {
 	duration := flag.Duration("d", 5*time.Second, "how long to call (bounded: at most 120s)")
 	maxCalls := flag.Int("n", 1000000, "stop after this many calls in total")
 	tool := flag.String("tool", "echo", "tool to call; it must echo its 'message' argument")
+	serve := flag.String("serve", "", "instead of calling: serve a trivial in-process MCP echo endpoint on ADDR (/mcp)")
 	flag.Parse()
+	if *serve != "" {
+		fmt.Fprintln(os.Stderr, serveTrivial(*serve))
+		os.Exit(1)
+	}
 	if *transport == "stdio" {
 		*target = *command
 	} else if u, err := url.Parse(*target); err != nil || u.Hostname() == "" {
