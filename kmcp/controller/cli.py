@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-reconciles", type=int, default=4)
     p.add_argument("--watch-timeout", type=parse_duration, default=300.0,
                    help="end and resume each watch this often (default 5m); short values are for tests")
+    p.add_argument("--event-series-interval", type=parse_duration, default=30.0, metavar="DURATION",
+                   help="a repeated Event is one object; patch its series count at most this often (default 30s)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -115,6 +117,7 @@ def settings_from(args: argparse.Namespace, config: kube.KubeConfig, environ: Ma
         resync_period=args.resync_period,
         max_concurrent_reconciles=max(1, args.max_concurrent_reconciles),
         watch_timeout_seconds=max(1, round(args.watch_timeout)),
+        event_series_interval=max(0.1, args.event_series_interval),
         leader_elect=bool(args.leader_elect),
         leader_election_namespace=namespace,
         lease_name=args.leader_election_id,

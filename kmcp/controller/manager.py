@@ -106,7 +106,7 @@ class Manager:
                                     "retry_in": delay}})
             obj = self.caches.servers.get(*key) if self.caches else None
             if obj is not None:
-                await self.reconciler.event(obj, "Warning", reason, str(exc))
+                self.reconciler.event(obj, "Warning", reason, str(exc))
         else:
             self.queue.forget(key)
             self.metrics.reconcile_total.inc(controller="mcpserver", result="success")
@@ -127,8 +127,10 @@ class Manager:
         self.standby = False
         self.metrics.leader.set(1.0)
         self.caches = caches = self._build()
-        self.reconciler = Reconciler(self.client, caches, self.settings, self.identity)
+        self.reconciler = reconciler = Reconciler(self.client, caches, self.settings, self.identity)
+        self.metrics.events_dropped.sampler = lambda: float(reconciler.events.dropped)
         async with trio.open_nursery() as nursery:
+            await nursery.start(reconciler.events.run)
             for informer in caches.all():
                 nursery.start_soon(informer.run)
             for informer in caches.all():

@@ -101,6 +101,8 @@ class ControllerMetrics:
         self.reconcile_time = Histogram("controller_runtime_reconcile_time_seconds",
                                         "Length of time per reconciliation per controller.")
         self.queue_depth = Gauge("workqueue_depth", "Current depth of the work queue.")
+        self.events_dropped = Gauge("kmcp_events_dropped_total",
+                                    "Events dropped because the recorder's buffer was full.", kind="counter")
         self.watch_restarts = Counter("kmcp_watch_restarts_total",
                                       "Watches restarted, by resource and cause (timeout, gone, error).")
         self.leader = Gauge("leader_election_master_status",
@@ -109,7 +111,7 @@ class ControllerMetrics:
                                     "Requests to the Kubernetes API by verb, resource and status code.")
         self.families: list[Counter | Histogram] = [
             self.reconcile_total, self.reconcile_errors, self.reconcile_time, self.queue_depth,
-            self.watch_restarts, self.leader, self.api_requests,
+            self.watch_restarts, self.events_dropped, self.leader, self.api_requests,
         ]
 
     def render(self) -> str:

@@ -10,21 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from kmcp import kube, render, spec
 from kmcp.controller import conditions as cond
+from kmcp.controller.events import EventRecorder
 from kmcp.controller.informer import Informer, Key
 from kmcp.controller.settings import ControllerSettings
 
 Obj = dict[str, Any]
 APPLIED_HASH_ANNOTATION = "kmcp.kagent.dev/applied-hash"
-REPORTING_CONTROLLER = "kmcp"
 log = logging.getLogger("kmcp.controller.reconcile")
 
 
@@ -163,6 +161,7 @@ class Reconciler:
         self.caches = caches
         self.settings = settings
         self.identity = identity
+        self.events = EventRecorder(client, identity, series_interval=settings.event_series_interval)
         # (plural, namespace, name) -> (applied hash, resourceVersion the apply returned)
         self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
 
@@ -234,7 +233,7 @@ class Reconciler:
             await self._write_status(obj, status)
         for changed in cond.changed(before, after):
             good = changed["status"] == "True"
-            await self.event(obj, "Normal" if good else "Warning", str(changed["reason"]),
+            self.event(obj, "Normal" if good else "Warning", str(changed["reason"]),
                              f"{changed['type']}={changed['status']}: {changed.get('message', '')}")
         if error is not None:
             raise error
@@ -340,34 +339,6 @@ class Reconciler:
                 log.info("pruned", extra={"kv": {"kind": kind, "namespace": server.metadata.namespace,
                                                  "name": meta["name"]}})
 
-    async def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
-        """An events.k8s.io/v1 Event about the MCPServer (found by involvedObject.name on core/v1 too)."""
-        meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        event = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
-            "eventTime": now,
-            "reportingController": REPORTING_CONTROLLER,
-            "reportingInstance": self.identity[:128],
-            "action": action,
-            "reason": reason[:128],
-            "note": note[:1024],
-            "type": type_,
-            "regarding": {
-                "apiVersion": obj.get("apiVersion", spec.API_VERSION),
-                "kind": obj.get("kind", spec.KIND),
-                "name": meta["name"],
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-        }
-        try:
-            await self.client.create_event(str(meta.get("namespace")), event)
-        except kube.ApiError as exc:
-            if not kube.namespace_terminating(exc):
-                log.warning("could not record event", extra={"kv": {"reason": reason, "error": str(exc)}})
-        except httpx.HTTPError as exc:
-            log.warning("could not record event", extra={"kv": {"reason": reason, "error": str(exc)}})
+    def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
+        """An Event about the MCPServer; queued, aggregated and written by :class:`EventRecorder`."""
+        self.events.record(obj, type_, reason, note, action)

@@ -33,4 +33,6 @@ class ControllerSettings:
     backoff_base: float = 0.5
     backoff_max: float = 300.0
     watch_timeout_seconds: int = 300
+    # a repeated Event is one object whose series count is patched at most this often
+    event_series_interval: float = 30.0
     log_level: str = "info"

@@ -150,7 +150,7 @@ def shared_controller(zipapp: Path, controller_kubeconfig: Path,
     """One controller for all namespaces, for the tests that only watch what it does (resync every 5 s)."""
     workdir = tmp_path_factory.mktemp("shared-controller")
     proc = ControllerProcess(zipapp, controller_kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
-                             name="shared").start()
+                             "--event-series-interval=1s", name="shared").start()
     yield proc
     proc.stop()
     proc.assert_no_forbidden()
