@@ -50,5 +50,33 @@ def changed(before: list[Obj], after: list[Obj]) -> list[Obj]:
     return [c for c in after if old.get(c.get("type")) != (c.get("status"), c.get("reason"))]
 
 
+# Not-yet-true states every healthy MCPServer passes through: worth telling, not worth a Warning.
+PROGRESS_REASONS = frozenset({"DeploymentProgressing", "DeploymentNotFound"})
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    type: str  # "Normal" | "Warning"
+    reason: str
+    note: str
+
+
+def summarize(changes: list[Obj]) -> EventSummary | None:
+    """One Event for all the conditions one reconcile changed (a new MCPServer changes four at once).
+
+    A Warning names the first condition that went wrong; otherwise the Event is Normal and takes the reason of the
+    furthest condition that became True (Programmed before Ready's progress)."""
+    if not changes:
+        return None
+    bad = [c for c in changes if c.get("status") != "True" and c.get("reason") not in PROGRESS_REASONS]
+    good = [c for c in changes if c.get("status") == "True"]
+    lead = bad[0] if bad else (good[-1] if good else changes[-1])
+    note = "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
+                     + (f": {c.get('message')}" if c.get("message") and (c is lead or c.get("status") != "True")
+                        else "")
+                     for c in changes)
+    return EventSummary("Warning" if bad else "Normal", str(lead.get("reason")), note)
+
+
 def find(conditions: list[Obj], type_: str) -> Obj | None:
     return next((c for c in conditions if c.get("type") == type_), None)

@@ -18,7 +18,7 @@ import httpx
 from kmcp import kube, render, spec
 from kmcp.controller import conditions as cond
 from kmcp.controller.events import EventRecorder
-from kmcp.controller.informer import Informer, Key
+from kmcp.controller.informer import Informer, Key, trimmed
 from kmcp.controller.settings import ControllerSettings
 
 Obj = dict[str, Any]
@@ -231,10 +231,9 @@ class Reconciler:
             status["url"] = url
         if any(status_before.get(k) != v for k, v in status.items()):
             await self._write_status(obj, status)
-        for changed in cond.changed(before, after):
-            good = changed["status"] == "True"
-            self.event(obj, "Normal" if good else "Warning", str(changed["reason"]),
-                             f"{changed['type']}={changed['status']}: {changed.get('message', '')}")
+        summary = cond.summarize(cond.changed(before, after))
+        if summary is not None:
+            self.event(obj, summary.type, summary.reason, summary.note)
         if error is not None:
             raise error
 
@@ -250,7 +249,7 @@ class Reconciler:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
-        self.caches.servers.store[(meta.get("namespace", ""), meta["name"])] = written
+        self.caches.servers.store[(meta.get("namespace", ""), meta["name"])] = trimmed(written)
 
     async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
@@ -287,7 +286,7 @@ class Reconciler:
                         from exc
                 rv = str(result["metadata"].get("resourceVersion", ""))
                 self._applied[applied_key] = (digest, rv)
-                cache.store[(meta["namespace"], meta["name"])] = result
+                cache.store[(meta["namespace"], meta["name"])] = trimmed(result)
                 log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
                                                   "name": meta["name"]}})
             if child["kind"] == "Deployment":

@@ -48,6 +48,22 @@ def test_changed_conditions_are_the_ones_worth_an_event() -> None:
     assert [c["type"] for c in conditions.changed(before, after)] == ["Ready"]
 
 
+def test_one_event_sums_up_a_reconcile() -> None:
+    new = conditions.set_conditions([], [C("Accepted", "True", "Accepted", "the spec is valid"),
+                                         C("ResolvedRefs", "True", "ResolvedRefs"),
+                                         C("Programmed", "True", "Programmed", "applied"),
+                                         C("Ready", "False", "DeploymentProgressing", "waiting")], 1, "T")
+    created = conditions.summarize(conditions.changed([], new))
+    assert created is not None and (created.type, created.reason) == ("Normal", "Programmed")
+    assert created.note == ("Accepted=True (Accepted); ResolvedRefs=True (ResolvedRefs); "
+                            "Programmed=True (Programmed): applied; Ready=False (DeploymentProgressing): waiting")
+    failing = conditions.set_conditions(new, [C("Programmed", "False", "ApplyFailed", "boom"),
+                                              C("Ready", "False", "NotProgrammed", "not applied")], 1, "T")
+    warning = conditions.summarize(conditions.changed(new, failing))
+    assert warning is not None and (warning.type, warning.reason) == ("Warning", "ApplyFailed")
+    assert conditions.summarize(conditions.changed(failing, failing)) is None
+
+
 def test_deployment_ready_needs_available_and_a_current_generation() -> None:
     def dep(gen: int, observed: int, available: str | None) -> dict[str, object]:
         conds = [] if available is None else [{"type": "Available", "status": available, "message": "m"}]
