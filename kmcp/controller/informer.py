@@ -28,6 +28,15 @@ def key_of(obj: Obj) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def trimmed(obj: Obj) -> Obj:
+    """Drop ``metadata.managedFields`` before caching: nothing here reads it, and it is often the larger part of
+    an applied object (controller-runtime's caches strip it the same way)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
 class Informer:
     def __init__(self, client: kube.Kube, resource: kube.Resource, *, namespace: str | None = None,
                  label_selector: str | None = None, metadata_only: bool = False,
@@ -65,7 +74,7 @@ class Informer:
         """Replace the cache with a fresh list; emit ADDED/MODIFIED/DELETED for the differences."""
         page = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector,
                                       metadata_only=self.metadata_only)
-        fresh = {key_of(item): item for item in page.get("items") or []}
+        fresh = {key_of(item): trimmed(item) for item in page.get("items") or []}
         old = self.store
         self.store = fresh
         self.resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
@@ -99,7 +108,7 @@ class Informer:
             if event.type == "DELETED":
                 self.store.pop(key, None)
             elif event.type in ("ADDED", "MODIFIED"):
-                self.store[key] = event.object
+                self.store[key] = trimmed(event.object)
             else:
                 continue
             if rv:
