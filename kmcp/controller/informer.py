@@ -28,6 +28,13 @@ def key_of(obj: Obj) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def controller_uid(obj: Obj) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
 def trimmed(obj: Obj) -> Obj:
     """Drop ``metadata.managedFields`` before caching: nothing here reads it, and it is often the larger part of
     an applied object (controller-runtime's caches strip it the same way)."""
@@ -51,7 +58,8 @@ class Informer:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.on_restart = on_restart
-        self.store: dict[Key, Obj] = {}
+        self.store: dict[Key, Obj] = {}  # write through put()/discard(), which keep the owner index
+        self._owned: dict[str, set[Key]] = {}  # controller owner uid -> keys (client-go's Indexer, one index)
         self.synced = trio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -66,6 +74,32 @@ class Informer:
     def items(self) -> list[Obj]:
         return list(self.store.values())
 
+    def owned_by(self, uid: str) -> list[Obj]:
+        """The cached objects whose controller owner reference has ``uid``: O(children), not O(cache)."""
+        return [self.store[k] for k in self._owned.get(uid, ()) if k in self.store]
+
+    def put(self, obj: Obj) -> Obj:
+        """Cache ``obj`` (trimmed), e.g. what an apply returned, ahead of its watch event."""
+        key = key_of(obj)
+        self._unindex(key)
+        self.store[key] = obj = trimmed(obj)
+        uid = controller_uid(obj)
+        if uid is not None:
+            self._owned.setdefault(uid, set()).add(key)
+        return obj
+
+    def discard(self, key: Key) -> None:
+        self._unindex(key)
+        self.store.pop(key, None)
+
+    def _unindex(self, key: Key) -> None:
+        old = self.store.get(key)
+        uid = controller_uid(old) if old is not None else None
+        if uid is not None and (keys := self._owned.get(uid)) is not None:
+            keys.discard(key)
+            if not keys:
+                del self._owned[uid]
+
     def _emit(self, kind: str, obj: Obj) -> None:
         for handler in self._handlers:
             handler(kind, obj)
@@ -74,9 +108,11 @@ class Informer:
         """Replace the cache with a fresh list; emit ADDED/MODIFIED/DELETED for the differences."""
         page = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector,
                                       metadata_only=self.metadata_only)
-        fresh = {key_of(item): trimmed(item) for item in page.get("items") or []}
         old = self.store
-        self.store = fresh
+        self.store, self._owned = {}, {}
+        for item in page.get("items") or []:
+            self.put(item)
+        fresh = self.store
         self.resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
         self.relists += 1
         for key, obj in old.items():
@@ -106,9 +142,9 @@ class Informer:
                 continue
             key = key_of(event.object)
             if event.type == "DELETED":
-                self.store.pop(key, None)
+                self.discard(key)
             elif event.type in ("ADDED", "MODIFIED"):
-                self.store[key] = trimmed(event.object)
+                self.put(event.object)
             else:
                 continue
             if rv:

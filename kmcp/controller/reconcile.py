@@ -18,7 +18,7 @@ import httpx
 from kmcp import kube, render, spec
 from kmcp.controller import conditions as cond
 from kmcp.controller.events import EventRecorder
-from kmcp.controller.informer import Informer, Key, trimmed
+from kmcp.controller.informer import Informer, Key
 from kmcp.controller.settings import ControllerSettings
 
 Obj = dict[str, Any]
@@ -249,7 +249,7 @@ class Reconciler:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
-        self.caches.servers.store[(meta.get("namespace", ""), meta["name"])] = trimmed(written)
+        self.caches.servers.put(written)
 
     async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
@@ -286,7 +286,7 @@ class Reconciler:
                         from exc
                 rv = str(result["metadata"].get("resourceVersion", ""))
                 self._applied[applied_key] = (digest, rv)
-                cache.store[(meta["namespace"], meta["name"])] = trimmed(result)
+                cache.put(result)
                 log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
                                                   "name": meta["name"]}})
             if child["kind"] == "Deployment":
@@ -319,14 +319,13 @@ class Reconciler:
         """Delete children this MCPServer controls that it no longer renders (e.g. its ServiceAccount once the
         spec names its own with serviceAccountName)."""
         uid = server.metadata.uid
+        if not uid:
+            return
         for kind in ("ServiceAccount", "Service", "Deployment"):
             cache = self.caches.for_kind(kind)
-            for obj in cache.items():
+            for obj in cache.owned_by(uid):
                 meta = obj.get("metadata") or {}
                 if meta.get("namespace") != server.metadata.namespace or (kind, meta.get("name")) in wanted:
-                    continue
-                owners = meta.get("ownerReferences") or []
-                if not any(ref.get("uid") == uid and ref.get("controller") for ref in owners):
                     continue
                 try:
                     await self.client.delete(cache.resource, str(meta["name"]), server.metadata.namespace)
@@ -334,7 +333,7 @@ class Reconciler:
                     pass
                 except (kube.ApiError, httpx.HTTPError) as exc:
                     raise ReconcileError("PruneFailed", f"could not delete {kind} {meta['name']}: {exc}") from exc
-                cache.store.pop((server.metadata.namespace, str(meta["name"])), None)
+                cache.discard((server.metadata.namespace, str(meta["name"])))
                 log.info("pruned", extra={"kv": {"kind": kind, "namespace": server.metadata.namespace,
                                                  "name": meta["name"]}})
 

@@ -310,3 +310,26 @@ def test_difference_names_the_first_field_that_differs() -> None:
     assert difference({"metadata": {"labels": {}}, "spec": {}}, desired) == ".metadata.labels.a"
     assert difference({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 80}]}},
                       desired) == ".spec.ports[0].port"
+
+
+def test_the_owner_index_follows_puts_replacements_and_discards() -> None:
+    from kmcp.controller.informer import Informer
+
+    def child(name: str, owner: str | None) -> dict[str, object]:
+        refs = [{"uid": owner, "controller": True, "kind": "MCPServer", "name": "x"}] if owner else []
+        return {"metadata": {"namespace": "ns", "name": name, "ownerReferences": refs,
+                             "managedFields": [{"manager": "kmcp"}]}}
+
+    informer = Informer(None, kube.DEPLOYMENTS)  # type: ignore[arg-type]  # put/discard never call the API
+    informer.put(child("a", "uid-1"))
+    informer.put(child("b", "uid-1"))
+    informer.put(child("c", "uid-2"))
+    informer.put(child("d", None))
+    assert sorted(o["metadata"]["name"] for o in informer.owned_by("uid-1")) == ["a", "b"]
+    assert "managedFields" not in informer.get("ns", "a")["metadata"]  # type: ignore[index]
+    informer.put(child("b", "uid-2"))  # adopted by another owner
+    assert [o["metadata"]["name"] for o in informer.owned_by("uid-1")] == ["a"]
+    assert sorted(o["metadata"]["name"] for o in informer.owned_by("uid-2")) == ["b", "c"]
+    informer.discard(("ns", "a"))
+    informer.discard(("ns", "missing"))
+    assert informer.owned_by("uid-1") == [] and informer.get("ns", "a") is None
