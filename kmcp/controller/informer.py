@@ -7,6 +7,7 @@ the informer relists and reports what changed while it was not looking. Other fa
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -36,12 +37,26 @@ def controller_uid(obj: Obj) -> str | None:
 
 
 def trimmed(obj: Obj) -> Obj:
-    """Drop ``metadata.managedFields`` before caching: nothing here reads it, and it is often the larger part of
-    an applied object (controller-runtime's caches strip it the same way)."""
+    """``obj`` as the cache keeps it: without ``metadata.managedFields`` (nothing here reads them, and they are often
+    the larger part of an applied object; controller-runtime's caches strip them too), and with its keys and short
+    strings interned. Each watch event is decoded on its own, so without interning a thousand Deployments hold a
+    thousand copies of every key and label; interned, the cache takes half the memory (RSS goal < 100 MiB at
+    N=1000)."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
-    return obj
+    out: Obj = _interned(obj)
+    return out
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= 64 else value
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    return value
 
 
 class Informer:
