@@ -1,7 +1,9 @@
 """Events about MCPServers, recorded without slowing reconciles and without flooding the apiserver.
 
 Like client-go's events.k8s.io recorder: ``record`` never waits (a bounded buffer; when it is full the Event is
-dropped and counted, since an Event is advice and a reconcile must not stall on it), and one sender task writes them.
+dropped and counted, since an Event is advice and a reconcile must not stall on it), and sender tasks write them:
+a few, sharded by the object the Event is about, so one object's Events stay in order and a mass creation's burst
+(four Events per new MCPServer) drains in parallel.
 A repeat of an Event seen in the last few minutes (same object, type, reason, action and note) is not a new object:
 the first repeat patches ``series`` on the existing Event at once, later ones are counted and patched at most once per
 ``series_interval``. A failing MCPServer retried with back-off therefore costs one Event and a patch now and then,
@@ -48,21 +50,22 @@ EventKey = tuple[str, str, str, str, str, str]
 
 
 class EventRecorder:
-    def __init__(self, client: kube.Kube, identity: str, *, buffer: int = 1000, series_interval: float = 30.0,
-                 similar_window: float = 360.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: kube.Kube, identity: str, *, buffer: int = 4096, senders: int = 4,
+                 series_interval: float = 30.0, similar_window: float = 360.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.identity = identity[:128]
         self.series_interval = series_interval
         self.similar_window = similar_window
         self.clock = clock
         self.dropped = 0
-        self._send, self._receive = trio.open_memory_channel[Obj](buffer)
+        self._shards = [trio.open_memory_channel[Obj](max(1, buffer // senders)) for _ in range(senders)]
         self._series: OrderedDict[EventKey, _Series] = OrderedDict()
 
     def record(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
         """Queue an events.k8s.io/v1 Event about ``obj`` (listed by involvedObject.name on core/v1 too)."""
         meta = obj["metadata"]
-        event = {
+        event: Obj = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
@@ -82,31 +85,37 @@ class EventRecorder:
                 "resourceVersion": meta.get("resourceVersion"),
             },
         }
+        send, _ = self._shards[hash(meta.get("uid") or meta["name"]) % len(self._shards)]
         try:
-            self._send.send_nowait(event)
+            send.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("event buffer full, dropping events", extra={"kv": {"dropped": self.dropped}})
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write queued Events until cancelled; wake at least every ``series_interval`` to flush pending counts."""
-        task_status.started()
-        while True:
-            with trio.move_on_after(self.series_interval):
-                event = await self._receive.receive()
-                await self._write(event)
-                continue
-            await self.flush()
+        """Write queued Events, and flush pending series counts every ``series_interval``, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for _, receive in self._shards:
+                nursery.start_soon(self._send_from, receive)
+            task_status.started()
+            while True:
+                await trio.sleep(self.series_interval)
+                await self.flush()
+
+    async def _send_from(self, receive: trio.MemoryReceiveChannel[Obj]) -> None:
+        async for event in receive:
+            await self._write(event)
 
     async def drain(self) -> None:
-        """Write every Event queued so far (the sender's loop body, callable directly, e.g. before exiting)."""
-        while True:
-            try:
-                event = self._receive.receive_nowait()
-            except trio.WouldBlock:
-                return
-            await self._write(event)
+        """Write every Event queued so far (the senders' loop body, callable directly, e.g. in tests)."""
+        for _, receive in self._shards:
+            while True:
+                try:
+                    event = receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                await self._write(event)
 
     @staticmethod
     def _key(event: Obj) -> EventKey:

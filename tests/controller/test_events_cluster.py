@@ -75,7 +75,7 @@ async def test_repeats_become_one_event_with_a_series(kube: Kube, kubeconfig: Pa
 async def test_a_full_buffer_drops_instead_of_blocking(kubeconfig: Path, installed: object, namespace: str) -> None:
     async with k8s.Kube(await trio.to_thread.run_sync(k8s.load_config, str(kubeconfig))) as client:
         obj = await _server(client, namespace, "noisy")
-        recorder = EventRecorder(client, "test", buffer=3)
+        recorder = EventRecorder(client, "test", buffer=3, senders=1)
         for i in range(10):  # no sender runs: record() must neither wait nor grow without bound
             recorder.record(obj, "Warning", "Boom", f"attempt {i}")
         assert recorder.dropped == 7
