@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,7 +313,7 @@ class Reconciler:
             raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
-        self.caches.secrets.store[(namespace, name)] = {"metadata": created["metadata"]}  # the cache is metadata-only
+        self.caches.secrets.put({"metadata": created["metadata"]})  # the cache is metadata-only
         log.info("created", extra={"kv": {"kind": "Secret", "namespace": namespace, "name": name}})
 
     async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:
