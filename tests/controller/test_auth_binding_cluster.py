@@ -54,7 +54,9 @@ def review_status(kube: Kube, namespace: str, service_account: str) -> int:
 
 def test_kubernetes_auth_binds_the_pods_service_account_and_unbinds_on_delete(
         kube: Kube, namespace: str, shared_controller: ControllerProcess) -> None:
-    assert review_status(kube, namespace, "default") == 403  # a ServiceAccount may not review tokens by default
+    kube.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bystander",
+                                                                        "namespace": namespace}})
+    assert review_status(kube, namespace, "bystander") == 403  # a ServiceAccount may not review tokens by default
     kube.apply(auth_server("guarded", namespace, {"type": "kubernetes", "requireSubjectAccessReview": True}))
     wait_condition(kube, "guarded", namespace, "Programmed", "True")
     found = binding(kube, namespace, "guarded")
@@ -81,7 +83,7 @@ def test_kubernetes_auth_binds_the_pods_service_account_and_unbinds_on_delete(
     with kube.with_token(token) as as_sa:
         assert as_sa.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", json=access,
                              check=False).status_code == 201
-    assert review_status(kube, namespace, "default") == 403
+    assert review_status(kube, namespace, "bystander") == 403
 
     kube.remove(MCP, "MCPServer", "guarded", namespace)
     kube.wait_deleted(MCP, "MCPServer", "guarded", namespace, timeout=15)
