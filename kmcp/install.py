@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from kmcp import __version__
+from kmcp.render import ADAPTER_AUTH_CLUSTER_ROLE
 
 Obj = dict[str, Any]
 DEFAULT_NAMESPACE = "kmcp-system"
@@ -21,6 +22,9 @@ LEADER_ELECTION_ROLE = "kmcp-leader-election-role"
 METRICS_READER_ROLE = "kmcp-metrics-reader"
 METRICS_AUTH_ROLE = "kmcp-metrics-auth-role"
 METRICS_SERVICE = "kmcp-controller-manager-metrics-service"
+# The one ClusterRole the controller may bind (for `auth: kubernetes`); its name is fixed because the renderer refers
+# to it by this name whatever the release is called.
+ADAPTER_AUTH_ROLE = ADAPTER_AUTH_CLUSTER_ROLE
 POD_LABELS = {"app.kubernetes.io/name": "kmcp", "control-plane": "controller-manager"}
 SELECTOR = {"app.kubernetes.io/name": "kmcp"}
 HEALTH_PORT = 8081
@@ -59,6 +63,20 @@ def manager_rules() -> list[Obj]:
         # create: the per-MCPServer session-id key of the adapter replicas (never updated by kmcp)
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        # auth: kubernetes -> one ClusterRoleBinding per MCPServer to ADAPTER_AUTH_ROLE, and only to it: the
+        # apiserver lets a binding be created by whoever may `bind` its role (or holds every permission in it).
+        {"apiGroups": [RBAC], "resources": ["clusterrolebindings"], "verbs": CHILD_VERBS},
+        {"apiGroups": [RBAC], "resources": ["clusterroles"], "resourceNames": [ADAPTER_AUTH_ROLE],
+         "verbs": ["bind"]},
+    ]
+
+
+def review_rules() -> list[Obj]:
+    """Create TokenReviews and SubjectAccessReviews: what an adapter with ``--auth kubernetes`` calls, and what the
+    controller's secure metrics endpoint calls."""
+    return [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
     ]
 
 
@@ -144,13 +162,13 @@ def install_objects(namespace: str = DEFAULT_NAMESPACE, image: str = DEFAULT_IMA
         {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": _meta(METRICS_READER_ROLE, None, "rbac"),
          "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
         {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": _meta(METRICS_AUTH_ROLE, None, "rbac"),
-         "rules": [
-             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
-         ]},
+         "rules": review_rules()},
         {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding",
          "metadata": _meta("kmcp-metrics-auth-rolebinding", None, "rbac"),
          "roleRef": {**rbac_ref, "name": METRICS_AUTH_ROLE}, "subjects": _subject(namespace)},
+        # Bound by the controller to the ServiceAccount of each MCPServer with auth: kubernetes.
+        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": _meta(ADAPTER_AUTH_ROLE, None, "rbac"),
+         "rules": review_rules()},
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(METRICS_SERVICE, namespace, "metrics"),
          "spec": {"type": "ClusterIP", "selector": dict(SELECTOR),
                   "ports": [{"name": "https", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"}]}},

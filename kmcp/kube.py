@@ -75,9 +75,13 @@ TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", namespac
 SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False,
                                   kind="SubjectAccessReview")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False, kind="Namespace")
+# What `auth: kubernetes` renders: cluster-scoped, so it cannot carry an owner reference to its MCPServer.
+CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False,
+                                 kind="ClusterRoleBinding")
 
 _BY_API_VERSION_KIND = {(r.api_version, r.kind): r for r in (
-    MCPSERVERS, DEPLOYMENTS, SERVICES, SERVICE_ACCOUNTS, SECRETS, CONFIG_MAPS, EVENTS, LEASES, NAMESPACES)}
+    MCPSERVERS, DEPLOYMENTS, SERVICES, SERVICE_ACCOUNTS, SECRETS, CONFIG_MAPS, EVENTS, LEASES, NAMESPACES,
+    CLUSTER_ROLE_BINDINGS)}
 
 
 def resource_for(obj: Mapping[str, Any]) -> Resource:

@@ -88,6 +88,13 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
     app = AdapterApp(settings, table, metrics)
     server = HttpServer(app.handle, settings)
     async with trio.open_nursery() as nursery:
+        tracing = None
+        if settings.tracing.traces_url:  # imported only when asked for: opentelemetry is an optional extra
+            from kmcp.adapter.tracing import RequestTracing
+
+            tracing = RequestTracing(settings.tracing, metrics)
+            metrics.on_response = tracing.record
+            nursery.start_soon(tracing.export)
         await nursery.start(table.run)
         async with trio.open_nursery() as http:
             port = await http.start(server.serve)
@@ -98,4 +105,8 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
         table.end_all("the adapter is shutting down")
         with trio.move_on_after(settings.kill_grace * 2 + 1):
             await table.wait_empty()
+        if tracing is not None:  # the last batch
+            tracing.close()
+            with trio.move_on_after(settings.drain_timeout):
+                await tracing.exported.wait()
         nursery.cancel_scope.cancel()

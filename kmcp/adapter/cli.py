@@ -9,7 +9,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -18,7 +18,7 @@ import trio
 from kmcp.adapter.http import parse_listen
 from kmcp.adapter.launcher import Launcher, LocalLauncher
 from kmcp.adapter.session_ids import MIN_KEY_BYTES, parse_peer_address
-from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings
+from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings, TracingSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SESSION_KEY_ENV = "KMCP_SESSION_KEY"  # the replicas' shared HMAC key (from the MCPServer's Secret in a pod)
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"defaults to the listen port). Together with the key in ${SESSION_KEY_ENV}, session "
                              "ids name this adapter and requests for other replicas' sessions are forwarded")
     _add_auth_arguments(parser)
+    parser.add_argument("--otlp-endpoint", default="", metavar="URL",
+                        help="send an OpenTelemetry span per JSON-RPC request to this OTLP/HTTP collector "
+                             "(URL/v1/traces; default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+                             "$OTEL_EXPORTER_OTLP_ENDPOINT; needs the kmcp[tracing] extra; off when unset)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]: the stdio MCP server")
     return parser
 
@@ -133,6 +137,35 @@ def _auth_settings(args: argparse.Namespace) -> AuthSettings:
                         kube_ca_file=args.kube_ca_file, **common)
 
 
+def tracing_settings(endpoint: str, environ: Mapping[str, str]) -> TracingSettings:
+    """--otlp-endpoint, else the standard OTEL_EXPORTER_OTLP_* variables; off when neither is set, when
+    OTEL_SDK_DISABLED=true, or (with a warning, so a pod still starts) when the tracing extra is not installed."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return TracingSettings()
+    base = endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    url = f"{base.rstrip('/')}/v1/traces" if base else ""
+    if not endpoint and environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        url = environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]  # used as is, per the OTLP exporter spec
+    if not url:
+        return TracingSettings()
+    if not url.startswith(("http://", "https://")):
+        raise _Usage(f"the OTLP endpoint must be an http(s) URL: {url}")
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry") is None or \
+            importlib.util.find_spec("opentelemetry.exporter.otlp.proto.common") is None:
+        print("kmcp adapter: tracing is configured but the opentelemetry packages are not installed "
+              "(pip install 'kmcp[tracing]'); running without it", file=sys.stderr)
+        return TracingSettings()
+    raw_headers = environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS", "")
+    from urllib.parse import unquote
+
+    headers = tuple((unquote(k).strip().lower(), unquote(v).strip())
+                    for k, _, v in (item.partition("=") for item in raw_headers.split(",") if "=" in item))
+    return TracingSettings(traces_url=url, headers=headers,
+                           service_name=environ.get("OTEL_SERVICE_NAME") or TracingSettings.service_name)
+
+
 def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace]:
     args = build_parser().parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -155,7 +188,7 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
                        warm_pool=0 if args.session_mode == "shared" else args.warm_pool,
                        allowed_origins=tuple(args.allow_origin),
                        max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream,
-                       auth=_auth_settings(args))
+                       auth=_auth_settings(args), tracing=tracing_settings(args.otlp_endpoint, os.environ))
     peer_address, key = _peer_settings(args.peer_address, port)
     if peer_address is not None:
         settings = replace(settings, peer_address=peer_address, session_key=key)

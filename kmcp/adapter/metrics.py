@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -40,12 +41,17 @@ class Metrics:
     latency: dict[str, Histogram] = field(default_factory=dict)  # JSON-RPC method -> seconds to response
     auth_failures: Counter[str] = field(default_factory=Counter)  # reason -> requests refused by auth
     forwarded: Counter[str] = field(default_factory=Counter)  # result -> requests for another replica's session
+    spans_dropped: int = 0  # tracing: spans not exported (queue full or the collector failing)
+    # Tracing's hook (tracing.py), called with what the latency histogram gets; None (the default) costs one test.
+    on_response: Callable[[str, float], None] | None = None
 
     def observe_latency(self, method: str, seconds: float) -> None:
         histogram = self.latency.get(method)
         if histogram is None:
             histogram = self.latency[method] = Histogram()
         histogram.observe(seconds)
+        if self.on_response is not None:
+            self.on_response(method, seconds)
 
     def render(self) -> bytes:
         lines = [
@@ -88,6 +94,12 @@ class Metrics:
             ]
             lines += [f'kmcp_adapter_forwarded_requests_total{{result="{_label(r)}"}} {n}'
                       for r, n in sorted(self.forwarded.items())]
+        if self.spans_dropped:
+            lines += [
+                "# HELP kmcp_adapter_spans_dropped_total Trace spans not exported.",
+                "# TYPE kmcp_adapter_spans_dropped_total counter",
+                f"kmcp_adapter_spans_dropped_total {self.spans_dropped}",
+            ]
         lines += [
             "# HELP kmcp_adapter_request_duration_seconds Time from a JSON-RPC request to its response, by method.",
             "# TYPE kmcp_adapter_request_duration_seconds histogram",

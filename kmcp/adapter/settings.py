@@ -42,6 +42,19 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry spans, one per JSON-RPC request, sent as OTLP/HTTP protobuf. With no ``traces_url`` tracing
+    is off and the opentelemetry packages (an optional extra) are never imported."""
+
+    traces_url: str = ""  # e.g. http://collector:4318/v1/traces
+    service_name: str = "kmcp-adapter"
+    headers: tuple[tuple[str, str], ...] = ()
+    export_interval: float = 2.0  # a batch is sent at most this long after its first span
+    max_batch: int = 512
+    max_queue: int = 4096  # spans waiting for export; more are dropped (and counted), never block a request
+
+
+@dataclass(frozen=True)
 class AdapterSettings:
     """How the adapter listens, limits and times out."""
 
@@ -73,6 +86,7 @@ class AdapterSettings:
     # When a client accepts both, answer with plain JSON if the server's response is the first thing it sends.
     prefer_json_response: bool = True
     auth: AuthSettings = field(default_factory=AuthSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     # Replicas: with both set, session ids name this adapter and requests for other replicas' sessions are
     # forwarded to them (session_ids.py, forwarding.py). Unset: one adapter, plain ids.
     peer_address: tuple[str, int] | None = None  # where the other replicas reach this adapter (pod IP, port)

@@ -17,7 +17,7 @@ from kmcp.controller.metrics import ControllerMetrics
 from kmcp.controller.metrics_server import serve_metrics
 from kmcp.controller.probes import serve_probes
 from kmcp.controller.queue import WorkQueue
-from kmcp.controller.reconcile import Caches, ReconcileError, Reconciler
+from kmcp.controller.reconcile import SERVER_NAMESPACE_LABEL, Caches, ReconcileError, Reconciler, binding_owner
 from kmcp.controller.settings import ControllerSettings
 from kmcp.render import MANAGED_BY
 
@@ -61,10 +61,12 @@ class Manager:
             service_accounts=self._informer(kube.SERVICE_ACCOUNTS, label_selector=CHILD_SELECTOR),
             secrets=self._informer(kube.SECRETS, metadata_only=True),
             config_maps=self._informer(kube.CONFIG_MAPS),
+            auth_bindings=self._informer(kube.CLUSTER_ROLE_BINDINGS, label_selector=self._binding_selector()),
         )
         caches.servers.add_handler(lambda _kind, obj: self.queue.add(_key(obj)))
         for child in (caches.deployments, caches.services, caches.service_accounts):
             child.add_handler(self._on_child)
+        caches.auth_bindings.add_handler(self._on_auth_binding)
         caches.secrets.add_handler(lambda _kind, obj: self._on_ref("secret", obj))
         caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
         return caches
@@ -75,6 +77,19 @@ class Manager:
             if ref.get("kind") == "MCPServer" and str(ref.get("apiVersion", "")).startswith("kagent.dev/") \
                     and ref.get("controller"):
                 self.queue.add((str(meta.get("namespace") or ""), str(ref.get("name"))))
+
+    def _binding_selector(self) -> str:
+        """Auth ClusterRoleBindings are cluster-scoped: a controller limited to one namespace selects only the
+        ones made for MCPServers in it, so it never touches (or sweeps) another controller's."""
+        scope = f"={self.settings.namespace}" if self.settings.namespace else ""
+        return f"{CHILD_SELECTOR},{SERVER_NAMESPACE_LABEL}{scope}"
+
+    def _on_auth_binding(self, _kind: str, obj: Obj) -> None:
+        # Its MCPServer reconciles: that re-applies a changed or deleted binding, and deletes one whose MCPServer
+        # is gone (at start-up every existing binding arrives here, so orphans left while down are swept too).
+        owner = binding_owner(obj)
+        if owner is not None:
+            self.queue.add(owner)
 
     def _on_ref(self, which: str, obj: Obj) -> None:
         """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again."""

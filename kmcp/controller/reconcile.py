@@ -24,21 +24,24 @@ from kmcp.controller.settings import ControllerSettings
 
 Obj = dict[str, Any]
 APPLIED_HASH_ANNOTATION = "kmcp.kagent.dev/applied-hash"
+# Held by an MCPServer while a ClusterRoleBinding exists for it: no owner reference can reach a cluster-scoped
+# object, so the controller deletes the binding itself and only then lets the MCPServer go, even when it was down
+# at the time of the delete.
+AUTH_BINDING_FINALIZER = "kmcp.kagent.dev/auth-binding"
+SERVER_NAMESPACE_LABEL = "kmcp.kagent.dev/mcpserver-namespace"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 log = logging.getLogger("kmcp.controller.reconcile")
 
 
-def controller_limits(server: spec.MCPServer) -> list[spec.Problem]:
-    """Specs the renderer can express but this controller cannot carry out yet: reported, never half-applied.
-
-    auth.type kubernetes renders a cluster-scoped ClusterRoleBinding for the adapter's TokenReviews; the
-    install RBAC that lets the controller grant it, and its clean-up (no owner reference can reach it), are not
-    built yet.
-    """
-    auth = server.spec.auth
-    if auth is not None and auth.type == "kubernetes":
-        return [spec.Problem("spec.auth.type", "kubernetes is not supported by this controller yet "
-                             "(its TokenReview RBAC is not wired); use jwt or none", "UnsupportedAuth")]
-    return []
+def binding_owner(binding: Obj) -> Key | None:
+    """The (namespace, name) of the MCPServer an auth ClusterRoleBinding was rendered for, from its labels (a
+    cluster-scoped object has no owner reference to say so)."""
+    labels = (binding.get("metadata") or {}).get("labels") or {}
+    namespace, name = labels.get(SERVER_NAMESPACE_LABEL), labels.get(INSTANCE_LABEL)
+    if labels.get(MANAGED_BY_LABEL) != render.MANAGED_BY or not namespace or not name:
+        return None
+    return str(namespace), str(name)
 
 
 @dataclass
@@ -49,14 +52,18 @@ class Caches:
     service_accounts: Informer
     secrets: Informer
     config_maps: Informer
+    auth_bindings: Informer  # ClusterRoleBindings labelled for an MCPServer
 
     def for_kind(self, kind: str) -> Informer:
         return {"Deployment": self.deployments, "Service": self.services,
-                "ServiceAccount": self.service_accounts}[kind]
+                "ServiceAccount": self.service_accounts, "ClusterRoleBinding": self.auth_bindings}[kind]
 
     def all(self) -> list[Informer]:
         return [self.servers, self.deployments, self.services, self.service_accounts, self.secrets,
-                self.config_maps]
+                self.config_maps, self.auth_bindings]
+
+    def bindings_of(self, key: Key) -> list[Obj]:
+        return [b for b in self.auth_bindings.items() if binding_owner(b) == key]
 
 
 class NamespaceTerminating(Exception):
@@ -176,9 +183,11 @@ class Reconciler:
         namespace, name = key
         obj = self.caches.servers.get(namespace, name)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            # Gone or going: the garbage collector removes the children through their owner references.
+            # Gone or going: the garbage collector removes the namespaced children through their owner references;
+            # the auth binding is ours to delete (an orphan too, should the finalizer have been stripped).
             for applied_key in [k for k in self._applied if k[1:] == (namespace, name)]:
                 del self._applied[applied_key]
+            await self._release_auth_binding(key, obj)
             return
         generation = int(obj["metadata"].get("generation") or 0)
         status_before = dict(obj.get("status") or {})
@@ -186,11 +195,19 @@ class Reconciler:
         updates: list[cond.Condition] = []
         url = str(status_before.get("url") or "")
         error: ReconcileError | None = None
+        server: spec.MCPServer | None
         try:
             server = spec.decode_mcpserver(obj)
-            problems = spec.semantic_problems(server) + controller_limits(server)
+            problems = spec.semantic_problems(server)
         except spec.SpecError as exc:
             server, problems = None, exc.problems
+        if server is not None and render.render_auth_binding(server) is None:
+            # auth switched off (or never on): no binding may stay behind. An undecodable spec leaves the running
+            # adapter, and the binding it may rely on, as they are.
+            try:
+                await self._release_auth_binding(key, obj)
+            except ReconcileError as exc:
+                error = exc
         if problems or server is None:
             first = problems[0]
             message = "; ".join(str(p) for p in problems)
@@ -217,7 +234,7 @@ class Reconciler:
                 updates.append(cond.Condition("ResolvedRefs", "True", "ResolvedRefs",
                                               "every referenced Secret and ConfigMap exists"))
                 try:
-                    deployment = await self._apply_children(server, digest)
+                    deployment = await self._apply_children(server, obj, digest)
                 except ReconcileError as exc:
                     error = exc
                     updates += [cond.Condition("Programmed", "False", exc.reason, str(exc)),
@@ -252,18 +269,21 @@ class Reconciler:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
         self.caches.servers.put(written)
 
-    async def _apply_children(self, server: spec.MCPServer, refs_digest: str) -> Obj | None:
+    async def _apply_children(self, server: spec.MCPServer, obj: Obj, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
         deployment: Obj | None = None
         if server.spec.transport_type == "stdio":  # before the pods, so they start with the key
             await self._ensure_session_key(server)
         rendered = render.render(server, self.settings.render, refs_digest)
+        if any(o["kind"] == "ClusterRoleBinding" for o in rendered):
+            await self._hold_finalizer(obj)  # before the binding exists, so it can never outlive the MCPServer
         for desired in rendered:
             child = with_applied_hash(desired)
             meta = child["metadata"]
             cache = self.caches.for_kind(child["kind"])
-            live = cache.get(meta["namespace"], meta["name"])
-            applied_key = (cache.resource.plural, meta["namespace"], meta["name"])
+            child_ns = str(meta.get("namespace") or "")  # "" for the cluster-scoped binding
+            live = cache.get(child_ns, meta["name"])
+            applied_key = (cache.resource.plural, server.metadata.namespace or "", meta["name"])
             digest = meta["annotations"][APPLIED_HASH_ANNOTATION]
             live_rv = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
             # List items carry no apiVersion/kind: compare the rest.
@@ -279,7 +299,7 @@ class Reconciler:
                     result = await self.client.apply(child, resource=cache.resource)
                 except kube.ApiError as exc:
                     if kube.namespace_terminating(exc):
-                        raise NamespaceTerminating(meta["namespace"]) from None
+                        raise NamespaceTerminating(child_ns) from None
                     raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
                         from exc
                 except httpx.HTTPError as exc:
@@ -288,7 +308,7 @@ class Reconciler:
                 rv = str(result["metadata"].get("resourceVersion", ""))
                 self._applied[applied_key] = (digest, rv)
                 cache.put(result)
-                log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
+                log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                   "name": meta["name"]}})
             if child["kind"] == "Deployment":
                 deployment = result
@@ -315,6 +335,49 @@ class Reconciler:
             raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
         self.caches.secrets.put({"metadata": created["metadata"]})  # the cache is metadata-only
         log.info("created", extra={"kv": {"kind": "Secret", "namespace": namespace, "name": name}})
+
+    async def _hold_finalizer(self, obj: Obj) -> None:
+        finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
+        if AUTH_BINDING_FINALIZER not in finalizers:
+            await self._set_finalizers(obj, [*finalizers, AUTH_BINDING_FINALIZER])
+
+    async def _release_auth_binding(self, key: Key, obj: Obj | None) -> None:
+        """Delete the ClusterRoleBinding(s) labelled for this MCPServer, then drop its finalizer. Idempotent: with
+        nothing to delete and no finalizer it makes no call at all."""
+        for binding in self.caches.bindings_of(key):
+            name = str(binding["metadata"]["name"])
+            try:
+                await self.client.delete(kube.CLUSTER_ROLE_BINDINGS, name)
+            except kube.NotFound:
+                pass
+            except (kube.ApiError, httpx.HTTPError) as exc:
+                raise ReconcileError("AuthBindingDeleteFailed",
+                                     f"could not delete ClusterRoleBinding {name}: {exc}") from exc
+            self.caches.auth_bindings.discard(("", name))
+            self._applied.pop((kube.CLUSTER_ROLE_BINDINGS.plural, key[0], name), None)
+            log.info("deleted auth binding", extra={"kv": {"namespace": key[0], "name": key[1], "binding": name}})
+        if obj is None:
+            return
+        finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
+        if AUTH_BINDING_FINALIZER in finalizers:
+            await self._set_finalizers(obj, [f for f in finalizers if f != AUTH_BINDING_FINALIZER])
+
+    async def _set_finalizers(self, obj: Obj, finalizers: list[str]) -> None:
+        """Merge patch conditional on the cached resourceVersion: another writer's finalizer is never lost (a stale
+        cache gets 409 and the queue retries)."""
+        meta = obj["metadata"]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
+        try:
+            written = await self.client.patch(kube.MCPSERVERS, meta["name"], meta.get("namespace"), patch)
+        except kube.NotFound:
+            return
+        except (kube.ApiError, httpx.HTTPError) as exc:
+            raise ReconcileError("FinalizerUpdateFailed", f"could not update finalizers: {exc}") from exc
+        # Cache what was written unless the watch already brought something newer (or the DELETED event).
+        key = (str(meta.get("namespace") or ""), str(meta["name"]))
+        cached = self.caches.servers.store.get(key)
+        if cached is not None and cached["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+            self.caches.servers.put(written)
 
     async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:
         """Delete children this MCPServer controls that it no longer renders (e.g. its ServiceAccount once the

@@ -40,6 +40,7 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
         ("Role", "kmcp-leader-election-role"), ("RoleBinding", "kmcp-leader-election-rolebinding"),
         ("ClusterRole", "kmcp-metrics-reader"),
         ("ClusterRole", "kmcp-metrics-auth-role"), ("ClusterRoleBinding", "kmcp-metrics-auth-rolebinding"),
+        ("ClusterRole", "kmcp-adapter-auth"),
         ("Service", "kmcp-controller-manager-metrics-service"),
         ("Deployment", "kmcp-controller-manager"),
     }
@@ -59,6 +60,11 @@ def test_default_values_render_the_guides_install_objects(render: Render) -> Non
     assert granted["kagent.dev", "mcpservers"] >= {"get", "list", "watch", "patch"}
     assert granted["kagent.dev", "mcpservers/status"] >= {"get", "patch", "update"}
     assert granted["events.k8s.io", "events"] == {"create", "patch"}
+    # auth: kubernetes: its bindings in full, and `bind` on the one role they refer to
+    assert granted["rbac.authorization.k8s.io", "clusterrolebindings"] == set(ALL_RULE_VERBS)
+    assert [r for r in manager_rules if "bind" in r["verbs"]] == [
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+         "resourceNames": ["kmcp-adapter-auth"], "verbs": ["bind"]}]
     assert objects["ClusterRole", "kmcp-metrics-reader"]["rules"] == [{"nonResourceURLs": ["/metrics"],
                                                                        "verbs": ["get"]}]
     leader = {r["resources"][0]: r["verbs"] for r in objects["Role", "kmcp-leader-election-role"]["rules"]}

@@ -22,15 +22,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 INSTALL_YAML = ROOT / "manifests" / "install" / "kmcp.yaml"
 
 
-def rules(obj: dict[str, Any]) -> set[tuple[str, str, str]]:
-    granted: set[tuple[str, str, str]] = set()
+def rules(obj: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    """Every (group, resource, verb, resourceName) granted; "*" when a rule names no resources (all of them)."""
+    granted: set[tuple[str, str, str, str]] = set()
     for rule in obj.get("rules", []):
+        names = rule.get("resourceNames") or ["*"]
         for verb in rule["verbs"]:
             for url in rule.get("nonResourceURLs", []):
-                granted.add(("", url, verb))
+                granted.add(("", url, verb, "*"))
             for group in rule.get("apiGroups", []):
                 for resource in rule.get("resources", []):
-                    granted.add((group, resource, verb))
+                    for name in names:
+                        granted.add((group, resource, verb, name))
     return granted
 
 

@@ -151,9 +151,30 @@ def shared_controller(zipapp: Path, controller_kubeconfig: Path,
     workdir = tmp_path_factory.mktemp("shared-controller")
     proc = ControllerProcess(zipapp, controller_kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
                              "--event-series-interval=1s", name="shared").start()
-    yield proc
-    proc.stop()
-    proc.assert_no_forbidden()
+    _SHARED.append(proc)
+    try:
+        yield proc
+    finally:
+        _SHARED.remove(proc)
+        proc.stop()
+        proc.assert_no_forbidden()
+
+
+_SHARED: list[ControllerProcess] = []  # the session's shared controller while it exists
+
+
+@pytest.fixture
+def no_shared_controller() -> Iterator[None]:
+    """For tests about what happens while no controller runs: the session's all-namespace controller, if a test
+    started it, is stopped for this test and started again afterwards."""
+    paused = [proc for proc in _SHARED if proc.running()]
+    for proc in paused:
+        assert proc.stop() == 0
+    try:
+        yield
+    finally:
+        for proc in paused:
+            proc.start()
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -271,10 +271,16 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
                 if dep.get("configMapRefs"):
                     dep["configMapRefs"] = [{"name": "cfg"}]
                 kube.apply(obj)
+    # with auth: kubernetes, its finalizer and cluster-scoped ClusterRoleBinding must converge to no writes too
+    guarded = mcpserver("idle-auth", namespace)
+    guarded["spec"]["auth"] = {"type": "kubernetes"}
+    kube.apply(guarded)
     proc: ControllerProcess = start_controller(f"--namespace={namespace}", "--resync-period=1s",
                                                "--metrics-secure=false", name="idle")
     for index in range(len(EXAMPLES)):
         wait_condition(kube, f"idle-{index}", namespace, "Programmed", "True")
+    wait_condition(kube, "idle-auth", namespace, "Programmed", "True")
+    assert kube.read("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"kmcp-auth-{namespace}-idle-auth")
     set_deployment_available(kube, "idle-0", namespace, True)
     wait_condition(kube, "idle-0", namespace, "Ready", "True")
     time.sleep(1.5)  # let the last status write's own watch event come back through the queue
@@ -303,6 +309,7 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
     # and every watch ended and resumed a few times meanwhile, without a write either
     assert metrics['kmcp_watch_restarts_total{cause="timeout",resource="deployments"}'] >= 2
     assert _writes(metrics) == 0, {k: v for k, v in metrics.items() if "api_requests" in k}
+    assert metrics['kmcp_watch_restarts_total{cause="timeout",resource="clusterrolebindings"}'] >= 2
     # A change still arrives through the restarting watches.
     server = kube.read(MCP, "MCPServer", "idle-0", namespace)
     assert server is not None
@@ -311,6 +318,9 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
                  content=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"})
     wait_for(lambda: any("--changed" in c.get("args", []) for c in pod_spec(kube, "idle-0", namespace)["containers"]),
              timeout=10, description="the change to be applied")
+    # (while a controller runs: the finalizer would otherwise hold the MCPServer and its namespace)
+    kube.remove(MCP, "MCPServer", "idle-auth", namespace)
+    kube.wait_deleted(MCP, "MCPServer", "idle-auth", namespace, timeout=15)
 
 
 def test_probes_and_namespace_scoping(kube: Kube, namespace: str, start_controller: Any, tmp_path: Path) -> None:

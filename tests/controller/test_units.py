@@ -261,7 +261,7 @@ def test_install_objects_carry_the_guides_names() -> None:
         ("ClusterRole", "kmcp-manager-role"), ("ClusterRoleBinding", "kmcp-manager-rolebinding"),
         ("Role", "kmcp-leader-election-role"), ("RoleBinding", "kmcp-leader-election-rolebinding"),
         ("ClusterRole", "kmcp-metrics-reader"), ("ClusterRole", "kmcp-metrics-auth-role"),
-        ("ClusterRoleBinding", "kmcp-metrics-auth-rolebinding"),
+        ("ClusterRoleBinding", "kmcp-metrics-auth-rolebinding"), ("ClusterRole", "kmcp-adapter-auth"),
         ("Service", "kmcp-controller-manager-metrics-service"), ("Deployment", "kmcp-controller-manager"),
     }
     dep = objects[("Deployment", "kmcp-controller-manager")]

@@ -1,0 +1,54 @@
+"""The pure parts of the `auth: kubernetes` wiring: how a binding names its MCPServer, and the install RBAC that
+lets the controller create it (bind one role, nothing else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kmcp import install, kube, render, spec
+from kmcp.controller.reconcile import binding_owner
+
+
+def server(name: str, namespace: str, auth: dict[str, Any] | None) -> spec.MCPServer:
+    body: dict[str, Any] = {"transportType": "stdio", "deployment": {"image": "i", "cmd": "c"}}
+    if auth is not None:
+        body["auth"] = auth
+    return spec.validated({"apiVersion": spec.API_VERSION, "kind": spec.KIND,
+                           "metadata": {"name": name, "namespace": namespace}, "spec": body})
+
+
+def test_a_rendered_binding_names_its_mcpserver() -> None:
+    binding = render.render_auth_binding(server("a-b", "team-1", {"type": "kubernetes"}))
+    assert binding is not None
+    assert binding_owner(binding) == ("team-1", "a-b")
+    assert kube.resource_for(binding) == kube.CLUSTER_ROLE_BINDINGS
+    assert kube.CLUSTER_ROLE_BINDINGS.path(None, binding["metadata"]["name"]) == \
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kmcp-auth-team-1-a-b"
+
+
+def test_only_kubernetes_auth_on_stdio_renders_a_binding() -> None:
+    assert render.render_auth_binding(server("a", "n", None)) is None
+    assert render.render_auth_binding(server("a", "n", {"type": "none"})) is None
+    assert render.render_auth_binding(server("a", "n", {"type": "jwt",
+                                                        "jwt": {"issuer": "https://issuer.example"}})) is None
+
+
+def test_bindings_not_made_by_kmcp_have_no_owner() -> None:
+    labels = {"app.kubernetes.io/instance": "a", "kmcp.kagent.dev/mcpserver-namespace": "n"}
+    assert binding_owner({"metadata": {"name": "x", "labels": labels}}) is None
+    assert binding_owner({"metadata": {"name": "x", "labels": {**labels, "app.kubernetes.io/managed-by": "kmcp",
+                                                               "app.kubernetes.io/instance": ""}}}) is None
+    assert binding_owner({"metadata": {"name": "x"}}) is None
+
+
+def test_the_controller_may_bind_only_the_adapter_auth_role() -> None:
+    rules = install.manager_rules()
+    binds = [r for r in rules if "bind" in r["verbs"] or "escalate" in r["verbs"] or "*" in r["verbs"]]
+    assert binds == [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                      "resourceNames": [render.ADAPTER_AUTH_CLUSTER_ROLE], "verbs": ["bind"]}]
+    assert not [r for r in rules if "roles" in r.get("resources", []) or "rolebindings" in r.get("resources", [])]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in install.install_objects()}
+    role = objects[("ClusterRole", render.ADAPTER_AUTH_CLUSTER_ROLE)]
+    assert {(g, res, v) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"]
+            for v in r["verbs"]} == {("authentication.k8s.io", "tokenreviews", "create"),
+                                     ("authorization.k8s.io", "subjectaccessreviews", "create")}
