@@ -324,8 +324,13 @@ async def test_sdk_sessions_through_a_round_robin_balancer_reach_their_owner(zip
             assert 'result="unreachable"' not in metrics
             assert not [line for line in metrics.splitlines()
                         if line.startswith("kmcp_adapter_http_responses_total") and 'status="404"' in line]
-            assert counter(metrics, "kmcp_adapter_active_sessions") == 0  # the client's DELETE reached the owner
             assert counter(metrics, "kmcp_adapter_sessions_total") == 1
+            # The client's DELETE reached the owner: the session ends (once its server process has exited).
+            with trio.fail_after(10):
+                while True:
+                    if not counter(await pod.metrics(), "kmcp_adapter_active_sessions"):
+                        break
+                    await trio.sleep(0.1)
 
         # Concurrent sessions, wherever they start: each is served by the server its id's replica runs.
         results: list[dict[str, object]] = []
