@@ -18,6 +18,7 @@ from kmcp.adapter.websocket import WebSocketTransport
 
 if TYPE_CHECKING:
     from kmcp.adapter.auth import AuthGate
+    from kmcp.adapter.forwarding import Forwarder
 
 _METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, served unauthenticated
 _OPEN_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})  # probes and scrapers carry no token
@@ -32,10 +33,12 @@ class AdapterApp:
         self.streamable = StreamableHttp(settings, table, self.stop)
         self.legacy = LegacySse(settings, table, self.stop)
         self.websocket = WebSocketTransport(settings, table, self.stop)
+        self.forwarder: Forwarder | None = None
         if table.ids.forwarding:
             from kmcp.adapter.forwarding import Forwarder  # only with replicas: start-up time
 
-            self.streamable.forwarder = self.legacy.forwarder = Forwarder(table.ids, settings, metrics, self.stop)
+            self.forwarder = Forwarder(table.ids, settings, metrics, self.stop)
+            self.streamable.forwarder = self.legacy.forwarder = self.forwarder
         self.auth: AuthGate | None = None
         if settings.auth.mode != "none":
             from kmcp.adapter.auth import AuthGate  # only when enabled: start-up time
@@ -102,6 +105,8 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
             await shutdown.wait()
             app.stop.set()
             server.drain()
+        if app.forwarder is not None:
+            await app.forwarder.aclose()
         table.end_all("the adapter is shutting down")
         with trio.move_on_after(settings.kill_grace * 2 + 1):
             await table.wait_empty()

@@ -22,6 +22,7 @@ FORWARDED_HEADER = "x-kmcp-forwarded"
 # Headers that describe one hop, not the message: never copied across.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
                          "transfer-encoding", "upgrade", "content-length", "expect", FORWARDED_HEADER})
+_MAX_IDLE_PER_OWNER = 32
 _BUFFER_LIMIT = 1024 * 1024  # owner answers with a known length up to this are relayed with a content-length
 
 
@@ -35,6 +36,10 @@ class Forwarder:
         self.settings = settings
         self.metrics = metrics
         self.stop = stop  # draining: relayed streams end like local ones
+        # Kept-alive connections per owner, so forwarding does not leave a TIME_WAIT socket per request. Dropped
+        # well before the owner's own keep-alive timeout, so a reused connection is rarely one it is closing.
+        self._idle: dict[tuple[str, int], list[tuple[trio.SocketStream, h11.Connection, float]]] = {}
+        self._idle_limit = min(30.0, settings.keepalive_timeout / 2)
 
     async def forward(self, request: Request, responder: Responder, session_id: str) -> bool:
         """Relay ``request`` to the adapter that owns ``session_id``. False (nothing answered) when the id names
@@ -54,30 +59,71 @@ class Forwarder:
 
     async def _relay(self, request: Request, responder: Responder, owner: tuple[str, int]) -> None:
         host, port = owner
-        try:
-            with trio.fail_after(self.settings.forward_connect_timeout):
-                stream = await trio.open_tcp_stream(host, port)
-        except (OSError, trio.TooSlowError) as error:
-            raise _OwnerUnreachable() from error
-        async with stream:
-            connection = h11.Connection(h11.CLIENT)
-            headers = [(name, value) for name, value in request.headers.items() if name not in _HOP_BY_HOP]
-            if "host" not in request.headers:
-                headers.append(("host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
-            headers += [(FORWARDED_HEADER, "1"), ("content-length", str(len(request.body))),
-                        ("connection", "close")]
-            out = connection.send(h11.Request(method=request.method, target=request.target, headers=headers)) or b""
-            if request.body:
-                out += connection.send(h11.Data(data=request.body)) or b""
-            out += connection.send(h11.EndOfMessage()) or b""
+        headers = [(name, value) for name, value in request.headers.items() if name not in _HOP_BY_HOP]
+        if "host" not in request.headers:
+            headers.append(("host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+        headers += [(FORWARDED_HEADER, "1"), ("content-length", str(len(request.body)))]
+        message = h11.Request(method=request.method, target=request.target, headers=headers)
+        while True:
+            stream, connection, reused = await self._open(owner)
             try:
+                out = connection.send(message) or b""
+                if request.body:
+                    out += connection.send(h11.Data(data=request.body)) or b""
+                out += connection.send(h11.EndOfMessage()) or b""
                 await stream.send_all(out)
                 head = await _next(stream, connection)
+                if not isinstance(head, h11.Response):
+                    raise trio.BrokenResourceError("the owner closed the connection")
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
+                await trio.aclose_forcefully(stream)
+                if reused:  # the owner closed a kept-alive connection before reading: try a fresh one
+                    continue
                 raise _OwnerUnreachable() from error
-            if not isinstance(head, h11.Response):
-                raise _OwnerUnreachable()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            break
+        keep = False
+        try:
             await self._answer(stream, connection, head, responder, standalone=request.method == "GET")
+            keep = connection.our_state is h11.DONE and connection.their_state is h11.DONE
+        finally:
+            if keep:
+                connection.start_next_cycle()
+                self._release(owner, stream, connection)
+            else:
+                await trio.aclose_forcefully(stream)
+
+    async def _open(self, owner: tuple[str, int]) -> tuple[trio.SocketStream, h11.Connection, bool]:
+        """A kept-alive connection to ``owner`` if one is idle and fresh, else a new one."""
+        idle = self._idle.get(owner)
+        now = trio.current_time()
+        while idle:
+            stream, connection, since = idle.pop()
+            if now - since < self._idle_limit:
+                return stream, connection, True
+            await trio.aclose_forcefully(stream)
+        try:
+            with trio.fail_after(self.settings.forward_connect_timeout):
+                stream = await trio.open_tcp_stream(*owner)
+        except (OSError, trio.TooSlowError) as error:
+            raise _OwnerUnreachable() from error
+        return stream, h11.Connection(h11.CLIENT), False
+
+    def _release(self, owner: tuple[str, int], stream: trio.SocketStream, connection: h11.Connection) -> None:
+        idle = self._idle.setdefault(owner, [])
+        if len(idle) < _MAX_IDLE_PER_OWNER:
+            idle.append((stream, connection, trio.current_time()))
+        else:
+            stream.socket.close()  # already idle: nothing to flush
+
+    async def aclose(self) -> None:
+        """Close the kept-alive connections (on shutdown)."""
+        for idle in self._idle.values():
+            for stream, _, _ in idle:
+                await trio.aclose_forcefully(stream)
+        self._idle.clear()
 
     async def _answer(self, stream: trio.SocketStream, connection: h11.Connection, head: h11.Response,
                       responder: Responder, *, standalone: bool) -> None:

@@ -32,7 +32,8 @@ def adapter_args(mcp: spec.MCPServer) -> list[str]:
     (adapter,) = deployment["spec"]["template"]["spec"]["initContainers"]
     args = adapter["args"]
     assert isinstance(args, list)
-    return args
+    # The kubelet expands $(VAR) from the container's env: the downward API's pod IP here.
+    return [arg.replace(f"$({render.POD_IP_ENV})", "10.0.0.7") for arg in args]
 
 
 def test_kubernetes_auth_defaults_the_audience_to_the_service_url(monkeypatch: pytest.MonkeyPatch) -> None:

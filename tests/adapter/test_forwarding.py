@@ -53,6 +53,7 @@ class Trap:
     """A listener standing in for a replica: records every connection and request, answers like an owner."""
 
     host: str
+    keep_alive: bool = False  # True: serve requests on a connection until the client closes it
     port: int = 0
     connections: int = 0
     requests: list[h11.Request] = field(default_factory=list)
@@ -72,15 +73,20 @@ class Trap:
                 if event is h11.NEED_DATA:
                     connection.receive_data(await stream.receive_some(65536))
                     continue
+                if isinstance(event, h11.ConnectionClosed):
+                    return
                 if isinstance(event, h11.Request):
                     self.requests.append(event)
-                if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    break
-            body = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"from-the-owner"}]}}'
-            await stream.send_all(connection.send(h11.Response(status_code=200, headers=[
-                ("content-type", "application/json"), ("content-length", str(len(body))),
-                ("mcp-session-id", "owner-says-hi")])) + connection.send(h11.Data(data=body))
-                + connection.send(h11.EndOfMessage()))
+                if not isinstance(event, h11.EndOfMessage):
+                    continue
+                body = b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"from-the-owner"}]}}'
+                await stream.send_all(connection.send(h11.Response(status_code=200, headers=[
+                    ("content-type", "application/json"), ("content-length", str(len(body))),
+                    ("mcp-session-id", "owner-says-hi")])) + connection.send(h11.Data(data=body))
+                    + connection.send(h11.EndOfMessage()))
+                if not self.keep_alive:
+                    return
+                connection.start_next_cycle()
 
 
 @asynccontextmanager
@@ -96,9 +102,9 @@ async def replica_in_process() -> AsyncIterator[Adapter]:
 
 
 @asynccontextmanager
-async def adapter_and_trap() -> AsyncIterator[tuple[int, Trap]]:
+async def adapter_and_trap(keep_alive: bool = False) -> AsyncIterator[tuple[int, Trap]]:
     async with trio.open_nursery() as nursery:
-        trap = Trap("127.0.0.3")
+        trap = Trap("127.0.0.3", keep_alive)
         await nursery.start(trap.serve)
         async with replica_in_process() as adapter:
             yield adapter.port, trap
@@ -124,6 +130,18 @@ async def test_a_valid_foreign_id_is_forwarded_once_and_the_owner_answers() -> N
         assert forwarded[b"mcp-session-id"] == session_id.encode()
         assert forwarded[b"authorization"] == b"Bearer t"  # the owner checks the caller again
         assert trap.requests[0].target == b"/mcp"
+
+
+async def test_forwarding_keeps_connections_to_the_owner_alive_and_survives_the_owner_closing_them() -> None:
+    for keep_alive, expected_connections in [(True, 1), (False, 5)]:
+        async with adapter_and_trap(keep_alive) as (port, trap):
+            session_id = SessionIds(KEY, (trap.host, trap.port)).mint()
+            for _ in range(5):
+                response = await request(port, "POST", "/mcp", LIST_TOOLS,
+                                         {**MCP_HEADERS, "mcp-session-id": session_id})
+                assert response.status == 200, response
+            assert len(trap.requests) == 5
+            assert trap.connections == expected_connections
 
 
 async def test_forged_tampered_and_already_forwarded_ids_get_404_without_any_outbound_connection() -> None:
@@ -306,8 +324,29 @@ async def test_sdk_sessions_through_a_round_robin_balancer_reach_their_owner(zip
             assert 'result="unreachable"' not in metrics
             assert not [line for line in metrics.splitlines()
                         if line.startswith("kmcp_adapter_http_responses_total") and 'status="404"' in line]
-            assert counter(metrics, "kmcp_adapter_active_sessions") == 0  # the client's DELETE reached the owner
             assert counter(metrics, "kmcp_adapter_sessions_total") == 1
+            # The client's DELETE reached the owner: the session ends (once its server process has exited).
+            with trio.fail_after(10):
+                while True:
+                    if not counter(await pod.metrics(), "kmcp_adapter_active_sessions"):
+                        break
+                    await trio.sleep(0.1)
+
+        # Concurrent sessions, wherever they start: each is served by the server its id's replica runs.
+        results: list[dict[str, object]] = []
+
+        async def one() -> None:
+            results.append(await run_client(f"http://127.0.0.1:{balancer.port}/mcp", "streamable", calls))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(one)
+        by_address = {(pod.host, pod.port): pod.process.pid for pod in pods}
+        for seen in results:
+            check_session(seen, calls)
+            owner = SessionIds(KEY, ("127.0.0.9", 1)).owner(str(seen["session_id"]))
+            assert owner is not None and seen["server_parent"] == by_address[owner]
+        assert len({str(seen["pids"]) for seen in results}) == 4  # four sessions, four server processes
 
 
 @pytest.mark.slow
