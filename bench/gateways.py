@@ -60,6 +60,8 @@ class Gateway:
             extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
             return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
                     "--logLevel", "none", *extra]
+        if self.name == "bare":
+            return [sys.executable, str(ROOT / "bench/bare_gateway.py"), str(port), "--", *server]
         if self.name == "trivial":
             return [str(LOADGEN), "-serve", f"127.0.0.1:{port}"]
         if self.name == "mcp-proxy":
@@ -70,6 +72,7 @@ class Gateway:
 
 GATEWAYS = [
     Gateway("trivial", "streamable", "/mcp"),  # loadgen's own in-process echo endpoint: the load generator's ceiling
+    Gateway("bare", "streamable", "/mcp"),  # bench/bare_gateway.py: h11 + trio and nothing else, the floor
     Gateway("kmcp", "streamable", "/mcp"),
     Gateway("kmcp", "sse", "/sse"),
     Gateway("kmcp-shared", "streamable", "/mcp"),
