@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -63,15 +64,28 @@ class Manager:
             config_maps=self._informer(kube.CONFIG_MAPS),
             auth_bindings=self._informer(kube.CLUSTER_ROLE_BINDINGS, label_selector=self._binding_selector()),
         )
-        caches.servers.add_handler(lambda _kind, obj: self.queue.add(_key(obj)))
+        caches.servers.add_handler(self._on_server)
         for child in (caches.deployments, caches.services, caches.service_accounts):
-            child.add_handler(self._on_child)
+            child.add_handler(self._on_child_of(child.resource.plural))
         caches.auth_bindings.add_handler(self._on_auth_binding)
         caches.secrets.add_handler(lambda _kind, obj: self._on_ref("secret", obj))
         caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
         return caches
 
-    def _on_child(self, _kind: str, obj: Obj) -> None:
+    def _is_echo(self, kind: str, plural: str, obj: Obj) -> bool:
+        return kind != "DELETED" and self.reconciler is not None and self.reconciler.is_echo(plural, obj)
+
+    def _on_server(self, kind: str, obj: Obj) -> None:
+        if not self._is_echo(kind, kube.MCPSERVERS.plural, obj):
+            self.queue.add(_key(obj))
+
+    def _on_child_of(self, plural: str) -> Callable[[str, Obj], None]:
+        def on_child(kind: str, obj: Obj) -> None:
+            if not self._is_echo(kind, plural, obj):
+                self._on_child(obj)
+        return on_child
+
+    def _on_child(self, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "MCPServer" and str(ref.get("apiVersion", "")).startswith("kagent.dev/") \

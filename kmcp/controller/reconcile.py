@@ -110,6 +110,10 @@ def contains(live: Any, desired: Any) -> bool:
     return difference(live, desired) is None
 
 
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
 def with_applied_hash(obj: Obj) -> Obj:
     digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
     out = dict(obj)
@@ -172,6 +176,7 @@ class Reconciler:
         self.events = EventRecorder(client, identity, series_interval=settings.event_series_interval)
         # (plural, namespace, name) -> (applied hash, resourceVersion the apply returned)
         self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._status_written: dict[Key, str] = {}  # MCPServer -> resourceVersion its last status patch returned
 
     async def reconcile(self, key: Key) -> None:
         try:
@@ -187,6 +192,7 @@ class Reconciler:
             # the auth binding is ours to delete (an orphan too, should the finalizer have been stripped).
             for applied_key in [k for k in self._applied if k[1:] == (namespace, name)]:
                 del self._applied[applied_key]
+            self._status_written.pop(key, None)
             await self._release_auth_binding(key, obj)
             return
         generation = int(obj["metadata"].get("generation") or 0)
@@ -268,6 +274,19 @@ class Reconciler:
         except httpx.HTTPError as exc:
             raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
         self.caches.servers.put(written)
+        self._status_written[(str(meta.get("namespace") or ""), str(meta["name"]))] = _rv(written)
+
+    def is_echo(self, plural: str, obj: Obj) -> bool:
+        """Whether a watch event only brings back this controller's own last write of ``obj`` (the resourceVersion
+        its apply or status patch returned): reconciling on it would recompute what that write came from. Skipping
+        these halves the reconciles of a mass creation."""
+        meta = obj.get("metadata") or {}
+        rv = str(meta.get("resourceVersion") or "")
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if plural == kube.MCPSERVERS.plural:
+            return bool(rv) and self._status_written.get(key) == rv
+        applied = self._applied.get((plural, *key))
+        return bool(rv) and applied is not None and applied[1] == rv
 
     async def _apply_children(self, server: spec.MCPServer, obj: Obj, refs_digest: str) -> Obj | None:
         """Apply each rendered child that differs from the cache; returns the Deployment as now known."""
