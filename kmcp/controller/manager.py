@@ -68,7 +68,7 @@ class Manager:
         for child in (caches.deployments, caches.services, caches.service_accounts):
             child.add_handler(self._on_child_of(child.resource.plural))
         caches.auth_bindings.add_handler(self._on_auth_binding)
-        caches.secrets.add_handler(lambda _kind, obj: self._on_ref("secret", obj))
+        caches.secrets.add_handler(self._on_secret)
         caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
         return caches
 
@@ -104,6 +104,11 @@ class Manager:
         owner = binding_owner(obj)
         if owner is not None:
             self.queue.add(owner)
+
+    def _on_secret(self, kind: str, obj: Obj) -> None:
+        self._on_ref("secret", obj)
+        if kind == "DELETED":  # e.g. the session-key Secret an MCPServer owns: its owner creates it again now
+            self._on_child(obj)
 
     def _on_ref(self, which: str, obj: Obj) -> None:
         """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again."""

@@ -52,6 +52,12 @@ def test_a_stdio_mcpserver_gets_one_stable_owned_session_key(kube: Kube, namespa
     assert again["data"]["key"] == secret["data"]["key"]
     assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
 
+    # Deleted by hand: its owner notices the delete (no waiting for the 5 s resync) and creates a new key.
+    kube.remove("v1", "Secret", "keyed-session-key", namespace)
+    renewed = wait_for(lambda: kube.read("v1", "Secret", "keyed-session-key", namespace), timeout=3,
+                       interval=0.05, description="the deleted key to be created again")
+    assert renewed["metadata"]["uid"] != secret["metadata"]["uid"]
+
     kube.remove(MCP, "MCPServer", "keyed", namespace)
     wait_for(lambda: kube.read("v1", "Secret", "keyed-session-key", namespace) is None, timeout=30,
              description="the garbage collector to delete the key")
