@@ -185,7 +185,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
     def run() -> int:
         request = InstallRequest(namespace=args.namespace, wait=args.wait, timeout=args.timeout,
-                                 include_crd=not args.keep_crd)
+                                 include_crd=not args.keep_crd, remove_finalizers=args.remove_finalizers)
         run_with_kube(args.kubeconfig, lambda client: run_uninstall(client, request))
         return EXIT_OK
 
@@ -458,7 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the CRD (deleting it deletes every MCPServer and what runs them)")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the objects are gone (default: wait)")
-    p.add_argument("--timeout", type=_seconds, default=120.0, help="how long to wait (default 2m)")
+    p.add_argument("--timeout", type=_seconds, default=120.0,
+                   help="how long to wait for the MCPServers, then for the objects, to be gone (default 2m)")
+    p.add_argument("--remove-finalizers", action="store_true",
+                   help="if no controller finalizes the deleted MCPServers, delete their auth ClusterRoleBindings "
+                        "and remove kmcp's finalizer yourself")
 
     p = command("deploy", cmd_deploy, "deploy the project in kmcp.yaml as an MCPServer and wait until it is Ready",
                 "kmcp deploy --file my-mcp-server/kmcp.yaml --image my-mcp-server:latest --environment staging\n"

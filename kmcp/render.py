@@ -26,6 +26,10 @@ ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
 ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
+# Held by an MCPServer while its auth ClusterRoleBinding exists (the controller deletes the binding, then drops it);
+# the binding names its MCPServer by labels: app.kubernetes.io/instance and this one.
+AUTH_BINDING_FINALIZER = "kmcp.kagent.dev/auth-binding"
+SERVER_NAMESPACE_LABEL = "kmcp.kagent.dev/mcpserver-namespace"
 # Replicas: the adapter's pod IP and the key its session ids are signed with (kmcp/adapter/session_ids.py).
 POD_IP_ENV = "KMCP_POD_IP"
 SESSION_KEY_ENV = "KMCP_SESSION_KEY"
@@ -219,7 +223,7 @@ def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
     if server.spec.transport_type != "stdio" or auth is None or auth.type != "kubernetes":
         return None
     namespace = server.metadata.namespace or "default"
-    labels = {**standard_labels(server.metadata.name), "kmcp.kagent.dev/mcpserver-namespace": namespace}
+    labels = {**standard_labels(server.metadata.name), SERVER_NAMESPACE_LABEL: namespace}
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",

@@ -2,7 +2,14 @@
 
 Applying is idempotent (field manager ``kmcp``): a second install changes nothing. The CRD goes first and must be
 Established before anything can create MCPServers; with ``--wait`` the command then follows the controller
-Deployment until it is Available. Uninstall deletes in reverse order with foreground propagation.
+Deployment until it is Available.
+
+Uninstall first deletes every MCPServer (all namespaces) and waits, bounded, while the controller still runs: an
+MCPServer with ``auth: kubernetes`` holds kmcp's finalizer until the controller has deleted its cluster-scoped
+ClusterRoleBinding, so removing the controller first would leave those MCPServers, and then the CRD, Terminating
+forever. Only then are the install objects deleted, in reverse order with foreground propagation. When no
+controller is left to do it, ``--remove-finalizers`` does the controller's part: delete the bindings, then remove
+kmcp's own finalizer (never anyone else's).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 
 import trio
 
-from kmcp import crd, install, kube
+from kmcp import crd, install, kube, render
 from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
 
@@ -27,6 +34,7 @@ class InstallRequest:
     wait: bool = True
     timeout: float = 300.0
     include_crd: bool = True
+    remove_finalizers: bool = False
 
 
 def image_for(image: str | None, version: str | None) -> str:
@@ -144,8 +152,142 @@ async def run_install(client: kube.Kube, request: InstallRequest) -> None:
     print(f"kmcp controller installed in namespace {request.namespace} (image {request.image})")
 
 
+def _key(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _finalizers(obj: Obj) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+async def _list_servers(client: kube.Kube) -> list[Obj] | None:
+    """Every MCPServer in the cluster, or None when the CRD is not there (nothing to delete)."""
+    try:
+        return list((await client.list(kube.MCPSERVERS)).get("items") or [])
+    except kube.NotFound:
+        return None
+
+
+async def _controller_state(client: kube.Kube, namespace: str) -> tuple[bool, str]:
+    """(the controller Deployment exists, a phrase on how it is doing)."""
+    try:
+        dep = await client.get(kube.DEPLOYMENTS, install.NAME, namespace)
+    except kube.NotFound:
+        return False, f"deployment {namespace}/{install.NAME} not found"
+    return True, f"deployment {namespace}/{install.NAME}: {_deployment_progress(dep)[1]}"
+
+
+async def release_auth_binding(client: kube.Kube, server: Obj) -> list[str]:
+    """What the controller does for a deleted MCPServer, done by hand: delete the ClusterRoleBinding(s) labelled for
+    it (whatever their name), then drop kmcp's finalizer, and only kmcp's. Returns what was done, for messages."""
+    meta = server["metadata"]
+    namespace, name = str(meta.get("namespace") or "default"), str(meta["name"])
+    selector = (f"app.kubernetes.io/managed-by={render.MANAGED_BY},app.kubernetes.io/instance={name},"
+                f"{render.SERVER_NAMESPACE_LABEL}={namespace}")
+    done = []
+    bindings = (await client.list(kube.CLUSTER_ROLE_BINDINGS, label_selector=selector)).get("items") or []
+    for binding in bindings:
+        try:
+            await client.delete(kube.CLUSTER_ROLE_BINDINGS, binding["metadata"]["name"])
+        except kube.NotFound:
+            continue
+        done.append(f"deleted ClusterRoleBinding {binding['metadata']['name']}")
+    while True:
+        finalizers = _finalizers(server)
+        if render.AUTH_BINDING_FINALIZER not in finalizers:
+            return done
+        # Conditional on the resourceVersion read: a finalizer someone else adds meanwhile is never dropped.
+        patch = {"metadata": {"finalizers": [f for f in finalizers if f != render.AUTH_BINDING_FINALIZER],
+                              "resourceVersion": server["metadata"].get("resourceVersion")}}
+        try:
+            await client.patch(kube.MCPSERVERS, name, namespace, patch)
+        except kube.NotFound:
+            return done
+        except kube.Conflict:
+            try:
+                server = await client.get(kube.MCPSERVERS, name, namespace)
+            except kube.NotFound:
+                return done
+            continue
+        done.append(f"removed finalizer {render.AUTH_BINDING_FINALIZER}")
+        return done
+
+
+async def _wait_servers_gone(client: kube.Kube, within: float, progress: Progress, why: str) -> list[Obj]:
+    """Poll until no MCPServer is left or ``within`` seconds passed; the ones still there."""
+    started = trio.current_time()
+    left = await _list_servers(client) or []
+    with trio.move_on_after(within):
+        while left:
+            elapsed = int(trio.current_time() - started)
+            names = ", ".join(_key(s) for s in left[:5]) + (", ..." if len(left) > 5 else "")
+            progress.update(f"waiting for {len(left)} MCPServer(s) to be deleted{why}: {names} [{elapsed}s]",
+                            key=str(len(left)))
+            await trio.sleep(0.2)
+            left = await _list_servers(client) or []
+    progress.done()
+    return left
+
+
+async def delete_servers(client: kube.Kube, request: InstallRequest, out: Any = None) -> None:
+    """Delete every MCPServer and wait until they are gone, before the controller that finalizes them goes.
+
+    Raises CommandFailed (having removed nothing else) when some stay: with a running controller after
+    ``request.timeout``, without one at once, unless ``request.remove_finalizers`` lets this do the controller's
+    part for kmcp's finalizer."""
+    out = out or sys.stdout
+    servers = await _list_servers(client)
+    if not servers:
+        return
+    for server in servers:
+        meta = server["metadata"]
+        if not meta.get("deletionTimestamp"):
+            try:
+                await client.delete(kube.MCPSERVERS, meta["name"], meta.get("namespace"))
+            except kube.NotFound:
+                continue
+        print(f"deleted MCPServer {_key(server)}", file=out, flush=True)
+    progress = Progress()
+    controller_exists, controller = await _controller_state(client, request.namespace)
+    # Without a controller Deployment nobody will finalize them: no point in waiting more than a moment.
+    within = request.timeout if controller_exists else min(request.timeout, 2.0)
+    left = await _wait_servers_gone(client, within, progress,
+                                    " (the controller removes their auth bindings first)" if controller_exists
+                                    else "")
+    if not left:
+        return
+    ours = [s for s in left if render.AUTH_BINDING_FINALIZER in _finalizers(s)]
+    if ours and request.remove_finalizers:
+        print(f"the controller did not finalize {len(ours)} MCPServer(s) ({controller}): doing its part",
+              file=out, flush=True)
+        for server in ours:
+            for action in await release_auth_binding(client, server):
+                print(f"MCPServer {_key(server)}: {action}", file=out, flush=True)
+        left = await _wait_servers_gone(client, min(request.timeout, 10.0), progress, "")
+        if not left:
+            return
+        ours = [s for s in left if render.AUTH_BINDING_FINALIZER in _finalizers(s)]
+    stuck = "; ".join(f"{_key(s)} (finalizers: {', '.join(_finalizers(s)) or 'none'})" for s in left[:5])
+    if len(left) > 5:
+        stuck += f"; and {len(left) - 5} more"
+    waited = f"after {within:g}s" if controller_exists else "and no controller is running"
+    message = f"{len(left)} MCPServer(s) are still being deleted {waited}: {stuck}. Nothing else was removed."
+    if ours:
+        message += (f" The kmcp controller ({controller}) removes finalizer {render.AUTH_BINDING_FINALIZER} once it "
+                    f"has deleted the MCPServer's auth ClusterRoleBinding; if it cannot run any more, re-run with "
+                    f"--remove-finalizers to delete those bindings and remove kmcp's finalizer (only kmcp's).")
+    foreign = sorted({f for s in left for f in _finalizers(s) if f != render.AUTH_BINDING_FINALIZER})
+    if foreign:
+        message += f" Finalizers kmcp does not own ({', '.join(foreign)}) are for their controllers to remove."
+    raise CommandFailed(message)
+
+
 async def run_uninstall(client: kube.Kube, request: InstallRequest) -> None:
-    """Delete the install objects (and the CRD unless excluded), newest first, foreground propagation."""
+    """Delete every MCPServer (waiting for the controller to finalize them) when the CRD goes, then the install
+    objects (and the CRD unless excluded), newest first, foreground propagation."""
+    if request.include_crd:
+        await delete_servers(client, request)
     removed = []
     pending: list[Obj] = []
     for obj in reversed(objects_for(request)):

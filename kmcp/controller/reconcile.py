@@ -27,8 +27,8 @@ APPLIED_HASH_ANNOTATION = "kmcp.kagent.dev/applied-hash"
 # Held by an MCPServer while a ClusterRoleBinding exists for it: no owner reference can reach a cluster-scoped
 # object, so the controller deletes the binding itself and only then lets the MCPServer go, even when it was down
 # at the time of the delete.
-AUTH_BINDING_FINALIZER = "kmcp.kagent.dev/auth-binding"
-SERVER_NAMESPACE_LABEL = "kmcp.kagent.dev/mcpserver-namespace"
+AUTH_BINDING_FINALIZER = render.AUTH_BINDING_FINALIZER
+SERVER_NAMESPACE_LABEL = render.SERVER_NAMESPACE_LABEL
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 log = logging.getLogger("kmcp.controller.reconcile")
