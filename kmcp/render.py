@@ -211,8 +211,20 @@ def _auth_args(server: spec.MCPServer, settings: RenderSettings) -> list[str]:
     return args
 
 
+AUTH_BINDING_PREFIX = "kmcp-auth-"
+MAX_NAME = 253
+
+
 def auth_binding_name(server: spec.MCPServer) -> str:
-    return f"kmcp-auth-{server.metadata.namespace or 'default'}-{server.metadata.name}"
+    """``kmcp-auth-<namespace>-<name>-<hash>``: cluster-scoped, so it must tell apart every namespace/name pair, and
+    the readable part alone does not ("a-b"/"c" and "a"/"b-c" both read ``a-b-c``). The first 8 hex digits of the
+    SHA-256 of ``namespace/name`` ("/" cannot occur in either) make it unambiguous; the readable part is cut so the
+    whole stays a valid object name (253 characters). The controller finds bindings by their labels, never by this
+    name, so those named by the earlier ``kmcp-auth-<namespace>-<name>`` scheme are still cleaned up."""
+    namespace = server.metadata.namespace or "default"
+    digest = hashlib.sha256(f"{namespace}/{server.metadata.name}".encode()).hexdigest()[:8]
+    readable = f"{AUTH_BINDING_PREFIX}{namespace}-{server.metadata.name}"[:MAX_NAME - len(digest) - 1].rstrip("-.")
+    return f"{readable}-{digest}"
 
 
 def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:

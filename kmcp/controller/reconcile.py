@@ -312,7 +312,7 @@ class Reconciler:
                 result = live
             else:
                 if live is not None:
-                    log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": meta["namespace"],
+                    log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                              "name": meta["name"], "field": drift}})
                 try:
                     result = await self.client.apply(child, resource=cache.resource)
@@ -419,6 +419,23 @@ class Reconciler:
                 cache.discard((server.metadata.namespace, str(meta["name"])))
                 log.info("pruned", extra={"kv": {"kind": kind, "namespace": server.metadata.namespace,
                                                  "name": meta["name"]}})
+        # Auth bindings have no owner reference: the labels say whose they are. One under another name than the
+        # rendered one (e.g. the earlier kmcp-auth-<namespace>-<name> naming) goes.
+        key = (server.metadata.namespace or "", server.metadata.name)
+        for binding in self.caches.bindings_of(key):
+            name = str(binding["metadata"]["name"])
+            if ("ClusterRoleBinding", name) in wanted:
+                continue
+            try:
+                await self.client.delete(kube.CLUSTER_ROLE_BINDINGS, name)
+            except kube.NotFound:
+                pass
+            except (kube.ApiError, httpx.HTTPError) as exc:
+                raise ReconcileError("PruneFailed", f"could not delete ClusterRoleBinding {name}: {exc}") from exc
+            self.caches.auth_bindings.discard(("", name))
+            self._applied.pop((kube.CLUSTER_ROLE_BINDINGS.plural, key[0], name), None)
+            log.info("pruned", extra={"kv": {"kind": "ClusterRoleBinding", "namespace": key[0], "name": key[1],
+                                             "binding": name}})
 
     def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
         """An Event about the MCPServer; queued, aggregated and written by :class:`EventRecorder`."""

@@ -55,7 +55,7 @@ def test_kubernetes_auth_binds_the_service_account_to_the_review_role() -> None:
     kinds = [o["kind"] for o in objects]
     assert kinds == ["ServiceAccount", "ClusterRoleBinding", "Service", "Deployment"]
     binding = objects[1]
-    assert binding["metadata"]["name"] == "kmcp-auth-tools-weather"
+    assert binding["metadata"]["name"] == "kmcp-auth-tools-weather-c17c613b"  # hash of "tools/weather"
     assert "ownerReferences" not in binding["metadata"]  # a namespaced owner cannot own a cluster-scoped object
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": "kmcp-adapter-auth"}

@@ -3,7 +3,11 @@ lets the controller create it (bind one role, nothing else)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
+
+import msgspec
 
 from kmcp import install, kube, render, spec
 from kmcp.controller.reconcile import binding_owner
@@ -23,7 +27,33 @@ def test_a_rendered_binding_names_its_mcpserver() -> None:
     assert binding_owner(binding) == ("team-1", "a-b")
     assert kube.resource_for(binding) == kube.CLUSTER_ROLE_BINDINGS
     assert kube.CLUSTER_ROLE_BINDINGS.path(None, binding["metadata"]["name"]) == \
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kmcp-auth-team-1-a-b"
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kmcp-auth-team-1-a-b-" + \
+        hashlib.sha256(b"team-1/a-b").hexdigest()[:8]
+
+
+def test_binding_names_that_read_alike_differ() -> None:
+    """("a-b", "c") and ("a", "b-c") read the same in kmcp-auth-<namespace>-<name>: the hash of "ns/name" tells
+    them apart, so applying one can never take over the other's binding."""
+    kubernetes = {"type": "kubernetes"}
+    first = render.auth_binding_name(server("c", "a-b", kubernetes))
+    second = render.auth_binding_name(server("b-c", "a", kubernetes))
+    assert first.startswith("kmcp-auth-a-b-c-") and second.startswith("kmcp-auth-a-b-c-")
+    assert first != second
+    assert render.auth_binding_name(server("c", "a-b", kubernetes)) == first  # stable: the same name every time
+
+
+def test_binding_names_stay_valid_object_names() -> None:
+    kubernetes = {"type": "kubernetes"}
+    longest = render.auth_binding_name(server("s" * 63, "n" * 63, kubernetes))
+    assert len(longest) <= 253 and longest.startswith(f"kmcp-auth-{'n' * 63}-{'s' * 63}-")
+    pattern = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+    assert pattern.fullmatch(longest)
+    # Still distinct when only the cut-off part differs (a name longer than the object-name limit allows).
+    base = server("a", "n", kubernetes)
+    long_a = msgspec.structs.replace(base, metadata=spec.ObjectMeta(name="x" * 250 + "a", namespace="n"))
+    long_b = msgspec.structs.replace(base, metadata=spec.ObjectMeta(name="x" * 250 + "b", namespace="n"))
+    names = {render.auth_binding_name(long_a), render.auth_binding_name(long_b)}
+    assert len(names) == 2 and all(len(n) <= 253 and pattern.fullmatch(n) for n in names)
 
 
 def test_only_kubernetes_auth_on_stdio_renders_a_binding() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kmcp import install
+from kmcp import install, render, spec
 from kmcp.controller.reconcile import AUTH_BINDING_FINALIZER
 from tests.controller.conftest import ControllerProcess, mcpserver, wait_condition
 from tests.kubehelpers import Kube, KubeApiError, service_account_token, wait_for
@@ -31,8 +31,12 @@ def auth_server(name: str, namespace: str, auth: Obj | None) -> Obj:
     return obj
 
 
+def binding_name(namespace: str, name: str) -> str:
+    return render.auth_binding_name(spec.validated(auth_server(name, namespace, {"type": "kubernetes"})))
+
+
 def binding(kube: Kube, namespace: str, name: str) -> Obj | None:
-    return kube.read(RBAC, "ClusterRoleBinding", f"kmcp-auth-{namespace}-{name}")
+    return kube.read(RBAC, "ClusterRoleBinding", binding_name(namespace, name))
 
 
 def finalizers(kube: Kube, namespace: str, name: str) -> list[str]:
@@ -113,7 +117,7 @@ def test_switching_auth_off_removes_the_binding_and_the_finalizer(
     # A deleted binding is put back while auth stays kubernetes.
     kube.apply(auth_server("toggle", namespace, {"type": "kubernetes"}))
     wait_for(lambda: binding(kube, namespace, "toggle"), timeout=15, description="the auth binding")
-    kube.remove(RBAC, "ClusterRoleBinding", f"kmcp-auth-{namespace}-toggle")
+    kube.remove(RBAC, "ClusterRoleBinding", binding_name(namespace, "toggle"))
     wait_for(lambda: binding(kube, namespace, "toggle"), timeout=15, description="the auth binding re-created")
     kube.remove(MCP, "MCPServer", "toggle", namespace)
     kube.wait_deleted(MCP, "MCPServer", "toggle", namespace, timeout=15)
@@ -152,15 +156,50 @@ def test_nothing_leaks_while_the_controller_is_down(kube: Kube, namespace: str, 
                                                         name="down-restarted")
         kube.wait_deleted(MCP, "MCPServer", "held", namespace, timeout=15)
         assert binding(kube, namespace, "held") is None
-        wait_for(lambda: binding(kube, namespace, "ghost") is None, timeout=10,
+        # the orphan is named as before the names carried a hash: found by its labels all the same
+        wait_for(lambda: kube.read(RBAC, "ClusterRoleBinding", ghost["metadata"]["name"]) is None, timeout=10,
                  description="the orphaned binding to be swept")
         time.sleep(1.5)
-        assert binding(kube, other, "ghost") is not None
+        assert kube.read(RBAC, "ClusterRoleBinding", foreign["metadata"]["name"]) is not None
         deleted = {r.get("binding") for r in restarted.log_records() if r.get("msg") == "deleted auth binding"}
-        assert deleted == {f"kmcp-auth-{namespace}-held", f"kmcp-auth-{namespace}-ghost"}
+        assert deleted == {binding_name(namespace, "held"), f"kmcp-auth-{namespace}-ghost"}
     finally:
         kube.remove(RBAC, "ClusterRoleBinding", foreign["metadata"]["name"])
         kube.remove(RBAC, "ClusterRoleBinding", ghost["metadata"]["name"])
+
+
+def test_names_that_read_alike_get_their_own_bindings_and_old_names_are_replaced(
+        kube: Kube, namespace: str, shared_controller: ControllerProcess) -> None:
+    """("NS-b", "c") and ("NS", "b-c") were both bound as kmcp-auth-NS-b-c, the second apply taking over the first's
+    binding. And a binding of a live MCPServer under that earlier name gives way to the rendered one."""
+    other = f"{namespace}-b"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    old_name = f"kmcp-auth-{namespace}-b-c"
+    labels = {"app.kubernetes.io/managed-by": "kmcp", "app.kubernetes.io/instance": "b-c",
+              render.SERVER_NAMESPACE_LABEL: namespace}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": install.ADAPTER_AUTH_ROLE}
+    kube.apply({"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": old_name, "labels": labels},
+                "roleRef": role_ref, "subjects": [{"kind": "ServiceAccount", "name": "b-c", "namespace": namespace}]})
+    try:
+        kube.apply(auth_server("c", other, {"type": "kubernetes"}))
+        kube.apply(auth_server("b-c", namespace, {"type": "kubernetes"}))
+        for ns, name in ((other, "c"), (namespace, "b-c")):
+            wait_condition(kube, name, ns, "Programmed", "True")
+        first, second = binding(kube, other, "c"), binding(kube, namespace, "b-c")
+        assert first is not None and second is not None
+        assert first["metadata"]["name"] != second["metadata"]["name"]
+        assert first["subjects"] == [{"kind": "ServiceAccount", "name": "c", "namespace": other}]
+        assert second["subjects"] == [{"kind": "ServiceAccount", "name": "b-c", "namespace": namespace}]
+        wait_for(lambda: kube.read(RBAC, "ClusterRoleBinding", old_name) is None, timeout=15,
+                 description="the binding under the earlier name to be pruned")
+        for ns, name in ((other, "c"), (namespace, "b-c")):
+            kube.remove(MCP, "MCPServer", name, ns)
+            kube.wait_deleted(MCP, "MCPServer", name, ns, timeout=15)
+            assert binding(kube, ns, name) is None
+        shared_controller.assert_no_forbidden()
+    finally:
+        kube.remove(RBAC, "ClusterRoleBinding", old_name)
+        kube.remove("v1", "Namespace", other)
 
 
 @pytest.mark.parametrize("role", ["cluster-admin", "view", install.METRICS_READER_ROLE])

@@ -280,7 +280,8 @@ def test_an_idle_converged_cluster_costs_no_writes(kube: Kube, namespace: str, s
     for index in range(len(EXAMPLES)):
         wait_condition(kube, f"idle-{index}", namespace, "Programmed", "True")
     wait_condition(kube, "idle-auth", namespace, "Programmed", "True")
-    assert kube.read("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"kmcp-auth-{namespace}-idle-auth")
+    assert kube.items("rbac.authorization.k8s.io/v1", "ClusterRoleBinding",
+                      labelSelector=f"app.kubernetes.io/instance=idle-auth,{render.SERVER_NAMESPACE_LABEL}={namespace}")
     set_deployment_available(kube, "idle-0", namespace, True)
     wait_condition(kube, "idle-0", namespace, "Ready", "True")
     time.sleep(1.5)  # let the last status write's own watch event come back through the queue
