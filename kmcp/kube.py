@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrole
 _BY_API_VERSION_KIND = {(r.api_version, r.kind): r for r in (
     MCPSERVERS, DEPLOYMENTS, SERVICES, SERVICE_ACCOUNTS, SECRETS, CONFIG_MAPS, EVENTS, LEASES, NAMESPACES,
     CLUSTER_ROLE_BINDINGS)}
+
+
+def micro_time() -> str:
+    """Now as a Kubernetes MicroTime (Lease renewTime, Event eventTime)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def resource_for(obj: Mapping[str, Any]) -> Resource:

@@ -3,7 +3,7 @@
 Like client-go's events.k8s.io recorder: ``record`` never waits (a bounded buffer; when it is full the Event is
 dropped and counted, since an Event is advice and a reconcile must not stall on it), and sender tasks write them:
 a few, sharded by the object the Event is about, so one object's Events stay in order and a mass creation's burst
-(four Events per new MCPServer) drains in parallel.
+(one Event per new MCPServer) drains in parallel.
 A repeat of an Event seen in the last few minutes (same object, type, reason, action and note) is not a new object:
 the first repeat patches ``series`` on the existing Event at once, later ones are counted and patched at most once per
 ``series_interval``. A failing MCPServer retried with back-off therefore costs one Event and a patch now and then,
@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,10 +28,6 @@ from kmcp import kube, spec
 Obj = dict[str, Any]
 REPORTING_CONTROLLER = "kmcp"
 log = logging.getLogger("kmcp.controller.events")
-
-
-def micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -69,7 +64,7 @@ class EventRecorder:
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
-            "eventTime": micro_time(),
+            "eventTime": kube.micro_time(),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self.identity,
             "action": action,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,10 +22,6 @@ log = logging.getLogger("kmcp.controller.leader")
 
 class LeadershipLost(Exception):
     """The lease could not be renewed in time: stop everything that needs leadership."""
-
-
-def micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -49,7 +44,7 @@ class LeaderElector:
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.lease_duration)),
             "acquireTime": acquire_time,
-            "renewTime": micro_time(),
+            "renewTime": kube.micro_time(),
             "leaseTransitions": transitions,
         }
 
@@ -60,7 +55,7 @@ class LeaderElector:
         except kube.NotFound:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": self._spec(0, micro_time())}
+                    "spec": self._spec(0, kube.micro_time())}
             try:
                 self._lease = await self.client.create_lease(self.namespace, body)
             except kube.Conflict:
@@ -76,9 +71,9 @@ class LeaderElector:
             return False  # someone else holds an unexpired lease
         transitions = int(spec.get("leaseTransitions") or 0)
         if holder == self.identity:
-            new_spec = self._spec(transitions, spec.get("acquireTime") or micro_time())
+            new_spec = self._spec(transitions, spec.get("acquireTime") or kube.micro_time())
         else:
-            new_spec = self._spec(transitions + 1, micro_time())
+            new_spec = self._spec(transitions + 1, kube.micro_time())
         lease["spec"] = new_spec
         try:
             self._lease = await self.client.update_lease(self.namespace, lease)
@@ -140,7 +135,7 @@ class LeaderElector:
         spec = dict(lease.get("spec") or {})
         spec["holderIdentity"] = None
         spec["leaseDurationSeconds"] = 1
-        spec["renewTime"] = micro_time()
+        spec["renewTime"] = kube.micro_time()
         lease["spec"] = spec
         try:
             await self.client.update_lease(self.namespace, lease)
