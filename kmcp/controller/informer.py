@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import aclosing
 from typing import Any
 
@@ -63,7 +63,8 @@ class Informer:
     def __init__(self, client: kube.Kube, resource: kube.Resource, *, namespace: str | None = None,
                  label_selector: str | None = None, metadata_only: bool = False,
                  watch_timeout_seconds: int = 300, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 on_restart: Callable[[str], None] | None = None) -> None:
+                 on_restart: Callable[[str], None] | None = None,
+                 owner_of: Callable[[Obj], Hashable | None] = controller_uid) -> None:
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -74,7 +75,10 @@ class Informer:
         self.backoff_max = backoff_max
         self.on_restart = on_restart
         self.store: dict[Key, Obj] = {}  # write through put()/discard(), which keep the owner index
-        self._owned: dict[str, set[Key]] = {}  # controller owner uid -> keys (client-go's Indexer, one index)
+        # owner -> keys (client-go's Indexer, one index): by default the controller owner reference's uid; objects
+        # that cannot carry an owner reference (cluster-scoped ones) say who owns them another way, e.g. labels.
+        self.owner_of = owner_of
+        self._owned: dict[Hashable, set[Key]] = {}
         self.synced = trio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -89,18 +93,18 @@ class Informer:
     def items(self) -> list[Obj]:
         return list(self.store.values())
 
-    def owned_by(self, uid: str) -> list[Obj]:
-        """The cached objects whose controller owner reference has ``uid``: O(children), not O(cache)."""
-        return [self.store[k] for k in self._owned.get(uid, ()) if k in self.store]
+    def owned_by(self, owner: Hashable) -> list[Obj]:
+        """The cached objects ``owner_of`` attributes to ``owner``: O(children), not O(cache)."""
+        return [self.store[k] for k in self._owned.get(owner, ()) if k in self.store]
 
     def put(self, obj: Obj) -> Obj:
         """Cache ``obj`` (trimmed), e.g. what an apply returned, ahead of its watch event."""
         key = key_of(obj)
         self._unindex(key)
         self.store[key] = obj = trimmed(obj)
-        uid = controller_uid(obj)
-        if uid is not None:
-            self._owned.setdefault(uid, set()).add(key)
+        owner = self.owner_of(obj)
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(key)
         return obj
 
     def discard(self, key: Key) -> None:
@@ -109,11 +113,11 @@ class Informer:
 
     def _unindex(self, key: Key) -> None:
         old = self.store.get(key)
-        uid = controller_uid(old) if old is not None else None
-        if uid is not None and (keys := self._owned.get(uid)) is not None:
+        owner = self.owner_of(old) if old is not None else None
+        if owner is not None and (keys := self._owned.get(owner)) is not None:
             keys.discard(key)
             if not keys:
-                del self._owned[uid]
+                del self._owned[owner]
 
     def _emit(self, kind: str, obj: Obj) -> None:
         for handler in self._handlers:

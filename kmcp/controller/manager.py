@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import httpx
 import trio
 
 from kmcp import kube
-from kmcp.controller.informer import Informer, Key
+from kmcp.controller.informer import Informer, Key, controller_uid
 from kmcp.controller.leader import LeaderElector
 from kmcp.controller.metrics import ControllerMetrics
 from kmcp.controller.metrics_server import serve_metrics
@@ -46,13 +46,14 @@ class Manager:
 
     # -- wiring
     def _informer(self, resource: kube.Resource, *, label_selector: str | None = None,
-                  metadata_only: bool = False) -> Informer:
+                  metadata_only: bool = False, owner_of: Callable[[Obj], Hashable | None] = controller_uid
+                  ) -> Informer:
         def restarted(cause: str) -> None:
             self.metrics.watch_restarts.inc(resource=resource.plural, cause=cause)
 
         return Informer(self.client, resource, namespace=self.settings.namespace, label_selector=label_selector,
                         metadata_only=metadata_only, watch_timeout_seconds=self.settings.watch_timeout_seconds,
-                        on_restart=restarted)
+                        on_restart=restarted, owner_of=owner_of)
 
     def _build(self) -> Caches:
         caches = Caches(
@@ -62,7 +63,8 @@ class Manager:
             service_accounts=self._informer(kube.SERVICE_ACCOUNTS, label_selector=CHILD_SELECTOR),
             secrets=self._informer(kube.SECRETS, metadata_only=True),
             config_maps=self._informer(kube.CONFIG_MAPS),
-            auth_bindings=self._informer(kube.CLUSTER_ROLE_BINDINGS, label_selector=self._binding_selector()),
+            auth_bindings=self._informer(kube.CLUSTER_ROLE_BINDINGS, label_selector=self._binding_selector(),
+                                         owner_of=binding_owner),
         )
         caches.servers.add_handler(self._on_server)
         for child in (caches.deployments, caches.services, caches.service_accounts):

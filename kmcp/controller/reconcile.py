@@ -63,7 +63,7 @@ class Caches:
                 self.config_maps, self.auth_bindings]
 
     def bindings_of(self, key: Key) -> list[Obj]:
-        return [b for b in self.auth_bindings.items() if binding_owner(b) == key]
+        return self.auth_bindings.owned_by(key)  # indexed by binding_owner (see Manager._build)
 
 
 class NamespaceTerminating(Exception):
@@ -281,7 +281,7 @@ class Reconciler:
         its apply or status patch returned): reconciling on it would recompute what that write came from. Skipping
         these halves the reconciles of a mass creation."""
         meta = obj.get("metadata") or {}
-        rv = str(meta.get("resourceVersion") or "")
+        rv = _rv(obj)
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         if plural == kube.MCPSERVERS.plural:
             return bool(rv) and self._status_written.get(key) == rv
@@ -304,7 +304,7 @@ class Reconciler:
             live = cache.get(child_ns, meta["name"])
             applied_key = (cache.resource.plural, server.metadata.namespace or "", meta["name"])
             digest = meta["annotations"][APPLIED_HASH_ANNOTATION]
-            live_rv = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
+            live_rv = _rv(live or {})
             # List items carry no apiVersion/kind: compare the rest.
             drift = None if live is None or self._applied.get(applied_key) == (digest, live_rv) \
                 else difference(live, {k: v for k, v in child.items() if k not in ("apiVersion", "kind")})
@@ -324,8 +324,7 @@ class Reconciler:
                 except httpx.HTTPError as exc:
                     raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
                         from exc
-                rv = str(result["metadata"].get("resourceVersion", ""))
-                self._applied[applied_key] = (digest, rv)
+                self._applied[applied_key] = (digest, _rv(result))
                 cache.put(result)
                 log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                   "name": meta["name"]}})
