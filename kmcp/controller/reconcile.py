@@ -24,6 +24,7 @@ from kmcp.controller.settings import ControllerSettings
 
 Obj = dict[str, Any]
 APPLIED_HASH_ANNOTATION = "kmcp.kagent.dev/applied-hash"
+CHILD_KINDS = ("ServiceAccount", "Service", "Deployment")  # the namespaced children, owned by the MCPServer
 # Held by an MCPServer while a ClusterRoleBinding exists for it: no owner reference can reach a cluster-scoped
 # object, so the controller deletes the binding itself and only then lets the MCPServer go, even when it was down
 # at the time of the delete.
@@ -190,8 +191,8 @@ class Reconciler:
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             # Gone or going: the garbage collector removes the namespaced children through their owner references;
             # the auth binding is ours to delete (an orphan too, should the finalizer have been stripped).
-            for applied_key in [k for k in self._applied if k[1:] == (namespace, name)]:
-                del self._applied[applied_key]
+            for kind in CHILD_KINDS:  # each named after the server
+                self._applied.pop((self.caches.for_kind(kind).resource.plural, namespace, name), None)
             self._status_written.pop(key, None)
             await self._release_auth_binding(key, obj)
             return
@@ -403,7 +404,7 @@ class Reconciler:
         uid = server.metadata.uid
         if not uid:
             return
-        for kind in ("ServiceAccount", "Service", "Deployment"):
+        for kind in CHILD_KINDS:
             cache = self.caches.for_kind(kind)
             for obj in cache.owned_by(uid):
                 meta = obj.get("metadata") or {}
