@@ -8,6 +8,7 @@ byte slices, so a large tool result costs one scan and no Python objects.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import msgspec
@@ -21,6 +22,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 # Implementation-defined server errors (-32000..-32099).
 SERVER_GONE = -32000
+REQUEST_TIMEOUT = -32001  # as the TypeScript and Python SDKs name it
 REQUEST_CANCELLED = -32800  # as in LSP; MCP leaves the code of a cancelled request's answer open
 
 RequestId = int | str
@@ -80,6 +82,7 @@ class Message:
     method: str | None = None
     params: bytes = b""
     result: bytes = b""
+    error: bytes = b""
 
     @property
     def is_error(self) -> bool:
@@ -107,13 +110,22 @@ def parse_message(data: bytes) -> Message:
     """Classify one JSON object. Raises JsonRpcError(-32700) for bad JSON, (-32600) for a non-message."""
     try:
         env = _envelope_decoder.decode(data)
+    except RecursionError:
+        raise JsonRpcError(INVALID_REQUEST, f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except msgspec.ValidationError as error:
         if _first_byte(data) != ord("{"):
             raise JsonRpcError(INVALID_REQUEST, "a JSON-RPC message must be a JSON object") from None
         raise JsonRpcError(INVALID_REQUEST, f"invalid JSON-RPC message: {error}") from None
     except msgspec.DecodeError as error:
-        raise JsonRpcError(PARSE_ERROR, f"parse error: {error}") from None
+        raise JsonRpcError(PARSE_ERROR, _parse_error_text(data, error)) from None
     return _classify(env, data)
+
+
+def _parse_error_text(data: bytes, error: Exception) -> str:
+    """msgspec reports an escaped lone surrogate as "Input data was truncated": say what is wrong instead."""
+    if lone_surrogate(data):
+        return "parse error: a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair)"
+    return f"parse error: {error}"
 
 
 def _classify(env: _Envelope, data: bytes) -> Message:
@@ -133,7 +145,8 @@ def _classify(env: _Envelope, data: bytes) -> Message:
         raise JsonRpcError(INVALID_REQUEST, "a response must have exactly one of result and error", _id_or_none(env.id))
     if isinstance(env.id, msgspec.UnsetType):
         raise JsonRpcError(INVALID_REQUEST, "a response must have an id")
-    return Message(Kind.RESPONSE, data, id=env.id, result=bytes(env.result) if has_result else b"")
+    return Message(Kind.RESPONSE, data, id=env.id, result=bytes(env.result) if has_result else b"",
+                   error=bytes(env.error) if has_error else b"")
 
 
 def _id_or_none(value: int | str | msgspec.UnsetType | None) -> RequestId | None:
@@ -141,24 +154,138 @@ def _id_or_none(value: int | str | msgspec.UnsetType | None) -> RequestId | None
 
 
 def parse_body(data: bytes) -> tuple[list[Message], bool]:
-    """Parse an HTTP body: one message or (``is_batch``) a JSON array of them. Raises JsonRpcError."""
+    """Parse what a client sent: one message or (``is_batch``) a JSON array of them. Raises JsonRpcError.
+
+    What passes is safe to write to a stdio server as one line per message: valid UTF-8 without lone
+    surrogates (a server would fail to decode it and answer with ``"id": null``), nested at most
+    ``MAX_DEPTH`` levels, and free of line breaks (pretty-printed JSON is compacted, token for token)."""
+    _check_text(data)
     first = _first_byte(data)
     if first == ord("["):
         try:
             items = _batch_decoder.decode(data)
+        except RecursionError:
+            raise JsonRpcError(INVALID_REQUEST, f"JSON nested deeper than {MAX_DEPTH} levels") from None
         except msgspec.DecodeError as error:
             raise JsonRpcError(PARSE_ERROR, f"parse error: {error}") from None
         if not items:
             raise JsonRpcError(INVALID_REQUEST, "an empty batch is not a valid request")
-        return [parse_message(bytes(item)) for item in items], True
+        return [_one_line(parse_message(bytes(item))) for item in items], True
     if first == ord("{"):
-        return [parse_message(data)], False
+        return [_one_line(parse_message(data))], False
     # Not an object: distinguish valid-but-wrong JSON (-32600) from garbage (-32700).
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError as error:
         raise JsonRpcError(PARSE_ERROR, f"parse error: {error}") from None
     raise JsonRpcError(INVALID_REQUEST, "a JSON-RPC message must be a JSON object")
+
+
+MAX_DEPTH = 64  # arrays/objects inside one message; far beyond MCP's needs, far below any decoder's stack
+_LINE_BREAKS = re.compile(rb"[\r\n]")
+_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _check_text(data: bytes) -> None:
+    """Refuse (-32700) what a stdio server cannot decode, and (-32600) what nests too deep, before parsing."""
+    if not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError as error:
+            raise JsonRpcError(PARSE_ERROR, f"parse error: the body is not valid UTF-8 (byte {error.start})",
+                               _salvage_id(data.decode(errors="replace").encode())) from None
+    if b"\\u" in data and lone_surrogate(data):
+        raise JsonRpcError(PARSE_ERROR, "parse error: a string holds a lone UTF-16 surrogate escape "
+                                        "(\\ud800-\\udfff without its pair)", _salvage_id(data))
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and nesting_depth(data) > MAX_DEPTH:
+        raise JsonRpcError(INVALID_REQUEST, f"JSON nested deeper than {MAX_DEPTH} levels", _salvage_id(data))
+
+
+def lone_surrogate(data: bytes) -> bool:
+    """Whether a ``\\uD800``-``\\uDFFF`` escape in ``data`` is not half of a high+low pair."""
+    return bool(_lone_surrogates(data))
+
+
+def _lone_surrogates(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each surrogate escape that is not half of an adjacent high+low pair."""
+    lone: list[tuple[int, int]] = []
+    high: tuple[int, int] | None = None  # the last high surrogate, waiting for its low
+    for match in _SURROGATE.finditer(data):
+        span = (match.start(1) - 2, match.end())
+        if int(match.group(1), 16) < 0xDC00:
+            if high is not None:
+                lone.append(high)
+            high = span
+        elif high is not None and high[1] == span[0]:
+            high = None
+        else:
+            if high is not None:
+                lone.append(high)
+                high = None
+            lone.append(span)
+    if high is not None:
+        lone.append(high)
+    return lone
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in ``data`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRING.sub(b"", data)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _salvage_id(data: bytes) -> RequestId | None:
+    """The id of a message refused before parsing, when its envelope still decodes (so the error names it)."""
+    try:
+        value = _envelope_decoder.decode(_replace_surrogates(data)).id
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    return _id_or_none(value)
+
+
+def _one_line(message: Message) -> Message:
+    if _LINE_BREAKS.search(message.raw) is None:
+        return message
+    raw = msgspec.json.format(message.raw, indent=-1)  # whitespace between tokens only: strings cannot hold them
+    return Message(message.kind, raw, message.id, message.method, message.params, message.result, message.error)
+
+
+def parse_server_line(line: bytes) -> Message:
+    """Classify a line a stdio server printed. A line that is JSON in all but strictness is repaired rather than
+    lost: raw bytes that are not UTF-8 and escaped lone surrogates (which strict client decoders such as the
+    Python SDK's refuse) become U+FFFD, so the request it answers still gets its answer."""
+    if not line.isascii():
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            line = line.decode(errors="replace").encode()
+    try:
+        return parse_message(line)
+    except JsonRpcError as error:
+        if error.code != PARSE_ERROR or b"\\u" not in line or not lone_surrogate(line):
+            raise
+    return parse_message(_replace_surrogates(line))
+
+
+def _replace_surrogates(data: bytes) -> bytes:
+    """Each lone surrogate escape becomes ``\\ufffd``; pairs (a character outside the BMP) stay."""
+    spans = _lone_surrogates(data)
+    if not spans:
+        return data
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [data[last:start], b"\\ufffd"]
+        last = end
+    parts.append(data[last:])
+    return b"".join(parts)
 
 
 def progress_token(params: bytes) -> RequestId | None:

@@ -14,6 +14,7 @@ else to the standalone stream; ``*/list_changed`` and ``resources/updated`` alwa
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass
 
 from kmcp.adapter import jsonrpc
@@ -57,19 +58,37 @@ class SessionClosed(Exception):
     """The session's server process has exited; the session cannot take more messages."""
 
 
+class _Pending:
+    """A client request the server has not answered yet."""
+
+    __slots__ = ("heard", "method", "started", "stream", "token")
+
+    def __init__(self, stream: int, method: str, started: float, token: RequestId | None) -> None:
+        self.stream = stream
+        self.method = method
+        self.started = started
+        self.heard = started  # the request's last sign of life (progress counts): its timeout runs from here
+        self.token = token
+
+
+# What the core could not route, by kind; the I/O layer logs the counts (rate-limited).
+GARBAGE = "non-JSON-RPC output"
+UNKNOWN_RESPONSE = "a response to no pending request"
+NULL_ID = 'an error with "id": null while several requests were pending'
+
+
 class SessionCore:
     def __init__(self) -> None:
         self.state = State.NEW
         self.protocol_version: str | None = None  # negotiated: the server's initialize result
         self.client_protocol_version: str | None = None  # what the client asked for
         self.client_initialized = False  # notifications/initialized seen
-        self.garbage_lines = 0  # stdout lines from the server that were not JSON-RPC
+        self.problems: Counter[str] = Counter()  # server output dropped, by kind (GARBAGE, UNKNOWN_RESPONSE, …)
         self._initialize_id: RequestId | None = None
         self._next_stream = STANDALONE + 1
-        self._pending: dict[RequestId, tuple[int, str, float]] = {}  # client request id -> stream, method, start
+        self._pending: dict[RequestId, _Pending] = {}  # by client request id
         self._waiting: dict[int, int] = {}  # stream -> responses it still waits for (insertion order = age)
-        self._progress: dict[RequestId, int] = {}  # progress token -> stream
-        self._token_of: dict[RequestId, RequestId] = {}  # client request id -> its progress token
+        self._progress: dict[RequestId, RequestId] = {}  # progress token -> the client request id carrying it
         self._server_requests: dict[RequestId, int] = {}  # server->client request id -> stream it went to
 
     # -- client side -------------------------------------------------------------------------------------------
@@ -88,6 +107,11 @@ class SessionCore:
     def pending_requests(self) -> int:
         return len(self._pending)
 
+    @property
+    def garbage_lines(self) -> int:
+        """Lines from the server that were not JSON-RPC."""
+        return self.problems[GARBAGE]
+
     def from_client(self, messages: list[Message], stream: int, now: float = 0.0) -> ClientOutcome:
         """Accept what one POST carried. Requests are answered on ``stream``; raises JsonRpcError for a request
         whose id is already pending, SessionClosed once the server is gone."""
@@ -95,8 +119,7 @@ class SessionCore:
             raise SessionClosed("the MCP server process has exited")
         seen: set[RequestId] = set()
         for message in messages:
-            if message.kind is Kind.REQUEST:
-                assert message.id is not None
+            if message.kind is Kind.REQUEST and message.id is not None:  # (a request always has an id)
                 if message.id in self._pending or message.id in seen:
                     raise JsonRpcError(jsonrpc.INVALID_REQUEST, f"request id {message.id!r} is already in use",
                                        message.id)
@@ -104,27 +127,26 @@ class SessionCore:
         out: list[bytes] = []
         local: list[Delivery] = []
         for message in messages:
-            if message.kind is Kind.REQUEST:
-                assert message.id is not None
+            request_id = message.id
+            if message.kind is Kind.REQUEST and request_id is not None:
                 if message.method == DISCOVER_METHOD:
                     local.append(Delivery(stream, jsonrpc.error_response(
-                        message.id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {DISCOVER_METHOD}"),
+                        request_id, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {DISCOVER_METHOD}"),
                         response=True, method=message.method))
                     continue
                 if message.method == "initialize":
-                    self._initialize_id = message.id
+                    self._initialize_id = request_id
                     self.client_protocol_version = jsonrpc.requested_version(message.params)
                     if self.state is State.NEW:
                         self.state = State.INITIALIZING
-                self._pending[message.id] = (stream, message.method or "", now)
-                self._waiting[stream] = self._waiting.get(stream, 0) + 1
                 token = jsonrpc.progress_token(message.params)
+                self._pending[request_id] = _Pending(stream, message.method or "", now, token)
+                self._waiting[stream] = self._waiting.get(stream, 0) + 1
                 if token is not None:
-                    self._progress[token] = stream
-                    self._token_of[message.id] = token
+                    self._progress[token] = request_id
             elif message.kind is Kind.RESPONSE:
-                assert message.id is not None
-                self._server_requests.pop(message.id, None)
+                if request_id is not None:
+                    self._server_requests.pop(request_id, None)
             elif message.method == "notifications/initialized":
                 self.client_initialized = True
             elif message.method == "notifications/cancelled":
@@ -145,58 +167,90 @@ class SessionCore:
         answer, so the request's stream is closed now with an error; a late answer is dropped as unknown."""
         if request_id is None or request_id not in self._pending:
             return []
-        stream, method, _ = self._pending.pop(request_id)
-        token = self._token_of.pop(request_id, None)
-        if token is not None:
-            self._progress.pop(token, None)
-        data = jsonrpc.error_response(request_id, jsonrpc.REQUEST_CANCELLED, "Request cancelled")
-        return [Delivery(stream, data, last=self._settle(stream), response=True, method=method)]
+        return [self._fail(request_id, jsonrpc.REQUEST_CANCELLED, "Request cancelled")]
+
+    def _fail(self, request_id: RequestId, code: int, message: str) -> Delivery:
+        """Answer a pending request here, with an error, and forget it."""
+        pending = self._forget(request_id)
+        data = jsonrpc.error_response(request_id, code, message)
+        return Delivery(pending.stream, data, last=self._settle(pending.stream), response=True, method=pending.method)
+
+    def _forget(self, request_id: RequestId) -> _Pending:
+        pending = self._pending.pop(request_id)
+        if pending.token is not None:
+            self._progress.pop(pending.token, None)
+        return pending
+
+    def expire(self, now: float, timeout: float) -> ClientOutcome:
+        """Fail every request the server has said nothing about for ``timeout`` seconds (progress counts as
+        something): the client gets a -32001 error, the server a ``notifications/cancelled``."""
+        late = [request_id for request_id, pending in self._pending.items() if now - pending.heard >= timeout]
+        out: list[bytes] = []
+        deliveries: list[Delivery] = []
+        for request_id in late:
+            reason = f"Request timed out: no answer from the MCP server in {timeout:g} s"
+            deliveries.append(self._fail(request_id, jsonrpc.REQUEST_TIMEOUT, reason))
+            out.append(jsonrpc.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                       "params": {"requestId": request_id, "reason": reason}}) + b"\n")
+        return ClientOutcome(b"".join(out), deliveries)
 
     # -- server side -------------------------------------------------------------------------------------------
 
     def from_server(self, line: bytes, now: float = 0.0) -> list[Delivery]:
-        """Route one line the server printed. Lines that are not JSON-RPC are counted and dropped."""
+        """Route one line the server printed. What cannot be routed is counted in ``problems`` and dropped."""
         if not line.strip():
             return []
         try:
-            message = jsonrpc.parse_message(line)
+            message = jsonrpc.parse_server_line(line)
         except JsonRpcError:
-            self.garbage_lines += 1
+            self.problems[GARBAGE] += 1
             return []
         if message.kind is Kind.RESPONSE:
             return self._response(message, now)
-        if message.kind is Kind.REQUEST:
-            assert message.id is not None
+        if message.kind is Kind.REQUEST and message.id is not None:  # (a request always has an id)
             stream = self._oldest_waiting()
             self._server_requests[message.id] = stream
             return [Delivery(stream, message.raw)]
         method = message.method or ""
         if method == "notifications/progress":
             token = jsonrpc.progress_token_of_notification(message.params)
-            stream = self._progress.get(token, STANDALONE) if token is not None else STANDALONE
-            return [Delivery(stream if stream in self._waiting else STANDALONE, message.raw)]
+            request_id = self._progress.get(token) if token is not None else None
+            pending = self._pending.get(request_id) if request_id is not None else None
+            if pending is None or pending.stream not in self._waiting:
+                return [Delivery(STANDALONE, message.raw)]
+            pending.heard = now
+            return [Delivery(pending.stream, message.raw)]
         if method.endswith(_BROADCAST_SUFFIXES):
             return [Delivery(STANDALONE, message.raw)]
         return [Delivery(self._oldest_waiting(), message.raw)]
 
     def _response(self, message: Message, now: float) -> list[Delivery]:
-        assert message.id is not None
-        entry = self._pending.pop(message.id, None)
-        if entry is None:
-            return []  # an answer to nothing we forwarded: drop it rather than confuse the client
-        stream, method, started = entry
-        if message.id == self._initialize_id:
+        request_id = message.id
+        if request_id is None:
+            return self._orphan_error(message, now)
+        if request_id not in self._pending:
+            self.problems[UNKNOWN_RESPONSE] += 1
+            return []  # an answer to nothing we forwarded (or to a request already failed here): drop it
+        pending = self._forget(request_id)
+        if request_id == self._initialize_id:
             self._initialize_id = None
             if not message.is_error:
                 self.protocol_version = jsonrpc.negotiated_version(message.result)
                 self.state = State.READY
             elif self.state is State.INITIALIZING:
                 self.state = State.NEW
-        token = self._token_of.pop(message.id, None)
-        if token is not None:
-            self._progress.pop(token, None)
-        return [Delivery(stream, message.raw, last=self._settle(stream), response=True, method=method,
-                         elapsed=now - started)]
+        return [Delivery(pending.stream, message.raw, last=self._settle(pending.stream), response=True,
+                         method=pending.method, elapsed=now - pending.started)]
+
+    def _orphan_error(self, message: Message, now: float) -> list[Delivery]:
+        """An error with ``"id": null``: the server could not read a request. With exactly one request pending it
+        can only be that one's, so it is answered with the error under its id; otherwise nobody can be named."""
+        if len(self._pending) != 1:
+            self.problems[NULL_ID if self._pending else UNKNOWN_RESPONSE] += 1
+            return []
+        [request_id] = self._pending
+        data = b'{"jsonrpc":"2.0","id":' + jsonrpc.encode(request_id) + b',"error":' + message.error + b"}"
+        return self._response(Message(Kind.RESPONSE, data, id=request_id, error=message.error), now)
 
     def _settle(self, stream: int) -> bool:
         left = self._waiting[stream] - 1
@@ -212,12 +266,7 @@ class SessionCore:
     def child_exited(self, reason: str = "the MCP server process exited") -> list[Delivery]:
         """The server is gone: every pending request gets a JSON-RPC error and the session closes."""
         self.state = State.CLOSED
-        deliveries = []
-        for request_id, (stream, method, _) in list(self._pending.items()):
-            del self._pending[request_id]
-            data = jsonrpc.error_response(request_id, jsonrpc.SERVER_GONE, reason)
-            deliveries.append(Delivery(stream, data, last=self._settle(stream), response=True, method=method))
+        deliveries = [self._fail(request_id, jsonrpc.SERVER_GONE, reason) for request_id in list(self._pending)]
         self._progress.clear()
-        self._token_of.clear()
         self._server_requests.clear()
         return deliveries
