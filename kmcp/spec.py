@@ -223,6 +223,12 @@ class StdioTransport(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
     max_sessions: Annotated[
         int, Meta(ge=1, le=10000, description="Concurrent MCP sessions per pod; more get HTTP 503.")
     ] = 100
+    request_timeout_seconds: Annotated[
+        int,
+        Meta(ge=0, le=86400, description="A request the server neither answers nor reports progress on for this "
+             "many seconds fails with JSON-RPC error -32001 and the server gets notifications/cancelled; 0 waits "
+             "forever."),
+    ] = 300
 
 
 class HTTPTransport(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="end sessions idle this many seconds (default %(default)s)")
     parser.add_argument("--max-sessions", type=int, default=defaults.max_sessions, metavar="N",
                         help="refuse new sessions (503) beyond this many (default %(default)s)")
+    parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout, metavar="S",
+                        help="fail a request with JSON-RPC error -32001 (and send the server "
+                             "notifications/cancelled) when the server says nothing about it, neither answer nor "
+                             "progress, for this many seconds; 0 waits forever (default %(default)s)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="a browser Origin allowed besides localhost ones (repeatable; '*' allows any)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, metavar="N",
@@ -178,12 +182,14 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
         raise _Usage("--session-idle-timeout must be positive")
     if args.max_sessions < 1:
         raise _Usage("--max-sessions must be at least 1")
+    if args.request_timeout < 0:
+        raise _Usage("--request-timeout must not be negative (0 waits forever)")
     if args.warm_pool < 0:
         raise _Usage("--warm-pool must not be negative")
     if not args.command and not args.bridge:
         raise _Usage("no server command: use `kmcp adapter [options] -- CMD [ARGS...]` or --bridge DIR")
     settings = replace(AdapterSettings(), host=host, port=port, session_idle_timeout=args.session_idle_timeout,
-                       max_sessions=args.max_sessions,
+                       max_sessions=args.max_sessions, request_timeout=args.request_timeout,
                        # One process serves every session in shared mode: nothing to start ahead of demand.
                        warm_pool=0 if args.session_mode == "shared" else args.warm_pool,
                        allowed_origins=tuple(args.allow_origin),

@@ -36,6 +36,7 @@ class Metrics:
     sessions_rejected: int = 0
     child_starts: int = 0
     child_exits: int = 0
+    requests_timed_out: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # JSON-RPC method -> count
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (path kind, status) -> count
     latency: dict[str, Histogram] = field(default_factory=dict)  # JSON-RPC method -> seconds to response
@@ -70,6 +71,10 @@ class Metrics:
             "# HELP kmcp_adapter_child_exits_total Server processes that exited.",
             "# TYPE kmcp_adapter_child_exits_total counter",
             f"kmcp_adapter_child_exits_total {self.child_exits}",
+            "# HELP kmcp_adapter_requests_timed_out_total Requests failed because the server did not answer in "
+            "--request-timeout.",
+            "# TYPE kmcp_adapter_requests_timed_out_total counter",
+            f"kmcp_adapter_requests_timed_out_total {self.requests_timed_out}",
             "# HELP kmcp_adapter_requests_total JSON-RPC requests from clients, by method.",
             "# TYPE kmcp_adapter_requests_total counter",
         ]

@@ -7,6 +7,7 @@ transports post client messages with ``Session.post`` and listen to a stream wit
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import deque
@@ -183,20 +184,24 @@ class Session:
                 skipping = True
                 rest = b""
             buffer = bytearray(rest)
-            if core.garbage_lines:
-                self._warn_garbage()
+            if core.problems:
+                self._report_problems()
 
-    _garbage_reported = 0
+    _reported_at = -math.inf
+    PROBLEM_LOG_INTERVAL = 10.0  # at most one line per session this often: a server printing junk cannot flood
 
     def _warn_oversized(self, limit: int) -> None:
         print(f"kmcp adapter: [{self.id[:8]}] server message over {limit} bytes dropped", file=sys.stderr)
 
-    def _warn_garbage(self) -> None:
-        if self.core.garbage_lines != self._garbage_reported:
-            if not self._garbage_reported:
-                print(f"kmcp adapter: [{self.id[:8]}] server printed non-JSON-RPC output on stdout (ignored)",
-                      file=sys.stderr)
-            self._garbage_reported = self.core.garbage_lines
+    def _report_problems(self) -> None:
+        """Log what the core dropped since the last report, as one rate-limited line of counts."""
+        now = trio.current_time()
+        if now - self._reported_at < self.PROBLEM_LOG_INTERVAL:
+            return
+        self._reported_at = now
+        counts = ", ".join(f"{count} x {kind}" for kind, count in self.core.problems.items())
+        self.core.problems.clear()
+        print(f"kmcp adapter: [{self.id[:8]}] server stdout lines dropped (ignored): {counts}", file=sys.stderr)
 
     def _deliver_now(self, delivery: Delivery) -> None:
         self._seq += 1
@@ -223,6 +228,12 @@ class Session:
 
     # -- client -> server --------------------------------------------------------------------------------------
 
+    async def expire_requests(self, now: float) -> None:
+        """Fail the requests the server left unanswered past ``request_timeout`` and tell the server."""
+        outcome = self.core.expire(now, self.settings.request_timeout)
+        self.metrics.requests_timed_out += len(outcome.deliveries)
+        await self._apply(outcome)
+
     async def post(self, messages: list[Message], stream: int) -> None:
         """Forward what the client posted; requests will be answered on ``stream``."""
         if self.gone:
@@ -232,6 +243,10 @@ class Session:
         for message in messages:
             if message.kind is Kind.REQUEST:
                 self.metrics.requests[message.method or ""] += 1
+        await self._apply(outcome)
+
+    async def _apply(self, outcome: ClientOutcome) -> None:
+        """Deliver the core's local answers and write its bytes to the server's stdin."""
         for delivery in outcome.deliveries:
             self._deliver_now(delivery)
         data = outcome.to_server
@@ -386,7 +401,20 @@ class SessionTable:
             self._nursery = nursery
             task_status.started()
             self._top_up()
+            if self.settings.request_timeout > 0:
+                await self._expire_requests()
             await trio.sleep_forever()
+
+    async def _expire_requests(self) -> None:
+        """One sweep over every session's pending requests, a few times per timeout (at least once a second),
+        rather than a timer per request on the hot path."""
+        interval = min(1.0, self.settings.request_timeout / 4)
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for session in list(self._sessions.values()):
+                if session.core.pending_requests and not session.gone:
+                    await session.expire_requests(now)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -64,6 +64,9 @@ class AdapterSettings:
     session_idle_timeout: float = 600.0
     max_sessions: int = 100
     warm_pool: int = 0  # server processes started ahead of demand
+    # A request the server says nothing about (no answer, no progress) this long fails with -32001 and the server
+    # gets notifications/cancelled; 0: wait forever.
+    request_timeout: float = 300.0
     # HTTP hygiene
     max_body_bytes: int = 4 * 1024 * 1024
     header_timeout: float = 10.0  # from the first byte of a request to the end of its headers
