@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from kmcp.adapter.forwarding import Forwarder
 
 _METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, served unauthenticated
-_OPEN_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})  # probes and scrapers carry no token
+_PROBE_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})
+_OPEN_PATHS = _PROBE_PATHS  # probes and scrapers carry no token
 
 
 class AdapterApp:
@@ -64,6 +65,8 @@ class AdapterApp:
                 await self.legacy.message(request, responder)
             elif path == "/ws" and self.settings.enable_websocket:
                 await self.websocket.handle(request, responder)
+            elif path in _PROBE_PATHS and request.method not in ("GET", "HEAD"):
+                await text(responder, 405, "method not allowed", [(b"allow", b"GET, HEAD")])
             elif path in ("/health", "/healthz", "/readyz"):
                 await self._health(responder)
             elif path == "/metrics":

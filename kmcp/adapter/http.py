@@ -52,8 +52,9 @@ class ClientGone(Exception):
 class Responder:
     """The answer to one request: either ``respond`` at once, or ``start`` / ``send``* / ``end`` for a stream."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, *, head: bool = False) -> None:
         self._connection = connection
+        self._head = head  # a HEAD request: the answer has headers (Content-Length too) but no body
         self.status = 0
         self.started = False
         self.ended = False
@@ -61,7 +62,7 @@ class Responder:
     async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         self._begin(status)
-        await self._connection.write(self._headers(headers), body, end=True)
+        await self._connection.write(self._headers(headers), b"" if self._head else body, end=True)
         self.ended = True
 
     async def start(self, status: int, headers: Headers) -> None:
@@ -414,7 +415,7 @@ class _Connection:
 
     async def _exchange(self, request: Request) -> bool:
         """Run the handler for one request; whether the connection can carry another."""
-        responder = Responder(self)
+        responder = Responder(self, head=request.method == "HEAD")
         self.server._exchange_started()
         self.client_gone = False
         try:
@@ -504,6 +505,11 @@ class _Connection:
         for raw_name, raw_value in head.headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if "transfer-encoding" in headers and "content-length" in headers:
+            # Two framings: a proxy in front may have read the other one (request smuggling). RFC 9112 §6.1 lets a
+            # server refuse such a request, and it must close the connection either way.
+            await self._error(400, "bad request: both Content-Length and Transfer-Encoding")
+            return None
         limit = self.settings.max_body_bytes
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
