@@ -17,7 +17,7 @@ import trio
 
 from kmcp.adapter.http import parse_listen
 from kmcp.adapter.launcher import Launcher, LocalLauncher
-from kmcp.adapter.session_ids import MIN_KEY_BYTES, parse_peer_address
+from kmcp.adapter.protocol.session_ids import MIN_KEY_BYTES, parse_peer_address
 from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings, TracingSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -15,7 +15,7 @@ import trio
 
 from kmcp.adapter.http import Headers, Request, Responder
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.session_ids import SessionIds
+from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 
 FORWARDED_HEADER = "x-kmcp-forwarded"

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 import trio
 
-from kmcp.adapter import httpfast
+from kmcp.adapter.protocol import httpfast
 from kmcp.adapter.settings import AdapterSettings
 
 Headers = list[tuple[bytes, bytes]]
@@ -187,7 +187,7 @@ class _Connection:
     """One client connection. A reader task owns the socket's receive side for the connection's lifetime: it
     appends what arrives to ``buffer`` and, on EOF, cancels the running handler (a client that hangs up ends
     its SSE stream). The connection task reads requests from ``buffer``: the common, plain request through
-    :mod:`~kmcp.adapter.httpfast`, anything else through a fresh ``h11.Connection`` for that exchange."""
+    :mod:`~kmcp.adapter.protocol.httpfast`, anything else through a fresh ``h11.Connection`` for that exchange."""
 
     def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
         self.server = server

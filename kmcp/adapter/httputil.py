@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Headers, Request, Responder, sse_event
+from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.runtime import Inbox, SessionTable
 from kmcp.adapter.settings import AdapterSettings
 

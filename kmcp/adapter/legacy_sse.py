@@ -4,7 +4,6 @@ arrives on the stream. kagent's RemoteMCPServer URLs (``http://svc:3000/sse``) u
 
 from __future__ import annotations
 
-from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Request, Responder, sse_event
 from kmcp.adapter.httputil import (
     SSE_HEADERS,
@@ -16,10 +15,11 @@ from kmcp.adapter.httputil import (
     pump_sse,
     text,
 )
-from kmcp.adapter.jsonrpc import JsonRpcError
 from kmcp.adapter.launcher import LaunchError
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.runtime import TooManySessions
-from kmcp.adapter.session import STANDALONE, SessionClosed
 
 MESSAGE_PATH = "/message"
 

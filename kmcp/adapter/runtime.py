@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import trio
 
-from kmcp.adapter.jsonrpc import Kind, Message
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess, describe_exit
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
-from kmcp.adapter.session_ids import SessionIds
+from kmcp.adapter.protocol.jsonrpc import Kind, Message
+from kmcp.adapter.protocol.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
+from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 
 STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import trio
 
-from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Headers, Request, Responder, sse_event
 from kmcp.adapter.httputil import (
     JSON,
@@ -23,10 +22,11 @@ from kmcp.adapter.httputil import (
     pump_sse,
     text,
 )
-from kmcp.adapter.jsonrpc import JsonRpcError, Kind
 from kmcp.adapter.launcher import LaunchError
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
-from kmcp.adapter.session import STANDALONE, SessionClosed
 from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 
 SESSION_HEADER = "mcp-session-id"

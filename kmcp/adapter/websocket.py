@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import trio
 
-from kmcp.adapter import jsonrpc
 from kmcp.adapter.http import Request, Responder
 from kmcp.adapter.httputil import Transport, origin_allowed, text
-from kmcp.adapter.jsonrpc import JsonRpcError
 from kmcp.adapter.launcher import LaunchError
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.runtime import Inbox, Session, TooManySessions
-from kmcp.adapter.session import STANDALONE, SessionClosed
 
 SUBPROTOCOL = "mcp"
 

@@ -21,7 +21,7 @@ import trio
 from kmcp.adapter.app import serve_adapter
 from kmcp.adapter.forwarding import FORWARDED_HEADER
 from kmcp.adapter.launcher import LocalLauncher
-from kmcp.adapter.session_ids import SessionIds
+from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 from tests.adapter.rawhttp import FASTMCP_SERVER, RAW_SERVER, Adapter, request
 

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 import trio
 
-from kmcp.adapter import jsonrpc
+from kmcp.adapter.protocol import jsonrpc
 from tests.adapter.rawhttp import ACCEPT_BOTH, running_adapter
 
 JSON_HEADERS = {"content-type": "application/json", "accept": ACCEPT_BOTH}

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import trio
 
-from kmcp.adapter import jsonrpc
+from kmcp.adapter.protocol import jsonrpc
 from tests.adapter.rawhttp import ACCEPT_BOTH, Adapter, Response, running_adapter
 
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}

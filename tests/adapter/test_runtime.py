@@ -11,11 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from kmcp.adapter import jsonrpc
 from kmcp.adapter.launcher import ServerProcess
 from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.session import STANDALONE
 from kmcp.adapter.runtime import SessionTable, TooManySessions
-from kmcp.adapter.session import STANDALONE
 from kmcp.adapter.settings import AdapterSettings
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from kmcp.adapter import jsonrpc
-from kmcp.adapter.jsonrpc import JsonRpcError, Kind
-from kmcp.adapter.session import STANDALONE, SessionClosed, SessionCore, State
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed, SessionCore, State
 
 
 def msg(**fields: object) -> jsonrpc.Message:

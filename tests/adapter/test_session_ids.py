@@ -8,7 +8,7 @@ import pytest
 
 from kmcp import render
 from kmcp.adapter import cli as adapter_cli
-from kmcp.adapter.session_ids import SessionIds, parse_peer_address
+from kmcp.adapter.protocol.session_ids import SessionIds, parse_peer_address
 
 KEY = b"k" * 32
 A = ("10.0.0.1", 3000)

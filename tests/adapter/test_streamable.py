@@ -6,7 +6,7 @@ import msgspec
 import pytest
 import trio
 
-from kmcp.adapter import jsonrpc
+from kmcp.adapter.protocol import jsonrpc
 from tests.adapter.rawhttp import ACCEPT_BOTH, RAW_SERVER, eventually, open_sse, running_adapter
 
 pytestmark = pytest.mark.slow

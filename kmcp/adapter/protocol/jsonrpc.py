@@ -341,6 +341,24 @@ def encode(value: object) -> bytes:
     return _encoder.encode(value)
 
 
+# Re-framing: a message under another id, its params/result/error kept as the bytes they were (no re-encoding).
+
+def request_bytes(id: RequestId, method: str, params: bytes) -> bytes:
+    head = b'{"jsonrpc":"2.0","id":' + _encoder.encode(id) + b',"method":' + _encoder.encode(method)
+    return head + (b',"params":' + params + b"}" if params else b"}")
+
+
+def notification_bytes(method: str, params: bytes) -> bytes:
+    head = b'{"jsonrpc":"2.0","method":' + _encoder.encode(method)
+    return head + (b',"params":' + params + b"}" if params else b"}")
+
+
+def response_bytes(id: RequestId | None, result: bytes, error: bytes = b"") -> bytes:
+    """A response with ``result`` (raw JSON) or, when it is empty, ``error``."""
+    body = b',"result":' + result if result else b',"error":' + error
+    return b'{"jsonrpc":"2.0","id":' + _encoder.encode(id) + body + b"}"
+
+
 def join_batch(messages: list[bytes]) -> bytes:
     """A JSON array of already-encoded messages, without re-encoding them."""
     return b"[" + b",".join(messages) + b"]"

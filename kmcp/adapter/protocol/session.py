@@ -17,8 +17,8 @@ import enum
 from collections import Counter
 from dataclasses import dataclass
 
-from kmcp.adapter import jsonrpc
-from kmcp.adapter.jsonrpc import JsonRpcError, Kind, Message, RequestId
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
 
 STANDALONE = 0
 
