@@ -199,6 +199,13 @@ async def test_logging_tool(ctx: Context) -> str:
 
 
 @mcp.tool()
+async def test_slow(seconds: float = 5.0) -> str:
+    """Sleeps, then answers: a call to cancel (a closed stream, notifications/cancelled) or to time out."""
+    await anyio.sleep(seconds)
+    return f"slept {seconds}s"
+
+
+@mcp.tool()
 async def test_reconnection(ctx: Context) -> str:
     """Closes its SSE stream mid-call, then answers (SEP-1699 polling; a no-op without an event store)."""
     await ctx.close_sse_stream()
