@@ -299,6 +299,24 @@ def progress_token(params: bytes) -> RequestId | None:
     return meta.progressToken if meta is not None else None
 
 
+class _MetaKeys(msgspec.Struct):
+    meta: dict[str, msgspec.Raw] | None = msgspec.field(default=None, name="_meta")
+
+
+_meta_keys_decoder = msgspec.json.Decoder(_MetaKeys)
+
+
+def has_meta_key(params: bytes, key: str) -> bool:
+    """Whether ``params._meta`` has ``key``; decoded only when the bytes mention it."""
+    if key.encode() not in params:
+        return False
+    try:
+        meta = _meta_keys_decoder.decode(params).meta
+    except msgspec.MsgspecError:
+        return False
+    return meta is not None and key in meta
+
+
 def progress_token_of_notification(params: bytes) -> RequestId | None:
     """``params.progressToken`` of a ``notifications/progress``."""
     try:

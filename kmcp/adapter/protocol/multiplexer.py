@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol import era, jsonrpc
 from kmcp.adapter.protocol.jsonrpc import Kind, Message, RequestId
 
 _BROADCAST_PREFIXES = ("notifications/message", "notifications/resources/updated")
@@ -130,6 +130,10 @@ class Multiplexer:
     def in_flight(self) -> int:
         """Client requests the process has not answered yet."""
         return len(self._requests)
+
+    def own_requests(self, client: int) -> list[RequestId]:
+        """The ids (the client's own) of the requests ``client`` has in flight."""
+        return [request.own_id for request in self._requests.values() if request.client == client]
 
     @property
     def initialize_result(self) -> bytes | None:
@@ -249,6 +253,8 @@ class Multiplexer:
                 return []
             client, own_token = entry
             return [ToClient(client, _with_notification_token(message, own_token))]
+        if jsonrpc.has_meta_key(message.params, era.META_SUBSCRIPTION):  # 2026-07-28: on a subscriptions/listen
+            return self._subscription_event(message)
         if method == "notifications/cancelled":
             shared_id = jsonrpc.cancelled_request(message.params)
             request = self._requests.get(shared_id) if isinstance(shared_id, int) else None
@@ -258,6 +264,18 @@ class Multiplexer:
         if is_broadcast(method):
             return [ToClient(client, message) for client in self._clients]
         return []
+
+    def _subscription_event(self, message: Message) -> list[ToClient]:
+        """An event tagged with the id of the listen request it belongs to: to that client, under its own id."""
+        value = msgspec.json.decode(message.params)
+        meta = value["_meta"]
+        request = self._requests.get(meta[era.META_SUBSCRIPTION])
+        if request is None:
+            return []
+        meta[era.META_SUBSCRIPTION] = request.own_id
+        params = jsonrpc.encode(value)
+        return [ToClient(request.client, Message(Kind.NOTIFICATION, jsonrpc.notification_bytes(
+            message.method or "", params), method=message.method, params=params))]
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
