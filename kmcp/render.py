@@ -287,6 +287,7 @@ def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict
             "--session-idle-timeout", str(stdio.session_idle_timeout_seconds),
             "--max-sessions", str(stdio.max_sessions),
             "--request-timeout", str(stdio.request_timeout_seconds),
+            "--server-era", stdio.server_era,
             # Replicas (set even for one: an HPA may scale a Deployment whose replicas kmcp leaves unset):
             # session ids name this pod, and requests for another pod's session are forwarded there.
             "--peer-address", f"$({POD_IP_ENV})",

@@ -223,6 +223,12 @@ class StdioTransport(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
     max_sessions: Annotated[
         int, Meta(ge=1, le=10000, description="Concurrent MCP sessions per pod; more get HTTP 503.")
     ] = 100
+    server_era: Annotated[
+        Literal["auto", "modern", "legacy", "off"],
+        Meta(description="How MCP 2026-07-28 (stateless) requests are served. auto: the adapter asks a warm server "
+             "process server/discover and passes them through to a server that speaks 2026-07-28, or bridges them "
+             "onto initialized processes of a handshake-era one; modern/legacy: skip the probe; off: refuse them."),
+    ] = "auto"
     request_timeout_seconds: Annotated[
         int,
         Meta(ge=0, le=86400, description="A request the server neither answers nor reports progress on for this "

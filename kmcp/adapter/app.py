@@ -102,6 +102,11 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
             metrics.on_response = tracing.record
             nursery.start_soon(tracing.export)
         await nursery.start(table.run)
+        if settings.server_era != "off":
+            from kmcp.adapter.stateless import StatelessPool
+
+            app.streamable.pool = StatelessPool(settings, launcher)
+            await nursery.start(app.streamable.pool.run)
         async with trio.open_nursery() as http:
             port = await http.start(server.serve)
             task_status.started(port)

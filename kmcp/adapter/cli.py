@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fail a request with JSON-RPC error -32001 (and send the server "
                              "notifications/cancelled) when the server says nothing about it, neither answer nor "
                              "progress, for this many seconds; 0 waits forever (default %(default)s)")
+    parser.add_argument("--server-era", choices=("auto", "modern", "legacy", "off"), default=defaults.server_era,
+                        help="how 2026-07-28 (stateless) requests are served: auto asks the first server process "
+                             "server/discover and then passes them through (modern) or bridges them onto "
+                             "initialized processes (legacy); off refuses them as before (default %(default)s)")
+    parser.add_argument("--stateless-pool", type=int, default=defaults.stateless_pool, metavar="N",
+                        help="server processes that 2026-07-28 requests share, per client-capability set for a "
+                             "bridged server; one is started at once (default %(default)s)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="a browser Origin allowed besides localhost ones (repeatable; '*' allows any)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, metavar="N",
@@ -182,6 +189,8 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
         raise _Usage("--session-idle-timeout must be positive")
     if args.max_sessions < 1:
         raise _Usage("--max-sessions must be at least 1")
+    if args.stateless_pool < 1:
+        raise _Usage("--stateless-pool must be at least 1")
     if args.request_timeout < 0:
         raise _Usage("--request-timeout must not be negative (0 waits forever)")
     if args.warm_pool < 0:
@@ -190,6 +199,10 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
         raise _Usage("no server command: use `kmcp adapter [options] -- CMD [ARGS...]` or --bridge DIR")
     settings = replace(AdapterSettings(), host=host, port=port, session_idle_timeout=args.session_idle_timeout,
                        max_sessions=args.max_sessions, request_timeout=args.request_timeout,
+                       # Shared mode: the one process is handshake-era for its sessions, so modern requests are
+                       # bridged onto it rather than probed (a probe would fix a modern SDK server's era).
+                       server_era="legacy" if args.session_mode == "shared" and args.server_era == "auto"
+                       else args.server_era, stateless_pool=args.stateless_pool,
                        # One process serves every session in shared mode: nothing to start ahead of demand.
                        warm_pool=0 if args.session_mode == "shared" else args.warm_pool,
                        allowed_origins=tuple(args.allow_origin),

@@ -67,6 +67,14 @@ class AdapterSettings:
     # A request the server says nothing about (no answer, no progress) this long fails with -32001 and the server
     # gets notifications/cancelled; 0: wait forever.
     request_timeout: float = 300.0
+    # Stateless (2026-07-28) requests: the server's era (auto: ask server/discover of the first process), the
+    # processes per era / capability set they share, whether one is started at once, and the ttlMs of the caching
+    # hints the bridge adds to a handshake-era server's lists and reads.
+    server_era: str = "auto"  # auto | modern | legacy
+    stateless_pool: int = 1
+    stateless_warm: bool = True
+    stateless_ttl_ms: int = 0
+    input_ttl: float = 300.0  # how long a bridged call waits in an input_required round for the client's answers
     # HTTP hygiene
     max_body_bytes: int = 4 * 1024 * 1024
     header_timeout: float = 10.0  # from the first byte of a request to the end of its headers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import trio
 
+from kmcp.adapter import stateless
 from kmcp.adapter.http import Headers, Request, Responder, sse_event
 from kmcp.adapter.httputil import (
     JSON,
@@ -23,7 +24,7 @@ from kmcp.adapter.httputil import (
     text,
 )
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol import era, jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
 from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
@@ -35,6 +36,8 @@ BATCH_VERSION = "2025-03-26"  # batches were removed in 2025-06-18
 
 
 class StreamableHttp(Transport):
+    pool: stateless.StatelessPool | None = None  # serves 2026-07-28 requests; None: they get the old 400
+
     async def handle(self, request: Request, responder: Responder) -> None:
         if not origin_allowed(request, self.settings):
             await jsonrpc_error(responder, 403, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
@@ -84,13 +87,16 @@ class StreamableHttp(Transport):
             await jsonrpc_error(responder, 406, jsonrpc.INVALID_REQUEST,
                                 "Not Acceptable: client must accept application/json and text/event-stream")
             return
-        version = await self._version(request, responder)
-        if version is None:
-            return
         try:
             messages, is_batch = jsonrpc.parse_body(request.body)
         except JsonRpcError as error:
             await jsonrpc_error(responder, 400, error.code, error.message, error.id)
+            return
+        if self.pool is not None and not is_batch and era.is_modern(request.headers, messages[0]):
+            await self._post_modern(request, responder, messages[0], want_json, want_sse)
+            return
+        version = await self._version(request, responder)
+        if version is None:
             return
         initialize = any(m.kind is Kind.REQUEST and m.method == "initialize" for m in messages)
         if is_batch and (initialize or version != BATCH_VERSION):
@@ -126,6 +132,18 @@ class StreamableHttp(Transport):
                 await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, "Session not found")
                 return
             await self._answer(responder, session, channel, headers, is_batch, want_json, want_sse)
+
+    async def _post_modern(self, request: Request, responder: Responder, message: jsonrpc.Message,
+                           want_json: bool, want_sse: bool) -> None:
+        """A 2026-07-28 request: no session; checked here, run on the stateless pool."""
+        assert self.pool is not None
+        checked = era.check_modern(request.headers, message)
+        if isinstance(checked, era.EraError):
+            await responder.respond(checked.status, [(b"content-type", JSON)], checked.body())
+        elif message.kind is not Kind.REQUEST:
+            await responder.respond(202, [])  # 2026-07-28 defines no client notification over HTTP
+        else:
+            await stateless.answer(self.pool, checked, responder, want_json=want_json, want_sse=want_sse)
 
     async def _new_session(self, responder: Responder) -> Session | None:
         if self.stop.is_set():

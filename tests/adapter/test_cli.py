@@ -89,7 +89,7 @@ async def test_real_process_serves_then_drains_on_sigterm_without_leaving_childr
                                                               "accept": "application/json, text/event-stream"})
         assert response.status == 200
         children = _children(process.pid)
-        assert len(children) == 1
+        assert len(children) == 2  # the session's process, and the warm one of the 2026-07-28 pool
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(15):
             code = await process.wait()

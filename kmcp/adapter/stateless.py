@@ -1,0 +1,479 @@
+"""Stateless (2026-07-28) requests on a small pool of warm server processes, shared by every client.
+
+A modern stdio server (one that answers ``server/discover``) gets each request passed through, its id rewritten
+by the :class:`~kmcp.adapter.protocol.multiplexer.Multiplexer` of the process it lands on. A handshake-era server
+is *bridged*: the adapter initializes its processes itself (one set of processes per client-capability set, since
+a handshake fixes the capabilities), answers ``server/discover`` from the ``initialize`` result, and turns the
+server's results into 2026-07-28 ones (``resultType``, caching hints, the not-found error). The era of a process
+is fixed by its first request (so the SDK decides), so a process is probed once and keeps its era.
+
+Not done yet (see the issue note): ``input_required`` continuations for a legacy server's server->client
+requests (they are refused with an error to the server, and the call continues), ``subscriptions/listen``,
+``Mcp-Param-*`` checks against tool schemas.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import msgspec
+import trio
+
+from kmcp.adapter.http import Responder, sse_event
+from kmcp.adapter.httputil import JSON, SSE_HEADERS, jsonrpc_error
+from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
+from kmcp.adapter.protocol import bridge, continuations, jsonrpc
+from kmcp.adapter.protocol.era import ModernRequest
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message
+from kmcp.adapter.protocol.multiplexer import Multiplexer, ToClient, ToServer
+from kmcp.adapter.settings import AdapterSettings
+
+SPARES = 2
+PROBE_TIMEOUT = 10.0  # a server slower than this to answer its first request is taken for handshake-era
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request in flight on a pooled process: what the process sent for it, in order."""
+
+    number: int
+    channel: trio.MemorySendChannel[Message]
+    receive: trio.MemoryReceiveChannel[Message]
+
+
+@dataclass(eq=False)
+class PooledProcess:
+    era: str  # "modern" | "legacy"
+    capabilities: bytes  # legacy: the capability set it was initialized with
+    mux: Multiplexer = field(default_factory=Multiplexer)
+    process: ServerProcess | None = None
+    initialize_result: bytes = b""
+    tickets: dict[int, Ticket] = field(default_factory=dict)
+    ready: trio.Event = field(default_factory=trio.Event)
+    assigned: trio.Event = field(default_factory=trio.Event)  # legacy: its capability set is chosen
+    gone: bool = False
+    _lock: trio.Lock = field(default_factory=trio.Lock)
+
+    async def write(self, lines: list[bytes]) -> None:
+        if self.process is None or self.gone:
+            raise trio.ClosedResourceError("the pooled MCP server process is gone")
+        async with self._lock:
+            await self.process.send_stream.send_all(b"".join(line + b"\n" for line in lines))
+
+    def open_ticket(self) -> Ticket:
+        send, receive = trio.open_memory_channel[Message](math.inf)
+        ticket = Ticket(self.mux.attach(), send, receive)
+        self.tickets[ticket.number] = ticket
+        return ticket
+
+    def close_ticket(self, ticket: Ticket) -> None:
+        self.mux.detach(ticket.number)
+        self.tickets.pop(ticket.number, None)
+        ticket.channel.close()
+
+    def route(self, line: bytes) -> None:
+        try:
+            message = jsonrpc.parse_server_line(line)
+        except JsonRpcError:
+            return
+        for output in self.mux.from_server(message):
+            ticket = self.tickets.get(output.client)
+            if ticket is not None:
+                ticket.channel.send_nowait(output.message)
+
+    def fail_all(self, reason: str) -> None:
+        self.gone = True
+        for ticket in list(self.tickets.values()):
+            ticket.channel.send_nowait(Message(Kind.RESPONSE, b"", error=jsonrpc.encode(
+                {"code": jsonrpc.SERVER_GONE, "message": reason})))
+            ticket.channel.close()
+        self.tickets.clear()
+        self.mux.reset()
+
+
+class StatelessPool:
+    """The processes modern requests run on. ``era`` is ``auto`` (probe the first process), ``modern`` or
+    ``legacy``. ``size`` processes per era/capability set; a request goes to the least busy one."""
+
+    def __init__(self, settings: AdapterSettings, launcher: Launcher) -> None:
+        self.settings = settings
+        self.launcher = launcher
+        self.era = settings.server_era if settings.server_era != "auto" else ""
+        self.size = max(settings.stateless_pool, 1)
+        self._known = trio.Event()  # the era is known
+        if self.era:
+            self._known.set()
+        self._groups: dict[bytes, list[PooledProcess]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._serial = 0
+        self._spares: list[PooledProcess] = []
+        # input_required rounds of bridged calls, by handle; the state a client holds is sealed with the
+        # MCPServer's session key when there is one (any replica can open it), else with a key of this process.
+        self.suspended: dict[str, Suspended] = {}
+        self.sealer = continuations.Sealer(settings.session_key or secrets.token_bytes(32), settings.input_ttl)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            if self.settings.stateless_warm:  # the first client pays no cold start, and learns the era at once
+                self._grow(b"{}")
+            while True:
+                await trio.sleep(min(5.0, self.sealer.ttl / 2))
+                await self._expire_suspended()
+
+    async def _expire_suspended(self) -> None:
+        """A round nobody answered in time: the call is cancelled on the server and forgotten."""
+        now = trio.current_time()
+        for handle, suspended in list(self.suspended.items()):
+            if suspended.expires <= now or suspended.pooled.gone:
+                del self.suspended[handle]
+                if not suspended.pooled.gone:
+                    await self._cancel_call(suspended.pooled, suspended.ticket)
+                suspended.pooled.close_ticket(suspended.ticket)
+
+    async def _cancel_call(self, pooled: PooledProcess, ticket: Ticket) -> None:
+        pending = pooled.mux.own_requests(ticket.number)
+        notices = [jsonrpc.parse_message(jsonrpc.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                                         "params": {"requestId": own, "reason": "input timed out"}}))
+                   for own in pending]
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            for notice in notices:
+                await self.send(pooled, ticket, notice)
+
+    async def process_for(self, capabilities: bytes) -> PooledProcess:
+        """A ready process for a request declaring ``capabilities`` (legacy processes are initialized with
+        them; modern ones serve every set). Starts one when the group is not full and all are busy."""
+        if not self._known.is_set():
+            if not self._groups:
+                self._grow(b"{}")
+            with trio.fail_after(PROBE_TIMEOUT + 5):
+                await self._known.wait()
+        if self.era == "legacy":
+            self._grow_spare()  # only once modern clients show up: an idle adapter runs one extra process
+        key = b"" if self.era == "modern" else bridge.canonical(capabilities)
+        group = [p for p in self._groups.get(key, []) if not p.gone]
+        spares = [p for p in self._spares if not p.gone]
+        if not group and spares:  # a new capability set: no cold start
+            spare = spares[0]
+            self._spares.remove(spare)
+            spare.capabilities = key
+            self._groups.setdefault(key, []).append(spare)
+            spare.assigned.set()
+            group = [spare]
+            self._grow_spare()
+        idle = [p for p in group if p.ready.is_set() and not p.mux.in_flight]
+        if not idle and len(group) < self.size:
+            group.append(self._grow(key))
+        candidates = [p for p in group if p.ready.is_set()] or group
+        chosen = min(candidates, key=lambda p: p.mux.in_flight)
+        with trio.fail_after(PROBE_TIMEOUT + 30):
+            await chosen.ready.wait()
+        if chosen.gone:
+            raise LaunchError("the MCP server process exited before it was ready")
+        return chosen
+
+    def _grow(self, key: bytes) -> PooledProcess:
+        assert self._nursery is not None, "StatelessPool.run is not running"
+        pooled = PooledProcess(self.era or "?", key)
+        pooled.assigned.set()
+        self._groups.setdefault(key, []).append(pooled)
+        self._nursery.start_soon(self._run_process, pooled)
+        return pooled
+
+    def _grow_spare(self) -> None:
+        """Legacy processes started but not initialized (two, so clients declaring a few different capability
+        sets in a row find one): a new capability set takes one and pays only the initialize round trip."""
+        assert self._nursery is not None
+        while len(self._spares) < SPARES and self.era == "legacy" and self.settings.stateless_warm:
+            spare = PooledProcess("legacy", b"")
+            self._spares.append(spare)
+            self._nursery.start_soon(self._run_process, spare)
+
+    async def _run_process(self, pooled: PooledProcess) -> None:
+        self._serial += 1
+        name = f"stateless-{self._serial}"
+        try:
+            async with self.launcher.launch(name) as process:
+                pooled.process = process
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, pooled, process)
+                    await self._prepare(pooled)
+                    pooled.ready.set()
+                    await process.wait()
+                    nursery.cancel_scope.cancel()
+        except (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as error:
+            print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
+        finally:
+            pooled.fail_all("the MCP server process exited")
+            pooled.ready.set()
+            group = self._groups.get(pooled.capabilities, [])
+            if pooled in group:
+                group.remove(pooled)
+            if pooled in self._spares:
+                self._spares.remove(pooled)
+
+    async def _pump(self, pooled: PooledProcess, process: ServerProcess) -> None:
+        pending = b""
+        async for chunk in process.receive_stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    pooled.route(line)
+
+    async def _prepare(self, pooled: PooledProcess) -> None:
+        """Learn the era (the first process only), then initialize a legacy process."""
+        if not self.era:
+            answer = await self._ask(pooled, bridge.discover_probe(), PROBE_TIMEOUT)
+            self.era = "modern" if answer is not None and bridge.is_modern_discover(answer) else "legacy"
+            self._known.set()
+            print(f"kmcp adapter: the MCP server speaks the {'2026-07-28' if self.era == 'modern' else 'handshake'}"
+                  " protocol era: 2026-07-28 requests are " + ("passed through" if self.era == "modern" else
+                                                                "bridged"), file=sys.stderr, flush=True)
+            if self.era == "modern":
+                self._groups[b""] = self._groups.pop(pooled.capabilities, [])
+                pooled.capabilities = b""
+        pooled.era = self.era
+        if self.era == "legacy":
+            await pooled.assigned.wait()
+            answer = await self._ask(pooled, bridge.initialize_request(pooled.capabilities or b"{}"), 60.0)
+            if answer is None or not answer.result:
+                raise LaunchError("the MCP server did not answer initialize")
+            pooled.initialize_result = answer.result
+            await pooled.write([bridge.INITIALIZED])
+
+    async def _ask(self, pooled: PooledProcess, request: Message, seconds: float) -> Message | None:
+        ticket = pooled.open_ticket()
+        try:
+            await pooled.write([o.data for o in pooled.mux.from_client(ticket.number, request)
+                                if isinstance(o, ToServer)])
+            with trio.move_on_after(seconds):
+                async for message in ticket.receive:
+                    if message.kind is Kind.RESPONSE:
+                        return message
+            return None
+        finally:
+            pooled.close_ticket(ticket)
+
+    async def send(self, pooled: PooledProcess, ticket: Ticket, message: Message) -> None:
+        outputs = pooled.mux.from_client(ticket.number, message)
+        for output in outputs:
+            if isinstance(output, ToClient):
+                ticket.channel.send_nowait(output.message)
+        lines = [output.data for output in outputs if isinstance(output, ToServer)]
+        if lines:
+            await pooled.write(lines)
+
+
+async def cancel_quietly(pool: StatelessPool, pooled: PooledProcess, ticket: Ticket, request: ModernRequest) -> None:
+    """The client went away: tell the server to stop (the cancelled notification names the request)."""
+    notice = jsonrpc.parse_message(msgspec.json.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                                        "params": {"requestId": request.id,
+                                                                   "reason": "the client closed the request"}}))
+    with trio.CancelScope(shield=True), trio.move_on_after(1), \
+            suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        await pool.send(pooled, ticket, notice)
+
+
+# -- answering one modern request over HTTP ----------------------------------------------------------------------
+
+_REQUEST_SCOPED = ("notifications/progress", "notifications/message")
+GATHER_SECONDS = 0.05  # after a server request, how long more may follow before the round is offered
+
+
+@dataclass(eq=False)
+class Suspended:
+    """A legacy call waiting for its client's answers to the server requests it made (an input_required round)."""
+
+    pooled: PooledProcess
+    ticket: Ticket
+    requests: list[continuations.InputRequest]
+    expires: float  # trio clock
+
+
+class _Exchange:
+    """One modern request's HTTP answer: JSON when the response is all there is (and the client takes JSON),
+    else an SSE stream of the request's own notifications, then the response."""
+
+    def __init__(self, responder: Responder, want_json: bool, want_sse: bool) -> None:
+        self.responder = responder
+        self.want_json = want_json
+        self.want_sse = want_sse
+        self.streaming = False
+
+    async def notify(self, message: Message, *, always: bool = False) -> None:
+        if not (self.want_sse or always):
+            return  # a JSON-only client hears no notifications
+        if not self.streaming:
+            await self.responder.start(200, [*SSE_HEADERS])
+            self.streaming = True
+        await self.responder.send(sse_event(message.raw))
+
+    async def finish(self, data: bytes, status: int = 200) -> None:
+        if self.streaming:
+            await self.responder.send(sse_event(data))
+        elif self.want_json or status != 200:
+            await self.responder.respond(status, [(b"content-type", JSON)], data)
+        else:
+            await self.responder.respond(status, [*SSE_HEADERS], sse_event(data))
+
+
+async def answer(pool: StatelessPool, modern: ModernRequest, responder: Responder, *, want_json: bool,
+                 want_sse: bool) -> None:
+    """Run one modern request on a pooled process (or resume the suspended call it continues) and answer it."""
+    # A call that may stream (progress, logs, a round of input) answers as SSE when the client takes it, as SDK
+    # servers do; lists and reads answer as JSON.
+    streams = modern.method in continuations.MAY_SUSPEND and want_sse
+    exchange = _Exchange(responder, want_json and not streams, want_sse)
+    try:
+        await _answer(pool, modern, exchange)
+    except JsonRpcError as error:
+        await exchange.finish(jsonrpc.error_response(modern.id, error.code, error.message))
+    except (LaunchError, trio.TooSlowError) as error:
+        await jsonrpc_error(responder, 503, jsonrpc.INTERNAL_ERROR, f"Service Unavailable: {error}", modern.id,
+                            [(b"retry-after", b"1")])
+
+
+async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange) -> None:
+    method = modern.method
+    retry = continuations.read_retry(modern.message.params) if method in continuations.MAY_SUSPEND else None
+    if retry is not None and retry.state is not None and pool.era == "legacy":
+        await _resume(pool, modern, exchange, retry)
+        return
+    pooled = await pool.process_for(modern.envelope.capabilities)
+    if pooled.era == "legacy" and method == "server/discover":
+        result = bridge.discover_result(pooled.initialize_result, pool.settings.stateless_ttl_ms)
+        await exchange.finish(jsonrpc.response_bytes(modern.id, result))
+        return
+    if pooled.era == "legacy" and method not in bridge.BRIDGED_METHODS:
+        # Not bridged (subscriptions/listen, so far), or not a method a handshake-era server could answer.
+        await exchange.finish(jsonrpc.error_response(modern.id, jsonrpc.METHOD_NOT_FOUND,
+                                                     f"Method not found: {method}"), 404)
+        return
+    message = modern.message
+    if pooled.era == "legacy" and retry is not None and retry.responses is not None:
+        # Answers without a state name no suspended call: the call starts afresh (and asks again).
+        params = continuations.strip_retry(message.params)
+        message = Message(Kind.REQUEST, jsonrpc.request_bytes(modern.id or 0, method, params), modern.id,
+                          method, params)
+    ticket = pooled.open_ticket()
+    await _run(pool, modern, exchange, pooled, ticket, first=message)
+
+
+async def _resume(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange,
+                  retry: continuations.Retry) -> None:
+    """The client answers an input_required round: hand its answers to the server, and go on with the call."""
+    assert retry.state is not None
+    try:
+        handle = pool.sealer.open(retry.state, modern.method, retry.name)
+    except continuations.StateError as error:
+        raise JsonRpcError(jsonrpc.INVALID_PARAMS, f"Invalid requestState: {error}") from None
+    suspended = pool.suspended.pop(handle, None)
+    if suspended is None or suspended.pooled.gone:
+        raise JsonRpcError(jsonrpc.INVALID_PARAMS, "Invalid requestState: it names no suspended call (answered "
+                                                   "already, expired, or held by an adapter that restarted)")
+    responses = retry.responses or {}
+    answered = [r for r in suspended.requests if r.key in responses]
+    missing = [r for r in suspended.requests if r.key not in responses]
+    lines = [jsonrpc.response_bytes(r.server_id, responses[r.key]) for r in answered]
+    for output in [suspended.pooled.mux.from_client(suspended.ticket.number, jsonrpc.parse_message(line))
+                   for line in lines]:
+        await suspended.pooled.write([o.data for o in output if isinstance(o, ToServer)])
+    await _run(pool, modern, exchange, suspended.pooled, suspended.ticket, pending=missing)
+
+
+async def _run(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange, pooled: PooledProcess,
+               ticket: Ticket, *, first: Message | None = None,
+               pending: list[continuations.InputRequest] | None = None) -> None:
+    """Read what the process sends for the call until its response, or until it waits on the client (a round)."""
+    asked: list[continuations.InputRequest] = list(pending or [])
+    suspended = finished = False
+    try:
+        if first is not None:
+            await pool.send(pooled, ticket, first)
+        while True:
+            message = await _next(ticket, gathering=bool(asked))
+            if message is None:  # the server asked, and is now waiting: offer the round
+                await _suspend(pool, modern, exchange, pooled, ticket, asked)
+                suspended = True
+                return
+            if message.kind is Kind.RESPONSE:
+                data, status = _final(pool, pooled, modern, message)
+                finished = True
+                await exchange.finish(data, status)
+                return
+            if message.kind is Kind.REQUEST:
+                if pooled.era == "legacy" and message.method in continuations.ASKABLE \
+                        and modern.method in continuations.MAY_SUSPEND:
+                    key = continuations.input_key(message, {r.key for r in asked})
+                    asked.append(continuations.InputRequest(key, message.id or 0, message.method or "",
+                                                            message.params))
+                else:
+                    await pooled.write([bridge.refuse_server_request(message)])
+                continue
+            if modern.method == "subscriptions/listen":
+                await exchange.notify(message, always=True)  # a listen stream has no end of its own
+            elif _belongs(modern, message):
+                await exchange.notify(message)
+    finally:
+        if not suspended:
+            if not finished and not pooled.gone:
+                await cancel_quietly(pool, pooled, ticket, modern)
+            pooled.close_ticket(ticket)
+
+
+async def _next(ticket: Ticket, *, gathering: bool) -> Message | None:
+    """The next message for the call; None when a round is being gathered and nothing more came in time."""
+    if not gathering:
+        try:
+            return await ticket.receive.receive()
+        except trio.EndOfChannel:
+            return Message(Kind.RESPONSE, b"", error=jsonrpc.encode({"code": jsonrpc.SERVER_GONE,
+                                                                      "message": "the MCP server process exited"}))
+    with trio.move_on_after(GATHER_SECONDS):
+        try:
+            return await ticket.receive.receive()
+        except trio.EndOfChannel:
+            return None
+    return None
+
+
+async def _suspend(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange, pooled: PooledProcess,
+                   ticket: Ticket, asked: list[continuations.InputRequest]) -> None:
+    handle = secrets.token_urlsafe(16)
+    name = continuations.read_retry(modern.message.params).name
+    pool.suspended[handle] = Suspended(pooled, ticket, asked, trio.current_time() + pool.sealer.ttl)
+    state = pool.sealer.seal(handle, modern.method, name)
+    await exchange.finish(jsonrpc.response_bytes(modern.id, continuations.input_required_result(asked, state)))
+
+
+def _belongs(modern: ModernRequest, message: Message) -> bool:
+    """Whether a notification the multiplexer gave this request goes on its stream."""
+    method = message.method or ""
+    if method not in _REQUEST_SCOPED:
+        return False  # list_changed and friends belong on subscriptions/listen, never on a request's stream
+    if method == "notifications/message":
+        # A log line carries no request id: it goes to requests that opted in (logLevel), which is exact while
+        # at most one such request is in flight on the process.
+        return modern.envelope.log_level is not None
+    return True
+
+
+def _final(pool: StatelessPool, pooled: PooledProcess, modern: ModernRequest, message: Message) -> tuple[bytes, int]:
+    """The response bytes (under the client's id) and the HTTP status they go with."""
+    if pooled.era == "modern":
+        if message.error:
+            return jsonrpc.response_bytes(modern.id, b"", message.error), bridge.http_status(message.error)
+        if modern.method == "server/discover":
+            return jsonrpc.response_bytes(modern.id, bridge.adapter_discover(message.result)), 200
+        return jsonrpc.response_bytes(modern.id, message.result), 200
+    if message.result:
+        result = bridge.complete_result(modern.method, message.result, pool.settings.stateless_ttl_ms)
+        return jsonrpc.response_bytes(modern.id, result), 200
+    error = bridge.modern_error(modern.method, modern.message.params, message.error)
+    return jsonrpc.response_bytes(modern.id, b"", error), bridge.http_status(error)
