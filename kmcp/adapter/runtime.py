@@ -68,6 +68,7 @@ class Session:
         # Both bounded in messages and in bytes (settings.event_log_bytes, settings.stream_buffer_bytes).
         self._log: deque[StreamItem] = deque()
         self._log_bytes = 0
+        self._log_limits = (max(settings.event_log_size, 0), settings.event_log_bytes)
         self._unclaimed: deque[StreamItem] = deque()  # standalone messages nobody heard yet
         self._unclaimed_bytes = 0
         self._slow_reported = False
@@ -214,11 +215,11 @@ class Session:
             self.metrics.observe_latency(delivery.method, delivery.elapsed)
         size = len(item.data)
         log = self._log
-        if self.settings.event_log_size > 0:
+        most, most_bytes = self._log_limits
+        if most:
             log.append(item)
             self._log_bytes += size
-            while len(log) > 1 and (self._log_bytes > self.settings.event_log_bytes
-                                    or len(log) > self.settings.event_log_size):
+            while len(log) > 1 and (self._log_bytes > most_bytes or len(log) > most):
                 self._log_bytes -= len(log.popleft().data)
         channel = self._listeners.get(delivery.stream)
         if channel is None:

@@ -101,7 +101,13 @@ class WebSocketTransport(Transport):
 
     async def _send(self, ws: WebSocket, channel: Inbox, scope: trio.CancelScope) -> None:
         async for item in channel:
-            await ws.send_text(item.data)
+            frames = [item.data]
+            while True:  # whatever else is queued goes out in the same write
+                try:
+                    frames.append(channel.receive_nowait().data)
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await ws.send_text(*frames)
         await ws.close(INTERNAL, "the MCP session ended")
         scope.cancel()
 
@@ -161,20 +167,23 @@ class WebSocket:
             if self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
                 self._ws.receive_data(bytes(received))
 
-    async def send_text(self, data: bytes) -> None:
-        """One text frame; ``data`` is UTF-8 JSON. Framed here (a server's frames are unmasked, so a header is
-        all it takes) rather than through wsproto, which would decode and re-encode the text."""
-        size = len(data)
-        if size < 126:
-            head = bytes((0x81, size))
-        elif size < 65536:
-            head = struct.pack("!BBH", 0x81, 126, size)
-        else:
-            head = struct.pack("!BBQ", 0x81, 127, size)
+    async def send_text(self, *messages: bytes) -> None:
+        """One text frame per message (UTF-8 JSON), in one write. Framed here (a server's frames are unmasked,
+        so a header is all it takes) rather than through wsproto, which would decode and re-encode the text."""
+        parts = []
+        for data in messages:
+            size = len(data)
+            if size < 126:
+                parts.append(bytes((0x81, size)))
+            elif size < 65536:
+                parts.append(struct.pack("!BBH", 0x81, 126, size))
+            else:
+                parts.append(struct.pack("!BBQ", 0x81, 127, size))
+            parts.append(data)
         async with self._write_lock:
             if self.closed:
                 return
-            await self._stream.send_all(head + data)
+            await self._stream.send_all(b"".join(parts))
 
     async def close(self, code: int, reason: str | None = None) -> None:
         """Send a close frame (once), then end the TCP connection after the client's close, its EOF or

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import struct
 
 import msgspec
@@ -186,3 +187,28 @@ async def test_bad_handshake_is_refused(header: str, status: int) -> None:
             with trio.fail_after(5):
                 reply = await stream.receive_some(65536)
         assert reply.startswith(f"HTTP/1.1 {status}".encode()), reply
+
+
+async def test_client_that_never_reads_has_its_session_ended_and_its_connection_closed() -> None:
+    async with running_adapter(stream_buffer_bytes=64 * 1024) as adapter:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", adapter.port))
+        stream = trio.SocketStream(sock)
+        await stream.send_all(HANDSHAKE + frame(0x1, INIT))
+        text = "x" * (256 * 1024)
+        with trio.move_on_after(10):  # the adapter stops reading once the session ends: sends may block
+            try:
+                for i in range(60):
+                    call = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
+                            "params": {"name": "echo", "arguments": {"text": text}}}
+                    await stream.send_all(frame(0x1, msgspec.json.encode(call)))
+            except trio.BrokenResourceError:  # closed (reset) under our sends: what the test waits for
+                pass
+        with trio.fail_after(15):  # 5 s flush grace, then the once-a-second sweep
+            try:
+                while await stream.receive_some(1 << 20):
+                    pass
+            except trio.BrokenResourceError:
+                pass
+        assert await adapter.request("GET", "/health") is not None
