@@ -30,7 +30,7 @@ ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
 # the binding names its MCPServer by labels: app.kubernetes.io/instance and this one.
 AUTH_BINDING_FINALIZER = "kmcp.kagent.dev/auth-binding"
 SERVER_NAMESPACE_LABEL = "kmcp.kagent.dev/mcpserver-namespace"
-# Replicas: the adapter's pod IP and the key its session ids are signed with (kmcp/adapter/session_ids.py).
+# Replicas: the adapter's pod IP and the key its session ids are signed with (kmcp/adapter/protocol/session_ids.py).
 POD_IP_ENV = "KMCP_POD_IP"
 SESSION_KEY_ENV = "KMCP_SESSION_KEY"
 SESSION_KEY_SECRET_SUFFIX = "-session-key"
@@ -251,7 +251,7 @@ def session_key_secret_name(server: spec.MCPServer) -> str:
 
 
 def render_session_key_secret(server: spec.MCPServer, key: str) -> dict[str, Any]:
-    """The replicas' shared session-id key (kmcp/adapter/session_ids.py). The controller creates it once with a
+    """The replicas' shared session-id key (kmcp/adapter/protocol/session_ids.py). The controller creates it once with a
     random ``key`` (rendering stays pure: the key is an input) and never rewrites it, so replicas, restarts and
     re-renders keep agreeing; the owner reference removes it with the MCPServer."""
     meta = _metadata(server)

@@ -104,3 +104,15 @@ async def test_zipapp_adapter_without_tracing_imports_none_of_it(zipapp: Path, t
     imported = [line for line in log[0].decode().splitlines() if line.startswith("import time:")]
     assert any("kmcp.adapter.app" in line for line in imported)  # the log is the adapter's own imports
     assert not [line for line in imported if "opentelemetry" in line or "google.protobuf" in line]
+
+
+async def test_zipapp_adapter_serves_websocket_with_the_bundled_wsproto(zipapp: Path, tmp_path: Path) -> None:
+    """/ws from the image's adapter: wsproto is bundled, and a frame sent with the upgrade request is answered."""
+    from tests.adapter.test_websocket_protocol import INIT, connect, frame
+
+    async with zipapp_adapter(zipapp, tmp_path) as (port, _log):
+        peer = await connect(port, frame(0x1, INIT))
+        opcode, payload = await peer.next_frame()
+        assert opcode == 0x1 and b'"protocolVersion"' in payload
+        await peer.stream.send_all(frame(0x1, b"\xff"))
+        assert await peer.close_code() == 1007

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="a browser Origin allowed besides localhost ones (repeatable; '*' allows any)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, metavar="N",
-                        help="largest request body accepted (default %(default)s)")
+                        help="largest request body accepted (413), and largest WebSocket message (close 1009) "
+                             "(default %(default)s)")
     parser.add_argument("--no-get-stream", action="store_true", help="answer GET /mcp with 405")
     parser.add_argument("--session-mode", choices=("isolated", "shared"), default="isolated",
                         help="one server process per session (isolated, the default) or one for all (shared)")
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with replicas: where the other replicas reach this adapter (the pod IP; the port "
                              f"defaults to the listen port). Together with the key in ${SESSION_KEY_ENV}, session "
                              "ids name this adapter and requests for other replicas' sessions are forwarded")
+    _add_limit_arguments(parser)
     _add_auth_arguments(parser)
     parser.add_argument("--otlp-endpoint", default="", metavar="URL",
                         help="send an OpenTelemetry span per JSON-RPC request to this OTLP/HTTP collector "
@@ -116,6 +118,50 @@ def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
                        help="jwt: CA for the JWKS/discovery fetch (default the system store)")
     group.add_argument("--jwt-clock-skew", type=float, default=auth.jwt_clock_skew, metavar="S",
                        help="jwt: leeway for exp/nbf (default %(default)s)")
+
+
+def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    limits = AdapterSettings()
+    group = parser.add_argument_group(
+        "limits", "what one client can make the adapter hold. Fixed: a request head must arrive within "
+                  f"{limits.header_timeout:g} s and {limits.max_header_bytes} bytes (408/431); a server message is "
+                  f"at most {limits.max_line_bytes} bytes (longer ones are dropped); a stream whose session ended "
+                  "has 5 s to flush before its connection is closed; a session keeps at most "
+                  f"{limits.event_log_size} events for Last-Event-ID resumption")
+    group.add_argument("--stream-buffer-bytes", type=int, default=limits.stream_buffer_bytes, metavar="N",
+                       help="bytes queued for one stream (SSE response, GET stream, /sse, WebSocket) whose client "
+                            "reads slower than the server writes; past it the stream is dropped, and a legacy "
+                            "/sse or WebSocket session ends. Also the standalone messages kept while no GET "
+                            "stream listens (oldest dropped). One larger message still passes into an empty "
+                            "queue (default %(default)s)")
+    group.add_argument("--event-log-bytes", type=int, default=limits.event_log_bytes, metavar="N",
+                       help="bytes of recent events a session keeps for Last-Event-ID resumption, the newest "
+                            "always (default %(default)s)")
+    group.add_argument("--send-timeout", type=float, default=limits.send_timeout, metavar="S",
+                       help="disconnect a client that takes no bytes of its response for this long "
+                            "(default %(default)s)")
+    group.add_argument("--keepalive-timeout", type=float, default=limits.keepalive_timeout, metavar="S",
+                       help="close a connection idle between requests this long (default %(default)s)")
+    group.add_argument("--max-idle-connections", type=int, default=limits.max_idle_connections, metavar="N",
+                       help="beyond this many idle connections, close the longest idle first "
+                            "(default %(default)s)")
+    group.add_argument("--body-timeout", type=float, default=limits.body_timeout, metavar="S",
+                       help="a request body must arrive within this, plus 1 s per --min-body-rate bytes of it "
+                            "(408; default %(default)s)")
+    group.add_argument("--min-body-rate", type=int, default=limits.min_body_rate, metavar="BYTES/S",
+                       help="upload rate a large body is given time for beyond --body-timeout "
+                            "(default %(default)s)")
+
+
+def _limit_settings(args: argparse.Namespace) -> dict[str, float]:
+    values = {"stream_buffer_bytes": args.stream_buffer_bytes, "event_log_bytes": args.event_log_bytes,
+              "send_timeout": args.send_timeout, "keepalive_timeout": args.keepalive_timeout,
+              "max_idle_connections": args.max_idle_connections, "body_timeout": args.body_timeout,
+              "min_body_rate": args.min_body_rate}
+    for name, value in values.items():
+        if value <= 0:
+            raise _Usage(f"--{name.replace('_', '-')} must be positive")
+    return values
 
 
 def _auth_settings(args: argparse.Namespace) -> AuthSettings:
@@ -208,6 +254,7 @@ def parse_settings(argv: list[str]) -> tuple[AdapterSettings, argparse.Namespace
                        allowed_origins=tuple(args.allow_origin),
                        max_body_bytes=args.max_body_bytes, enable_get_stream=not args.no_get_stream,
                        auth=_auth_settings(args), tracing=tracing_settings(args.otlp_endpoint, os.environ))
+    settings = replace(settings, **_limit_settings(args))  # type: ignore[arg-type]
     peer_address, key = _peer_settings(args.peer_address, port)
     if peer_address is not None:
         settings = replace(settings, peer_address=peer_address, session_key=key)

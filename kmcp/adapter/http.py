@@ -73,20 +73,26 @@ class Responder:
     async def send(self, data: bytes) -> None:
         await self._connection.write(None, data)
 
+    def close_within(self, seconds: float) -> None:
+        """Close the connection at most ``seconds`` from now, even mid-write: for a stream whose source ended
+        (its session, say), so a client that does not read cannot keep it, and what it holds, any longer."""
+        self._connection.close_deadline = min(self._connection.close_deadline, trio.current_time() + seconds)
+
     async def end(self) -> None:
         if not self.ended:
             self.ended = True
             await self._connection.write(None, b"", end=True)
 
-    def take_over(self, request: Request) -> trio.abc.Stream:
-        """Hand the raw connection to another protocol (a WebSocket upgrade). The returned stream replays the
-        request head first, so a library that reads the handshake itself sees it; HTTP is done on this
-        connection afterwards."""
+    async def switch_protocols(self, headers: Headers) -> trio.abc.Stream:
+        """Answer 101 Switching Protocols with ``headers`` and hand the raw connection to another protocol (a
+        WebSocket). The returned stream yields first what the client sent after the request head (frames in
+        the same packet as the upgrade request), and its writes give up on a client that stops reading like
+        every response's (``send_timeout``). HTTP is done on this connection afterwards."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = self.ended = True
         self.status = 101
-        return self._connection.take_over(request)
+        return await self._connection.switch_protocols(headers)
 
     def _begin(self, status: int) -> None:
         if self.started:
@@ -157,8 +163,16 @@ class HttpServer:
         while True:
             await trio.sleep(interval)
             now = trio.current_time()
+            idle = []
             for connection in list(self._connections):
-                if connection.idle_deadline <= now:
+                if connection.idle_deadline <= now or connection.close_deadline <= now:
+                    connection.close()
+                elif connection.idle_deadline < math.inf:
+                    idle.append(connection)
+            excess = len(idle) - self.settings.max_idle_connections
+            if excess > 0:  # too many idle connections (a client opening and parking them): the oldest go first
+                idle.sort(key=lambda c: c.idle_deadline)
+                for connection in idle[:excess]:
                     connection.close()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
@@ -206,6 +220,7 @@ class _Connection:
         self._reader_scope = trio.CancelScope()
         self._in_handler = False
         self.idle_deadline = math.inf  # while waiting for the next request: when the server may close it
+        self.close_deadline = math.inf  # Responder.close_within: when the server closes it regardless
         self._nursery: trio.Nursery | None = None
         # Fast-path framing of the current response.
         self._chunked = False
@@ -269,7 +284,7 @@ class _Connection:
 
     # -- sending -----------------------------------------------------------------------------------------------
 
-    async def _send(self, payload: bytes) -> None:
+    async def _send(self, payload: bytes | bytearray | memoryview) -> None:
         """Write to the socket: at once when the kernel takes it all (no scheduler round trip), else wait."""
         try:
             sent = os.write(self.fd, payload)
@@ -278,10 +293,28 @@ class _Connection:
         except OSError as error:
             raise ClientGone() from error
         if sent < len(payload):
+            await self._send_rest(memoryview(payload)[sent:])
+
+    async def _send_rest(self, rest: memoryview) -> None:
+        """The kernel's send buffer is full: wait for room, but give up on a client that takes no bytes at all
+        for ``send_timeout`` (one that never reads would otherwise hold its response, and the session behind
+        it, forever). Only here, off the hot path, is there a timer."""
+        progress = trio.current_time()
+        while rest:
+            with trio.move_on_after(self.settings.send_timeout):
+                await trio.lowlevel.wait_writable(self.fd)
             try:
-                await self.stream.send_all(memoryview(payload)[sent:])
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                sent = os.write(self.fd, rest)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:
                 raise ClientGone() from error
+            now = trio.current_time()
+            if sent:
+                progress = now
+                rest = rest[sent:]
+            elif now >= progress + self.settings.send_timeout:
+                raise ClientGone("the client stopped reading")
 
     async def write(self, head: tuple[int, Headers] | None, data: bytes = b"", *, end: bool = False) -> None:
         if self.h11 is not None:
@@ -321,14 +354,16 @@ class _Connection:
                 raise RuntimeError("response body shorter than its content-length")
         return out
 
-    def take_over(self, request: Request) -> trio.abc.Stream:
+    async def switch_protocols(self, headers: Headers) -> trio.abc.Stream:
         self.hijacked = True
         self._reader_scope.cancel()  # the new protocol reads the socket from now on
-        head = [f"{request.method} {request.target} HTTP/{request.http_version.decode()}\r\n".encode("latin-1")]
-        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in request.headers.items()]
-        head.append(b"\r\n")
+        # What came after the request head: in h11's buffer (fed to it) and in ours (not yet fed).
         pending = self.h11.trailing_data[0] if self.h11 is not None else b""
-        return PrefixedStream(b"".join(head) + pending + self._take(len(self.buffer)), self.stream)
+        leftover = pending + self._take(len(self.buffer))
+        head = b"".join([b"HTTP/1.1 101 Switching Protocols\r\n", *(name + b": " + value + b"\r\n"
+                                                                    for name, value in headers), b"\r\n"])
+        await self._send(head)
+        return PrefixedStream(leftover, self.stream, self._send)
 
     async def _error(self, status: int, message: str) -> None:
         body = message.encode()
@@ -340,6 +375,11 @@ class _Connection:
                 await self._send(httpfast.response_head(status, _REASONS.get(status, b""), headers)[0] + body)
             elif self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self.write((status, headers), body, end=True)
+
+    def _body_deadline(self, started: float, received: int) -> float:
+        """A body must arrive within body_timeout, plus a second per min_body_rate bytes received: a client
+        sending a large body steadily has time for it, one trickling bytes (slowloris) does not."""
+        return started + self.settings.body_timeout + received / max(self.settings.min_body_rate, 1)
 
     # -- the exchange loop -------------------------------------------------------------------------------------
 
@@ -404,9 +444,11 @@ class _Connection:
             return _FALLBACK
         size = head_end + head.content_length
         if len(self.buffer) < size:
-            with trio.move_on_after(self.settings.body_timeout):
+            started = trio.current_time()
+            with trio.move_on_after(self.settings.body_timeout) as scope:
                 while len(self.buffer) < size:
                     await self._more()
+                    scope.deadline = self._body_deadline(started, len(self.buffer) - head_end)
             if len(self.buffer) < size:
                 await self._error(408, "request body not received in time")
                 return None
@@ -440,6 +482,7 @@ class _Connection:
                 await responder.respond(500, [(b"content-type", b"text/plain")], b"no response")
             await responder.end()
         finally:
+            self.close_deadline = math.inf
             self.server._exchange_finished()
         return True
 
@@ -519,11 +562,13 @@ class _Connection:
             await self._send(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks: list[bytes] = []
         size = 0
+        started = trio.current_time()
         with trio.move_on_after(self.settings.body_timeout) as scope:
             while True:
                 event = await self._next_event()
                 if isinstance(event, h11.Data):
                     size += len(event.data)
+                    scope.deadline = self._body_deadline(started, size)
                     if size > limit:
                         await self._error(413, f"request body larger than {limit} bytes")
                         return None
@@ -557,11 +602,14 @@ def _request(method: str, target: str, headers: dict[str, str], body: bytes, htt
 
 
 class PrefixedStream(trio.abc.Stream):
-    """A stream that yields ``prefix`` before reading from ``stream`` (bytes an earlier parser consumed)."""
+    """A stream that yields ``prefix`` before reading from ``stream`` (bytes an earlier parser consumed);
+    ``send``, if given, writes in place of ``stream.send_all``."""
 
-    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
+    def __init__(self, prefix: bytes, stream: trio.abc.Stream,
+                 send: Callable[[bytes | bytearray | memoryview], Awaitable[None]] | None = None) -> None:
         self._prefix = prefix
         self._stream = stream
+        self._send = send
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
@@ -572,7 +620,10 @@ class PrefixedStream(trio.abc.Stream):
         return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        if self._send is not None:
+            await self._send(data)
+        else:
+            await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()

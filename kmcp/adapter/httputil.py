@@ -31,6 +31,7 @@ class Transport:
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+STREAM_FLUSH_GRACE = 5.0  # seconds a closed stream has to write what is queued (see pump_sse)
 SSE_HEADERS: Headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache, no-transform"),
                         (b"x-accel-buffering", b"no")]
 
@@ -84,7 +85,18 @@ async def jsonrpc_error(responder: Responder, status: int, code: int, message: s
 async def pump_sse(responder: Responder, channel: Inbox, settings: AdapterSettings,
                    stop: trio.Event, *, end_on_last: bool, event: str | None = None) -> None:
     """Write stream items as SSE events, with keep-alive comments, until the stream is done, the channel is
-    closed (session ended, or replaced by a newer listener), or ``stop`` is set (drain)."""
+    closed (session ended, or replaced by a newer listener), or ``stop`` is set (drain). Once the channel is
+    closed, what is queued has STREAM_FLUSH_GRACE seconds to reach the client before the connection is closed,
+    so a client that does not read cannot hold an ended stream open."""
+    channel.on_close = lambda: responder.close_within(STREAM_FLUSH_GRACE)
+    try:
+        await _pump_sse(responder, channel, settings, stop, end_on_last=end_on_last, event=event)
+    finally:
+        channel.on_close = None
+
+
+async def _pump_sse(responder: Responder, channel: Inbox, settings: AdapterSettings,
+                    stop: trio.Event, *, end_on_last: bool, event: str | None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
         interval = settings.sse_keepalive_interval

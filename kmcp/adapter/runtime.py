@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from kmcp.adapter.protocol.session import STANDALONE, ClientOutcome, Delivery, S
 from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 
-STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow
+STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow (also a byte bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,13 @@ class Session:
         self._process: ServerProcess | None = None
         self._write_lock = trio.Lock()
         self._listeners: dict[int, Inbox] = {}
-        self._log: deque[StreamItem] = deque(maxlen=max(settings.event_log_size, 0))
-        self._unclaimed: deque[StreamItem] = deque(maxlen=STREAM_BUFFER)  # standalone messages nobody heard yet
+        # Both bounded in messages and in bytes (settings.event_log_bytes, settings.stream_buffer_bytes).
+        self._log: deque[StreamItem] = deque()
+        self._log_bytes = 0
+        self._log_limits = (max(settings.event_log_size, 0), settings.event_log_bytes)
+        self._unclaimed: deque[StreamItem] = deque()  # standalone messages nobody heard yet
+        self._unclaimed_bytes = 0
+        self._slow_reported = False
         self._seq = 0
         self._cancel = trio.CancelScope()
         self.warm = False  # started ahead of demand, not handed out yet
@@ -116,6 +122,10 @@ class Session:
         for channel in self._listeners.values():
             channel.close()
         self._listeners.clear()
+        # Nothing can resume or claim these any more; a handler still holding the session must not keep them.
+        self._log.clear()
+        self._unclaimed.clear()
+        self._log_bytes = self._unclaimed_bytes = 0
         self.ended.set()
 
     async def _watch_idle(self, scope: trio.CancelScope) -> None:
@@ -208,19 +218,49 @@ class Session:
         item = StreamItem(self._seq, delivery.stream, delivery.data, delivery.last, delivery.response)
         if delivery.response and delivery.method is not None:
             self.metrics.observe_latency(delivery.method, delivery.elapsed)
-        if self._log.maxlen:
-            self._log.append(item)
+        size = len(item.data)
+        log = self._log
+        most, most_bytes = self._log_limits
+        if most:
+            log.append(item)
+            self._log_bytes += size
+            while len(log) > 1 and (self._log_bytes > most_bytes or len(log) > most):
+                self._log_bytes -= len(log.popleft().data)
         channel = self._listeners.get(delivery.stream)
         if channel is None:
             if delivery.stream == STANDALONE:
-                self._unclaimed.append(item)
+                unclaimed = self._unclaimed
+                unclaimed.append(item)
+                self._unclaimed_bytes += size
+                while len(unclaimed) > 1 and (self._unclaimed_bytes > self.settings.stream_buffer_bytes
+                                              or len(unclaimed) > STREAM_BUFFER):
+                    self._unclaimed_bytes -= len(unclaimed.popleft().data)
+                    self._report_slow("no client listens on the standalone stream; the oldest unheard "
+                                      "messages are dropped")
             return
         try:
             channel.send_nowait(item)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError) as error:
             # Too slow or gone: drop the listener rather than stall every stream of the session.
             channel.close()
             del self._listeners[delivery.stream]
+            if isinstance(error, trio.WouldBlock):
+                self._dropped_slow(delivery.stream)
+
+    def _dropped_slow(self, stream: int) -> None:
+        """A listener's client read too slowly: its queue was full (settings.stream_buffer_bytes). A legacy /sse
+        or WebSocket session has no other way to reach its client, so it ends rather than lose replies."""
+        limit = self.settings.stream_buffer_bytes
+        if stream == STANDALONE and self.transport in ("sse", "ws"):
+            self._report_slow(f"the client did not read its stream ({limit} bytes queued): ending the session")
+            self.end(f"the client did not read its stream (over {limit} bytes queued)")
+        else:
+            self._report_slow(f"the client did not read stream {stream} ({limit} bytes queued): stream dropped")
+
+    def _report_slow(self, what: str) -> None:
+        if not self._slow_reported:  # once per session: a client that does not read would flood the log
+            self._slow_reported = True
+            print(f"kmcp adapter: [{self.id[:8]}] {what}", file=sys.stderr)
 
     def to_standalone(self, item: StreamItem) -> None:
         """Re-route a message its own stream cannot carry (a JSON-only POST) to the standalone stream."""
@@ -275,16 +315,17 @@ class Session:
         :class:`Inbox`. ``after``: replay logged events with a higher sequence number first (Last-Event-ID); on
         the standalone stream, unheard messages come first. ``fresh``: the stream was just opened for a POST
         whose messages are not posted yet."""
-        inbox = Inbox()
+        inbox = Inbox(self.settings.stream_buffer_bytes)
         if after is not None:
             for item in self._log:
                 if item.stream == stream and item.seq > after:
-                    inbox.send_nowait(item)
+                    inbox.replay(item)
         if stream == STANDALONE:
             while self._unclaimed:
                 item = self._unclaimed.popleft()
                 if after is None or item.seq > after:
-                    inbox.send_nowait(item)
+                    inbox.replay(item)
+            self._unclaimed_bytes = 0
         previous = self._listeners.pop(stream, None)
         if previous is not None:
             previous.close()
@@ -305,26 +346,41 @@ class Inbox:
     """What one listening HTTP response receives: a bounded queue the session fills without blocking and one
     task drains (``EndOfChannel`` once it is closed and empty). A memory channel's generality (clones, many
     receivers, blocking sends) is not needed here, and setting one up was a visible share of every request.
-    ``receive`` waits only when nothing is queued."""
+    ``receive`` waits only when nothing is queued.
 
-    __slots__ = ("_closed", "_items", "_waiter")
+    Bounded by ``limit`` bytes of message data (and STREAM_BUFFER messages): ``send_nowait`` raises WouldBlock
+    past it, except into an empty queue, so one message larger than the bound still reaches a client that
+    reads."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_bytes", "_closed", "_items", "_limit", "_waiter", "on_close")
+
+    def __init__(self, limit: int = 4 * 1024 * 1024) -> None:
         self._items: deque[StreamItem] = deque()
+        self._bytes = 0
+        self._limit = limit
         self._closed = False
         self._waiter: trio.lowlevel.Task | None = None
+        self.on_close: Callable[[], None] | None = None  # called once when the session closes the inbox
 
     def send_nowait(self, item: StreamItem) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the listener is gone")
-        if len(self._items) >= STREAM_BUFFER:
+        if self._items and (self._bytes + len(item.data) > self._limit or len(self._items) >= STREAM_BUFFER):
             raise trio.WouldBlock()
+        self.replay(item)
+
+    def replay(self, item: StreamItem) -> None:
+        """Queue ``item`` whatever the bound (what a new listener replays is bounded where it was kept)."""
         self._items.append(item)
+        self._bytes += len(item.data)
         self._wake()
 
     def close(self) -> None:
         self._closed = True
         self._wake()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -333,7 +389,9 @@ class Inbox:
 
     def receive_nowait(self) -> StreamItem:
         if self._items:
-            return self._items.popleft()
+            item = self._items.popleft()
+            self._bytes -= len(item.data)
+            return item
         if self._closed:
             raise trio.EndOfChannel()
         raise trio.WouldBlock()

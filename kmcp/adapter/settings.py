@@ -78,13 +78,21 @@ class AdapterSettings:
     # HTTP hygiene
     max_body_bytes: int = 4 * 1024 * 1024
     header_timeout: float = 10.0  # from the first byte of a request to the end of its headers
-    body_timeout: float = 30.0  # to read a whole request body
+    body_timeout: float = 10.0  # to read a request body, plus a second per min_body_rate bytes of it
+    min_body_rate: int = 64 * 1024  # bytes/s a client sending a large body is allowed beyond body_timeout
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    max_idle_connections: int = 256  # beyond this many idle connections, the longest idle ones are closed
+    send_timeout: float = 30.0  # a client that takes no bytes of its response for this long is disconnected
     max_header_bytes: int = 64 * 1024
     drain_timeout: float = 10.0  # on SIGTERM, in-flight requests get this long to finish
     # SSE
     sse_keepalive_interval: float = 15.0
     event_log_size: int = 1000  # SSE events kept per session for Last-Event-ID resumption
+    event_log_bytes: int = 2 * 1024 * 1024  # ... and at most this many bytes of them (the newest always kept)
+    # Bytes queued for one stream (an SSE response, a WebSocket) whose client reads slower than the server
+    # writes; past it the stream is dropped (a legacy /sse or WebSocket session ends). Also bounds the
+    # standalone messages kept for a Streamable HTTP session while no GET stream listens (oldest dropped).
+    stream_buffer_bytes: int = 4 * 1024 * 1024
     # Server processes
     kill_grace: float = 2.0  # after closing stdin, then again after SIGTERM, before SIGKILL
     max_line_bytes: int = 64 * 1024 * 1024  # one JSON-RPC message from the server

@@ -185,3 +185,36 @@ async def test_server_output_split_anywhere_and_oversized_lines_are_handled(nurs
     assert msgspec.json.decode(first.data)["id"] == 1
     assert msgspec.json.decode(second.data)["result"] == {"small": True}  # the oversized line was dropped
     assert second.last
+
+
+def test_inbox_is_bounded_in_bytes_but_takes_one_large_message_when_empty() -> None:
+    from kmcp.adapter.runtime import Inbox, StreamItem
+
+    inbox = Inbox(100)
+    inbox.send_nowait(StreamItem(1, 0, b"a" * 60, False, False))
+    with pytest.raises(trio.WouldBlock):
+        inbox.send_nowait(StreamItem(2, 0, b"b" * 60, False, False))
+    assert inbox.receive_nowait().seq == 1
+    inbox.send_nowait(StreamItem(3, 0, b"c" * 1000, False, False))  # empty: a message over the bound passes
+    with pytest.raises(trio.WouldBlock):
+        inbox.send_nowait(StreamItem(4, 0, b"d", False, False))
+
+
+async def test_event_log_is_bounded_in_bytes_and_keeps_the_newest(nursery: trio.Nursery) -> None:
+    table, launcher, _ = await start_table(nursery, event_log_bytes=250)
+    session = await table.create("streamable")
+    stream = session.core.open_stream()
+    with session.listen(stream, fresh=True):
+        requests = [jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}' % i) for i in range(10)]
+        await session.post(requests, stream)
+        for i in range(10):
+            await launcher.processes[0].say({"jsonrpc": "2.0", "id": i, "result": {"pad": "x" * 80}})
+        await trio.testing.wait_all_tasks_blocked()
+    with session.listen(stream, after=0) as replay:
+        ids = [msgspec.json.decode(item.data)["id"] for item in [replay.receive_nowait() for _ in range(2)]]
+        with pytest.raises(trio.EndOfChannel):
+            replay.receive_nowait()
+    assert ids == [8, 9]  # ~110 bytes each: two fit in 250
+    session.end("test")
+    await session.ended.wait()
+    assert not session._log and not session._unclaimed  # freed with the session
