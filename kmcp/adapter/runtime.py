@@ -469,10 +469,13 @@ class SessionTable:
         interval = min(1.0, self.settings.request_timeout / 4)
         while True:
             await trio.sleep(interval)
-            now = trio.current_time()
-            for session in list(self._sessions.values()):
-                if session.core.pending_requests and not session.gone:
-                    await session.expire_requests(now)
+            await self._expire_once(trio.current_time())
+
+    async def _expire_once(self, now: float) -> None:
+        # A function of its own, so no loop variable keeps an ended session alive while the sweep sleeps.
+        for session in list(self._sessions.values()):
+            if session.core.pending_requests and not session.gone:
+                await session.expire_requests(now)
 
     def __len__(self) -> int:
         return len(self._sessions)
