@@ -17,7 +17,7 @@ import httpx
 import trio
 
 from kmcp import kube
-from kmcp.commands import BadInput, CommandFailed
+from kmcp.errors import BadInput, CommandFailed
 
 T = TypeVar("T")
 Obj = dict[str, Any]

@@ -21,8 +21,8 @@ from typing import Any
 import trio
 
 from kmcp import crd, install, kube, render
-from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
+from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
 
