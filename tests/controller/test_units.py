@@ -4,8 +4,11 @@ the child comparison that keeps an idle cluster write-free, and the install mani
 from __future__ import annotations
 
 import argparse
+import ssl
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -215,6 +218,44 @@ def test_errors_are_typed_from_the_status() -> None:
     assert isinstance(kube.error_from_status(410, {}), kube.Gone)
     terminating = kube.error_from_status(403, {"details": {"causes": [{"reason": "NamespaceTerminating"}]}})
     assert isinstance(terminating, kube.Forbidden) and kube.namespace_terminating(terminating)
+
+
+def _kube_answering(handler: Callable[[httpx.Request], httpx.Response]) -> kube.Kube:
+    client = kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()))
+    client._http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
+    return client
+
+
+@pytest.mark.parametrize(("failure", "expected"), [
+    (httpx.ConnectError("All connection attempts failed"), kube.ApiUnreachable),
+    (httpx.ReadTimeout("timed out"), kube.ApiTimeout),
+    (httpx.RemoteProtocolError("peer closed connection"), kube.ApiUnavailable),
+])
+async def test_a_request_without_an_answer_is_a_kube_error_not_an_httpx_one(
+        failure: httpx.HTTPError, expected: type[kube.ApiUnavailable]) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    async with _kube_answering(fail) as client:
+        with pytest.raises(expected) as raised:
+            await client.get(kube.SECRETS, "s", "ns")
+    assert isinstance(raised.value, kube.ApiError) and raised.value.status == 0
+    assert str(raised.value) == str(failure) and raised.value.__cause__ is failure
+    assert client.counter.counts == {("get", "secrets", 0): 1}
+
+
+async def test_a_watch_whose_connection_breaks_is_a_kube_error() -> None:
+    class BreaksAfterOneEvent(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n'
+            raise httpx.ReadError("connection reset by peer")
+
+    async with _kube_answering(lambda request: httpx.Response(200, stream=BreaksAfterOneEvent())) as client:
+        seen = []
+        with pytest.raises(kube.ApiUnavailable, match="connection reset by peer"):
+            async for event in client.watch(kube.SECRETS, "ns", resource_version="1"):
+                seen.append(event.object["metadata"]["name"])
+    assert seen == ["a"]
 
 
 # -- flags
