@@ -22,6 +22,8 @@ FORBIDDEN_IMPORTS = [
     ("kmcp/scaffold", ("kmcp.commands", "kmcp.cli"),
      "scaffolding is below the commands that use it; shared errors live in kmcp.errors"),
     ("kmcp/commands", ("kmcp.cli",), "the commands take request objects; only kmcp.cli knows argv"),
+    ("kmcp/controller", ("httpx",),
+     "the controller reaches the apiserver only through kmcp.kube, whose errors are typed (ApiUnavailable included)"),
 ]
 
 
