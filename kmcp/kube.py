@@ -3,7 +3,8 @@
 Only what the controller needs: get/list/create/update/delete, watch as an async iterator, server-side apply,
 status patches, Events and Leases. A resource is described by :class:`Resource` (group, version, plural,
 namespaced), so there is no per-kind code. Errors are typed (:class:`NotFound`, :class:`Conflict`, :class:`Gone`,
-...) and carry the server's Status (reason, message, causes).
+...) and carry the server's Status (reason, message, causes); a request that got no answer raises
+:class:`ApiUnavailable`, so callers never see httpx's exceptions.
 
 Configuration comes from a kubeconfig file or the in-cluster service account; the official ``kubernetes`` package
 is used only to read that configuration (it knows every kubeconfig dialect), and is imported lazily.
@@ -151,6 +152,29 @@ class Invalid(ApiError):
 
 class TooManyRequests(ApiError):
     """429: throttled, or a watch cache still initializing; retry after a pause."""
+
+
+class ApiUnavailable(ApiError):
+    """No answer at all: the connection failed, timed out or broke (status 0). The transport's exception (an
+    ``httpx.HTTPError``) is the ``__cause__``; ``str()`` is its message, as callers showed it before kube wrapped it."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ApiUnreachable(ApiUnavailable):
+    """The connection to the apiserver could not be opened (refused, no route, TLS handshake failed)."""
+
+
+class ApiTimeout(ApiUnavailable):
+    """The apiserver did not answer in time (connect, read, write or pool timeout)."""
+
+
+def unavailable(error: httpx.HTTPError, method: str, path: str) -> ApiUnavailable:
+    """The typed error for a transport failure, so no caller has to know which HTTP library kube uses."""
+    cls = ApiUnreachable if isinstance(error, httpx.ConnectError) else \
+        ApiTimeout if isinstance(error, httpx.TimeoutException) else ApiUnavailable
+    return cls(0, type(error).__name__, str(error), method=method, path=path)
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
@@ -322,7 +346,8 @@ class Kube:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       accept: str = "application/json") -> Any:
-        """One call; the decoded JSON answer, or a typed :class:`ApiError`."""
+        """One call; the decoded JSON answer, or a typed :class:`ApiError` (:class:`ApiUnavailable` when no answer
+        came)."""
         headers = await self._headers({"Accept": accept})
         content = None
         if body is not None:
@@ -331,9 +356,9 @@ class Kube:
         plural = _plural_of(path)
         try:
             response = await self._http.request(method, path, params=params, content=content, headers=headers)
-        except httpx.HTTPError:
+        except httpx.HTTPError as error:
             self.counter.add(_verb(method, path, params, _is_collection(path)), plural, 0)
-            raise
+            raise unavailable(error, method, path) from error
         self.counter.add(_verb(method, path, params, _is_collection(path)), plural, response.status_code)
         if not response.is_success:
             raise _error(response, method, path)
@@ -420,19 +445,22 @@ class Kube:
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
         timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
-        async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
-            self.counter.add("watch", resource.plural, response.status_code)
-            if not response.is_success:
-                await response.aread()
-                raise _error(response, "GET", path)
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type", ""), event.get("object") or {}
-                if kind == "ERROR":
-                    raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
-                yield WatchEvent(kind, obj)
+        try:
+            async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
+                self.counter.add("watch", resource.plural, response.status_code)
+                if not response.is_success:
+                    await response.aread()
+                    raise _error(response, "GET", path)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event.get("type", ""), event.get("object") or {}
+                    if kind == "ERROR":
+                        raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
+                    yield WatchEvent(kind, obj)
+        except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
+            raise unavailable(error, "WATCH", path) from error
 
     # -- helpers for the controller's side channels
     async def create_event(self, namespace: str, event: Obj) -> Obj:

@@ -85,3 +85,15 @@ def test_missing_file_is_a_usage_error() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = kmcp("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_the_parser_imports_no_command_until_one_runs() -> None:
+    """Every command module adds its own sub-parser, but building them all (as `kmcp --version` and `kmcp --help`
+    do) must not import what the commands run: trio, httpx and kube alone cost more than the rest of the start-up."""
+    probe = ("import sys\nfrom kmcp.cli import build_parser\nbuild_parser()\n"
+             "heavy = ('kmcp.commands', 'kmcp.scaffold', 'kmcp.kube', 'kmcp.render', 'kmcp.spec', 'trio', 'httpx',"
+             " 'yaml', 'msgspec', 'kubernetes')\n"
+             "print(sorted(m for m in sys.modules if m.startswith(heavy)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,15 +1,12 @@
-"""Developer commands that need no cluster (build, completion). Each module is imported only when its command runs.
-
-Commands raise :class:`BadInput` for what the user can fix in the command line or the project (exit 2) and
-:class:`CommandFailed` when the operation itself failed (exit 1); ``kmcp.cli`` turns both into one-line errors.
+"""What the developer commands do (build, deploy, install, get, port-forward, ...), with no argv in sight: each
+module's functions take request objects and raise :class:`kmcp.errors.BadInput` (exit 2) or
+:class:`kmcp.errors.CommandFailed` (exit 1). Their command lines live in :mod:`kmcp.cli`, which imports a module
+only when its command runs.
 """
 
 from __future__ import annotations
 
+# Re-exported for kmcp.commands.devup, which another branch owns; new code imports kmcp.errors.
+from kmcp.errors import CommandFailed
 
-class BadInput(Exception):
-    """Bad arguments or an unusable project directory: one line on stderr, exit code 2."""
-
-
-class CommandFailed(Exception):
-    """The operation was attempted and failed (a tool missing or exiting non-zero): exit code 1."""
+__all__ = ["CommandFailed"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kmcp.commands import BadInput, CommandFailed
+from kmcp.errors import BadInput, CommandFailed
 
 ENGINES = ("docker", "podman")
 INFO_TIMEOUT_SECONDS = 30.0

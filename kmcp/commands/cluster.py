@@ -17,7 +17,7 @@ import httpx
 import trio
 
 from kmcp import kube
-from kmcp.commands import BadInput, CommandFailed
+from kmcp.errors import BadInput, CommandFailed
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -66,19 +66,25 @@ def api_error_message(error: kube.ApiError) -> str:
     return message
 
 
+def unavailable_message(server: str, error: kube.ApiUnavailable) -> str:
+    if isinstance(error, kube.ApiUnreachable):
+        return f"cannot reach the apiserver at {server}: {error}"
+    if isinstance(error, kube.ApiTimeout):
+        return f"the apiserver at {server} did not answer in time"
+    return f"talking to the apiserver at {server}: {error}"
+
+
 @contextlib.contextmanager
 def api_errors(server: str) -> Iterator[None]:
     """ApiError and connection failures -> CommandFailed with a readable message."""
     try:
         yield
+    except kube.ApiUnavailable as error:
+        raise CommandFailed(unavailable_message(server, error)) from None
     except kube.ApiError as error:
         raise CommandFailed(api_error_message(error)) from None
-    except httpx.ConnectError as error:
-        raise CommandFailed(f"cannot reach the apiserver at {server}: {error}") from None
-    except httpx.TimeoutException:
-        raise CommandFailed(f"the apiserver at {server} did not answer in time") from None
-    except httpx.HTTPError as error:
-        raise CommandFailed(f"talking to the apiserver at {server}: {error}") from None
+    except httpx.HTTPError as error:  # not from kube: `kmcp dev up --check` runs its own MCP client in here
+        raise CommandFailed(unavailable_message(server, kube.unavailable(error, "", ""))) from None
 
 
 def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

@@ -18,8 +18,8 @@ import trio
 import yaml
 
 from kmcp import kube, render, spec
-from kmcp.commands import BadInput, CommandFailed
 from kmcp.commands.cluster import Progress, condition, event_lines, recent_events
+from kmcp.errors import BadInput, CommandFailed
 
 Obj = dict[str, Any]
 # What the scaffold's Dockerfiles run, for a kmcp.yaml without `command`.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kmcp import kube, spec
-from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import age, condition, event_lines, recent_events, table
 from kmcp.commands.deploy import print_objects
+from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
 

@@ -21,8 +21,8 @@ from typing import Any
 import trio
 
 from kmcp import crd, install, kube, render
-from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
+from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
 
@@ -89,6 +89,8 @@ async def _pod_problems(client: kube.Kube, namespace: str, dep: Obj) -> str:
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     try:
         pods = (await client.list(PODS, namespace, label_selector=selector)).get("items") or []
+    except kube.ApiUnavailable:
+        raise  # the apiserver is gone, not just the pods unreadable: the caller reports that
     except kube.ApiError:
         return ""
     problems = []

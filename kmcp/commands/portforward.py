@@ -26,8 +26,8 @@ import trio
 import trio_websocket
 
 from kmcp import kube
-from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import PODS, api_errors, condition, load_kube_config, plain_errors
+from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
 DATA_CHANNEL = 0

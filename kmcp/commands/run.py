@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType
 
 from kmcp import spec
-from kmcp.commands import BadInput, CommandFailed
 from kmcp.commands.deploy import load_project
+from kmcp.errors import BadInput, CommandFailed
 
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 GO_IMAGE_BINARY = "/app/server"

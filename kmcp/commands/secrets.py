@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from kmcp import kube
-from kmcp.commands import BadInput
 from kmcp.commands.deploy import load_project, secret_source
+from kmcp.errors import BadInput
 
 Obj = dict[str, Any]
 _LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(?P<value>.*?)\s*$")

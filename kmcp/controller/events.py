@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import trio
 
 from kmcp import kube, spec
@@ -153,7 +152,7 @@ class EventRecorder:
             if event is not None:
                 await self._write(event)
             return
-        except (kube.ApiError, httpx.HTTPError) as exc:
+        except kube.ApiError as exc:
             self._failed(event, exc)
             return
         series.written = series.count
@@ -163,7 +162,7 @@ class EventRecorder:
         try:
             created: Obj = await self.client.create_event(str(event["metadata"]["namespace"]), event)
             return created
-        except (kube.ApiError, httpx.HTTPError) as exc:
+        except kube.ApiError as exc:
             self._failed(event, exc)
             return None
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import aclosing
 from typing import Any
 
-import httpx
 import trio
 
 from kmcp import kube
@@ -195,7 +194,7 @@ class Informer:
                 log.info("watch expired, relisting", extra={"kv": {"resource": self.resource.plural}})
                 need_list = True
                 self._restarted("gone")
-            except (kube.ApiError, httpx.HTTPError, OSError, ValueError) as error:
+            except (kube.ApiError, OSError, ValueError) as error:
                 failures += 1
                 delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 10))
                 log.warning("list/watch failed, retrying", extra={"kv": {

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import trio
 
 from kmcp import kube
@@ -100,7 +99,7 @@ class LeaderElector:
                     log.info("became leader", extra={"kv": {"lease": f"{self.namespace}/{self.name}",
                                                             "identity": self.identity}})
                     return
-            except (kube.ApiError, httpx.HTTPError, OSError) as error:
+            except (kube.ApiError, OSError) as error:
                 log.warning("lease acquire failed", extra={"kv": {"error": str(error)}})
             if not logged:
                 log.info("waiting for the lease", extra={"kv": {"lease": f"{self.namespace}/{self.name}"}})
@@ -117,7 +116,7 @@ class LeaderElector:
                 while not ok:
                     try:
                         ok = await self.try_acquire_or_renew()
-                    except (kube.ApiError, httpx.HTTPError, OSError) as error:
+                    except (kube.ApiError, OSError) as error:
                         log.warning("lease renew failed", extra={"kv": {"error": str(error)}})
                     if not ok:
                         await trio.sleep(min(self.retry_period, 1.0))
@@ -140,7 +139,7 @@ class LeaderElector:
         try:
             await self.client.update_lease(self.namespace, lease)
             log.info("released the lease", extra={"kv": {"lease": f"{self.namespace}/{self.name}"}})
-        except (kube.ApiError, httpx.HTTPError, OSError) as error:
+        except (kube.ApiError, OSError) as error:
             log.warning("lease release failed", extra={"kv": {"error": str(error)}})
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import httpx
 import trio
 
 from kmcp import kube
@@ -136,8 +135,7 @@ class Manager:
             delay = self.queue.retry(key)
             self.metrics.reconcile_total.inc(controller="mcpserver", result="error")
             self.metrics.reconcile_errors.inc(controller="mcpserver")
-            log.error("reconcile failed", exc_info=not isinstance(exc, ReconcileError | kube.ApiError
-                                                                   | httpx.HTTPError),
+            log.error("reconcile failed", exc_info=not isinstance(exc, ReconcileError | kube.ApiError),
                       extra={"kv": {"namespace": key[0], "name": key[1], "reason": reason, "error": str(exc),
                                     "retry_in": delay}})
             obj = self.caches.servers.get(*key) if self.caches else None

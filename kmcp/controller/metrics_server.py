@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -110,7 +109,7 @@ def metrics_handler(render: Callable[[], str], authorizer: MetricsAuthorizer | N
                 return 401, TEXT, b"Unauthorized\n"
             try:
                 code, reason = await authorizer.check(token.strip())
-            except (kube.ApiError, httpx.HTTPError, OSError) as error:
+            except (kube.ApiError, OSError) as error:
                 return 500, TEXT, f"authorization failed: {error}\n".encode()
             if code != 200:
                 return code, TEXT, f"{reason}\n".encode()

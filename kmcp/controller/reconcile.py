@@ -7,14 +7,14 @@ would apply, and status is patched only when it would change."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-import httpx
 
 from kmcp import kube, render, spec
 from kmcp.controller import conditions as cond
@@ -79,6 +79,20 @@ class ReconcileError(Exception):
         super().__init__(message)
 
 
+@contextlib.contextmanager
+def failing_as(reason: str, what: str, namespace: str | None = None) -> Iterator[None]:
+    """An API call that fails inside becomes a :class:`ReconcileError` (``reason``, ``"{what}: {error}"``) for the
+    queue to retry. With ``namespace``, a refusal because that namespace is being deleted (only creates and applies
+    get one) becomes :class:`NamespaceTerminating` instead. Answers the caller expects, such as NotFound, are caught
+    inside the block."""
+    try:
+        yield
+    except kube.ApiError as exc:
+        if namespace is not None and kube.namespace_terminating(exc):
+            raise NamespaceTerminating(namespace) from None
+        raise ReconcileError(reason, f"{what}: {exc}") from exc
+
+
 def difference(live: Any, desired: Any, path: str = "") -> str | None:
     """The path of the first field of ``desired`` missing from or different in ``live``, else None.
 
@@ -124,8 +138,21 @@ def with_applied_hash(obj: Obj) -> Obj:
     return out
 
 
-def refs_problems(server: spec.MCPServer, caches: Caches) -> tuple[list[str], list[str], str]:
-    """(missing refs, key conflicts, digest of the referenced objects' resourceVersions)."""
+@dataclass(frozen=True)
+class References:
+    """The Secrets and ConfigMaps an MCPServer references, as the caches hold them."""
+
+    missing: list[str] = field(default_factory=list)    # "Secret name" / "ConfigMap name"
+    conflicts: list[str] = field(default_factory=list)  # ConfigMap keys that two of them hold
+    digest: str = ""  # of their resourceVersions: rendered into the pod template, so a change rolls the pods
+
+    @property
+    def resolved(self) -> bool:
+        return not (self.missing or self.conflicts)
+
+
+def references(server: spec.MCPServer, caches: Caches) -> References:
+    """What the caches hold of the Secrets and ConfigMaps ``server`` references."""
     ns = server.metadata.namespace
     dep = server.spec.deployment
     missing: list[str] = []
@@ -149,7 +176,7 @@ def refs_problems(server: spec.MCPServer, caches: Caches) -> tuple[list[str], li
                 conflicts.append(f"key {data_key!r} is in ConfigMaps {seen_keys[data_key]} and {ref.name}")
             seen_keys.setdefault(data_key, ref.name)
     digest = hashlib.sha256(json.dumps(versions).encode()).hexdigest()[:16] if versions else ""
-    return missing, conflicts, digest
+    return References(missing, conflicts, digest)
 
 
 def deployment_ready(deployment: Obj | None) -> cond.Condition:
@@ -166,6 +193,76 @@ def deployment_ready(deployment: Obj | None) -> cond.Condition:
         return cond.Condition("Ready", "True", "DeploymentReady", "MCPServer deployment is ready")
     detail = (available or {}).get("message") or "the Deployment has no available replicas"
     return cond.Condition("Ready", "False", "DeploymentUnavailable", str(detail))
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one reconcile found and did, all that an MCPServer's status is computed from. ``problems`` not empty: the
+    spec is not accepted and nothing else was looked at. Otherwise the references were resolved and, when none was
+    missing, the children applied: ``apply_error`` says why they were not, else ``deployment`` is the Deployment as
+    the apply left it."""
+
+    problems: Sequence[spec.Problem] = ()
+    url: str = ""
+    refs: References = References()
+    apply_error: ReconcileError | None = None
+    deployment: Obj | None = None
+
+
+NOT_ACCEPTED = "the spec is not accepted"
+REFS_NOT_RESOLVED = "waiting for the referenced objects"
+
+
+def server_conditions(observed: Observed) -> list[cond.Condition]:
+    """Accepted, ResolvedRefs, Programmed, Ready: each step's condition, and the later ones held back by the first
+    that did not pass."""
+    if observed.problems:
+        message = "; ".join(str(p) for p in observed.problems)
+        return [cond.Condition("Accepted", "False", observed.problems[0].reason, message),
+                cond.Condition("ResolvedRefs", "Unknown", "NotAccepted", NOT_ACCEPTED),
+                cond.Condition("Programmed", "False", "NotAccepted", NOT_ACCEPTED),
+                cond.Condition("Ready", "False", "NotAccepted", NOT_ACCEPTED)]
+    accepted = cond.Condition("Accepted", "True", "Accepted", "the spec is valid")
+    missing, conflicts = observed.refs.missing, observed.refs.conflicts
+    if not observed.refs.resolved:
+        message = (f"not found: {', '.join(missing)}" if missing else "") + \
+            ("; " if missing and conflicts else "") + "; ".join(conflicts)
+        return [accepted, cond.Condition("ResolvedRefs", "False", "RefNotFound" if missing else "ConflictingKeys",
+                                         message),
+                cond.Condition("Programmed", "False", "RefsNotResolved", REFS_NOT_RESOLVED),
+                cond.Condition("Ready", "False", "RefsNotResolved", REFS_NOT_RESOLVED)]
+    resolved = cond.Condition("ResolvedRefs", "True", "ResolvedRefs", "every referenced Secret and ConfigMap exists")
+    if observed.apply_error is not None:
+        return [accepted, resolved,
+                cond.Condition("Programmed", "False", observed.apply_error.reason, str(observed.apply_error)),
+                cond.Condition("Ready", "False", "NotProgrammed", "the children are not applied")]
+    programmed = cond.Condition("Programmed", "True", "Programmed",
+                                "the Deployment, Service and ServiceAccount are applied")
+    return [accepted, resolved, programmed, deployment_ready(observed.deployment)]
+
+
+def server_status(obj: Obj, observed: Observed, now: str) -> Obj:
+    """The status the MCPServer ``obj`` should have after a reconcile that observed ``observed``: a pure function, so
+    it is tested without an apiserver. Conditions keep their lastTransitionTime unless their status changes; the
+    URL of a spec no longer accepted stays what it was."""
+    generation = int(obj["metadata"].get("generation") or 0)
+    before = obj.get("status") or {}
+    conditions = cond.set_conditions(list(before.get("conditions") or []), server_conditions(observed), generation,
+                                     now)
+    status: Obj = {"observedGeneration": generation, "conditions": conditions}
+    url = observed.url or str(before.get("url") or "")
+    if url:
+        status["url"] = url
+    return status
+
+
+def decode(obj: Obj) -> tuple[spec.MCPServer | None, list[spec.Problem]]:
+    """The MCPServer as Structs and what keeps kmcp from running it; no server when it does not even decode."""
+    try:
+        server = spec.decode_mcpserver(obj)
+        return server, spec.semantic_problems(server)
+    except spec.SpecError as exc:
+        return None, exc.problems
 
 
 class Reconciler:
@@ -186,28 +283,13 @@ class Reconciler:
             log.debug("namespace is being deleted", extra={"kv": {"namespace": key[0], "name": key[1]}})
 
     async def _reconcile(self, key: Key) -> None:
-        namespace, name = key
-        obj = self.caches.servers.get(namespace, name)
+        obj = self.caches.servers.get(*key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            # Gone or going: the garbage collector removes the namespaced children through their owner references;
-            # the auth binding is ours to delete (an orphan too, should the finalizer have been stripped).
-            for kind in CHILD_KINDS:  # each named after the server
-                self._applied.pop((self.caches.for_kind(kind).resource.plural, namespace, name), None)
-            self._status_written.pop(key, None)
-            await self._release_auth_binding(key, obj)
+            await self._forget(key, obj)
             return
-        generation = int(obj["metadata"].get("generation") or 0)
-        status_before = dict(obj.get("status") or {})
-        before = list(status_before.get("conditions") or [])
-        updates: list[cond.Condition] = []
-        url = str(status_before.get("url") or "")
+        server, problems = decode(obj)
+        observed = Observed(problems)
         error: ReconcileError | None = None
-        server: spec.MCPServer | None
-        try:
-            server = spec.decode_mcpserver(obj)
-            problems = spec.semantic_problems(server)
-        except spec.SpecError as exc:
-            server, problems = None, exc.problems
         if server is not None and render.render_auth_binding(server) is None:
             # auth switched off (or never on): no binding may stay behind. An undecodable spec leaves the running
             # adapter, and the binding it may rely on, as they are.
@@ -215,65 +297,45 @@ class Reconciler:
                 await self._release_auth_binding(key, obj)
             except ReconcileError as exc:
                 error = exc
-        if problems or server is None:
-            first = problems[0]
-            message = "; ".join(str(p) for p in problems)
-            updates += [
-                cond.Condition("Accepted", "False", first.reason, message),
-                cond.Condition("ResolvedRefs", "Unknown", "NotAccepted", "the spec is not accepted"),
-                cond.Condition("Programmed", "False", "NotAccepted", "the spec is not accepted"),
-                cond.Condition("Ready", "False", "NotAccepted", "the spec is not accepted"),
-            ]
-        else:
-            url = render.server_url(server, self.settings.render)
-            updates.append(cond.Condition("Accepted", "True", "Accepted", "the spec is valid"))
-            missing, conflicts, digest = refs_problems(server, self.caches)
-            if missing or conflicts:
-                reason = "RefNotFound" if missing else "ConflictingKeys"
-                message = (f"not found: {', '.join(missing)}" if missing else "") + \
-                    ("; " if missing and conflicts else "") + "; ".join(conflicts)
-                updates += [
-                    cond.Condition("ResolvedRefs", "False", reason, message),
-                    cond.Condition("Programmed", "False", "RefsNotResolved", "waiting for the referenced objects"),
-                    cond.Condition("Ready", "False", "RefsNotResolved", "waiting for the referenced objects"),
-                ]
-            else:
-                updates.append(cond.Condition("ResolvedRefs", "True", "ResolvedRefs",
-                                              "every referenced Secret and ConfigMap exists"))
+        if server is not None and not problems:
+            refs = references(server, self.caches)
+            observed = Observed(url=render.server_url(server, self.settings.render), refs=refs)
+            if refs.resolved:
                 try:
-                    deployment = await self._apply_children(server, obj, digest)
+                    observed = replace(observed, deployment=await self._apply_children(server, obj, refs.digest))
                 except ReconcileError as exc:
                     error = exc
-                    updates += [cond.Condition("Programmed", "False", exc.reason, str(exc)),
-                                cond.Condition("Ready", "False", "NotProgrammed", "the children are not applied")]
-                else:
-                    updates.append(cond.Condition("Programmed", "True", "Programmed",
-                                                  "the Deployment, Service and ServiceAccount are applied"))
-                    updates.append(deployment_ready(deployment))
-        after = cond.set_conditions(before, updates, generation, cond.now_rfc3339())
-        status = {"observedGeneration": generation, "conditions": after}
-        if url:
-            status["url"] = url
-        if any(status_before.get(k) != v for k, v in status.items()):
-            await self._write_status(obj, status)
-        summary = cond.summarize(cond.changed(before, after))
-        if summary is not None:
-            self.event(obj, summary.type, summary.reason, summary.note)
+                    observed = replace(observed, apply_error=exc)
+        await self._report(obj, server_status(obj, observed, cond.now_rfc3339()))
         if error is not None:
             raise error
 
+    async def _forget(self, key: Key, obj: Obj | None) -> None:
+        """Gone or going: the garbage collector removes the namespaced children through their owner references;
+        the auth binding is ours to delete (an orphan too, should the finalizer have been stripped)."""
+        namespace, name = key
+        for kind in CHILD_KINDS:  # each named after the server
+            self._applied.pop((self.caches.for_kind(kind).resource.plural, namespace, name), None)
+        self._status_written.pop(key, None)
+        await self._release_auth_binding(key, obj)
+
+    async def _report(self, obj: Obj, status: Obj) -> None:
+        """Write the status if it changed, and sum up what changed in one Event."""
+        before = obj.get("status") or {}
+        if any(before.get(k) != v for k, v in status.items()):
+            await self._write_status(obj, status)
+        summary = cond.summarize(cond.changed(list(before.get("conditions") or []), status["conditions"]))
+        if summary is not None:
+            self.event(obj, summary.type, summary.reason, summary.note)
+
     async def _write_status(self, obj: Obj, status: Obj) -> None:
         meta = obj["metadata"]
-        try:
-            written = await self.client.patch_status(kube.MCPSERVERS, meta["name"], meta.get("namespace"), status)
-        except kube.NotFound:
-            return
-        except kube.ApiError as exc:
-            if kube.namespace_terminating(exc):
-                raise NamespaceTerminating(str(meta.get("namespace"))) from None
-            raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise ReconcileError("StatusUpdateFailed", f"could not write status: {exc}") from exc
+        with failing_as("StatusUpdateFailed", "could not write status", str(meta.get("namespace"))):
+            try:
+                written = await self.client.patch_status(kube.MCPSERVERS, meta["name"], meta.get("namespace"),
+                                                         status)
+            except kube.NotFound:
+                return
         self.caches.servers.put(written)
         self._status_written[(str(meta.get("namespace") or ""), str(meta["name"]))] = _rv(written)
 
@@ -315,16 +377,8 @@ class Reconciler:
                 if live is not None:
                     log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                              "name": meta["name"], "field": drift}})
-                try:
+                with failing_as("ApplyFailed", f"could not apply {child['kind']} {meta['name']}", child_ns):
                     result = await self.client.apply(child, resource=cache.resource)
-                except kube.ApiError as exc:
-                    if kube.namespace_terminating(exc):
-                        raise NamespaceTerminating(child_ns) from None
-                    raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
-                        from exc
-                except httpx.HTTPError as exc:
-                    raise ReconcileError("ApplyFailed", f"could not apply {child['kind']} {meta['name']}: {exc}") \
-                        from exc
                 self._applied[applied_key] = (digest, _rv(result))
                 cache.put(result)
                 log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
@@ -342,16 +396,11 @@ class Reconciler:
         if self.caches.secrets.get(namespace, name) is not None:
             return
         secret = render.render_session_key_secret(server, secrets.token_urlsafe(32))
-        try:
-            created = await self.client.create(kube.SECRETS, secret, namespace)
-        except kube.AlreadyExists:
-            return  # the cache is behind: the key exists, and it stays as it is
-        except kube.ApiError as exc:
-            if kube.namespace_terminating(exc):
-                raise NamespaceTerminating(namespace) from None
-            raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise ReconcileError("ApplyFailed", f"could not create Secret {name}: {exc}") from exc
+        with failing_as("ApplyFailed", f"could not create Secret {name}", namespace):
+            try:
+                created = await self.client.create(kube.SECRETS, secret, namespace)
+            except kube.AlreadyExists:
+                return  # the cache is behind: the key exists, and it stays as it is
         self.caches.secrets.put({"metadata": created["metadata"]})  # the cache is metadata-only
         log.info("created", extra={"kv": {"kind": "Secret", "namespace": namespace, "name": name}})
 
@@ -363,18 +412,7 @@ class Reconciler:
     async def _release_auth_binding(self, key: Key, obj: Obj | None) -> None:
         """Delete the ClusterRoleBinding(s) labelled for this MCPServer, then drop its finalizer. Idempotent: with
         nothing to delete and no finalizer it makes no call at all."""
-        for binding in self.caches.bindings_of(key):
-            name = str(binding["metadata"]["name"])
-            try:
-                await self.client.delete(kube.CLUSTER_ROLE_BINDINGS, name)
-            except kube.NotFound:
-                pass
-            except (kube.ApiError, httpx.HTTPError) as exc:
-                raise ReconcileError("AuthBindingDeleteFailed",
-                                     f"could not delete ClusterRoleBinding {name}: {exc}") from exc
-            self.caches.auth_bindings.discard(("", name))
-            self._applied.pop((kube.CLUSTER_ROLE_BINDINGS.plural, key[0], name), None)
-            log.info("deleted auth binding", extra={"kv": {"namespace": key[0], "name": key[1], "binding": name}})
+        await self._delete_auth_bindings(key, "AuthBindingDeleteFailed", "deleted auth binding")
         if obj is None:
             return
         finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
@@ -386,12 +424,11 @@ class Reconciler:
         cache gets 409 and the queue retries)."""
         meta = obj["metadata"]
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
-        try:
-            written = await self.client.patch(kube.MCPSERVERS, meta["name"], meta.get("namespace"), patch)
-        except kube.NotFound:
-            return
-        except (kube.ApiError, httpx.HTTPError) as exc:
-            raise ReconcileError("FinalizerUpdateFailed", f"could not update finalizers: {exc}") from exc
+        with failing_as("FinalizerUpdateFailed", "could not update finalizers"):
+            try:
+                written = await self.client.patch(kube.MCPSERVERS, meta["name"], meta.get("namespace"), patch)
+            except kube.NotFound:
+                return
         # Cache what was written unless the watch already brought something newer (or the DELETED event).
         key = (str(meta.get("namespace") or ""), str(meta["name"]))
         cached = self.caches.servers.store.get(key)
@@ -410,32 +447,30 @@ class Reconciler:
                 meta = obj.get("metadata") or {}
                 if meta.get("namespace") != server.metadata.namespace or (kind, meta.get("name")) in wanted:
                     continue
-                try:
+                with failing_as("PruneFailed", f"could not delete {kind} {meta['name']}"), \
+                        contextlib.suppress(kube.NotFound):
                     await self.client.delete(cache.resource, str(meta["name"]), server.metadata.namespace)
-                except kube.NotFound:
-                    pass
-                except (kube.ApiError, httpx.HTTPError) as exc:
-                    raise ReconcileError("PruneFailed", f"could not delete {kind} {meta['name']}: {exc}") from exc
                 cache.discard((server.metadata.namespace, str(meta["name"])))
                 log.info("pruned", extra={"kv": {"kind": kind, "namespace": server.metadata.namespace,
                                                  "name": meta["name"]}})
         # Auth bindings have no owner reference: the labels say whose they are. One under another name than the
         # rendered one (e.g. the earlier kmcp-auth-<namespace>-<name> naming) goes.
-        key = (server.metadata.namespace or "", server.metadata.name)
+        await self._delete_auth_bindings((server.metadata.namespace or "", server.metadata.name), "PruneFailed",
+                                         "pruned", keep={name for kind, name in wanted if kind == "ClusterRoleBinding"})
+
+    async def _delete_auth_bindings(self, key: Key, reason: str, message: str, keep: Collection[str] = ()) -> None:
+        """Delete the ClusterRoleBindings labelled for the MCPServer ``key``, but those named in ``keep``; log each
+        with ``message``. A failure is a ReconcileError with ``reason``."""
         for binding in self.caches.bindings_of(key):
             name = str(binding["metadata"]["name"])
-            if ("ClusterRoleBinding", name) in wanted:
+            if name in keep:
                 continue
-            try:
+            with failing_as(reason, f"could not delete ClusterRoleBinding {name}"), contextlib.suppress(kube.NotFound):
                 await self.client.delete(kube.CLUSTER_ROLE_BINDINGS, name)
-            except kube.NotFound:
-                pass
-            except (kube.ApiError, httpx.HTTPError) as exc:
-                raise ReconcileError("PruneFailed", f"could not delete ClusterRoleBinding {name}: {exc}") from exc
             self.caches.auth_bindings.discard(("", name))
             self._applied.pop((kube.CLUSTER_ROLE_BINDINGS.plural, key[0], name), None)
-            log.info("pruned", extra={"kv": {"kind": "ClusterRoleBinding", "namespace": key[0], "name": key[1],
-                                             "binding": name}})
+            log.info(message, extra={"kv": {"kind": "ClusterRoleBinding", "namespace": key[0], "name": key[1],
+                                            "binding": name}})
 
     def event(self, obj: Obj, type_: str, reason: str, note: str, action: str = "Reconcile") -> None:
         """An Event about the MCPServer; queued, aggregated and written by :class:`EventRecorder`."""

@@ -18,7 +18,7 @@ import msgspec
 import yaml
 
 from kmcp import spec
-from kmcp.commands import BadInput
+from kmcp.errors import BadInput
 from kmcp.scaffold import go_templates, python_templates
 
 Framework = Literal["python", "go"]

@@ -6,11 +6,11 @@ import datetime
 
 import pytest
 
-from kmcp.commands import BadInput
 from kmcp.commands.cluster import age, table
 from kmcp.commands.deploy import conditions_summary, failing_condition, ready
 from kmcp.commands.install import image_for
 from kmcp.commands.secrets import parse_dotenv
+from kmcp.errors import BadInput
 
 NOW = datetime.datetime(2026, 1, 2, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -71,7 +71,12 @@ class ControllerProcess:
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env, cwd=self.log_path.parent)
         log.close()
         if wait_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.proc.kill()  # a controller that missed its deadline must not go on reconciling others' tests
+                self.proc.wait(5)
+                raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -125,14 +130,27 @@ class ControllerProcess:
         assert not lines, f"{self.log_path}:\n" + "\n".join(lines)[:3000]
 
 
+@pytest.fixture(scope="session")
+def unpacked_zipapp(zipapp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zipapp, already unpacked into the SHIV_ROOT every ControllerProcess of the session uses: the first start
+    extracts and byte-compiles the bundled packages (30 s and more on a loaded machine), which must not count
+    against a controller's readiness wait."""
+    shiv_root = tmp_path_factory.getbasetemp() / "shiv"
+    subprocess.run([os.path.realpath(sys.executable), "-I", str(zipapp), "--version"], check=True,
+                   capture_output=True, timeout=600,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(shiv_root.parent), "SHIV_ROOT": str(shiv_root)})
+    return zipapp
+
+
 @pytest.fixture
-def start_controller(zipapp: Path, controller_kubeconfig: Path,
+def start_controller(unpacked_zipapp: Path, controller_kubeconfig: Path,
                      tmp_path: Path) -> Iterator[Any]:
     """Start controllers (args are extra flags); all are stopped afterwards and their logs checked for 403s."""
     started: list[ControllerProcess] = []
 
     def start(*args: str, name: str = "controller", wait_ready: bool = True) -> ControllerProcess:
-        proc = ControllerProcess(zipapp, controller_kubeconfig, tmp_path, *args, name=f"{name}-{len(started)}")
+        proc = ControllerProcess(unpacked_zipapp, controller_kubeconfig, tmp_path, *args,
+                                 name=f"{name}-{len(started)}")
         started.append(proc)
         return proc.start(wait_ready=wait_ready)
 
@@ -145,12 +163,12 @@ def start_controller(zipapp: Path, controller_kubeconfig: Path,
 
 
 @pytest.fixture(scope="session")
-def shared_controller(zipapp: Path, controller_kubeconfig: Path,
+def shared_controller(unpacked_zipapp: Path, controller_kubeconfig: Path,
                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     """One controller for all namespaces, for the tests that only watch what it does (resync every 5 s)."""
     workdir = tmp_path_factory.mktemp("shared-controller")
-    proc = ControllerProcess(zipapp, controller_kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
-                             "--event-series-interval=1s", name="shared").start()
+    proc = ControllerProcess(unpacked_zipapp, controller_kubeconfig, workdir, "--resync-period=5s",
+                             "--metrics-secure=false", "--event-series-interval=1s", name="shared").start()
     _SHARED.append(proc)
     try:
         yield proc

@@ -1,11 +1,16 @@
-"""Pure parts of the controller: conditions, the work queue (on trio's MockClock), metrics text, flag parsing,
-the child comparison that keeps an idle cluster write-free, and the install manifest."""
+"""Pure parts of the controller: conditions, the status computed from what a reconcile observed, the work queue
+(on trio's MockClock), metrics text, flag parsing, the child comparison that keeps an idle cluster write-free, kube's
+typed errors, and the install manifest."""
 
 from __future__ import annotations
 
 import argparse
+import ssl
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -15,7 +20,21 @@ from kmcp import install, kube
 from kmcp.controller import cli, conditions
 from kmcp.controller.metrics import ControllerMetrics, Counter, Histogram
 from kmcp.controller.queue import WorkQueue
-from kmcp.controller.reconcile import APPLIED_HASH_ANNOTATION, contains, deployment_ready, with_applied_hash
+from kmcp.controller.reconcile import (
+    APPLIED_HASH_ANNOTATION,
+    NamespaceTerminating,
+    Observed,
+    ReconcileError,
+    References,
+    contains,
+    decode,
+    deployment_ready,
+    failing_as,
+    server_conditions,
+    server_status,
+    with_applied_hash,
+)
+from kmcp.spec import Problem
 
 ROOT = Path(__file__).resolve().parents[2]
 C = conditions.Condition
@@ -74,6 +93,80 @@ def test_deployment_ready_needs_available_and_a_current_generation() -> None:
     assert deployment_ready(dep(2, 2, "True")) == C("Ready", "True", "DeploymentReady", "MCPServer deployment is ready")
     assert deployment_ready(dep(2, 2, "False")).status == "False"
     assert deployment_ready(dep(2, 2, None)).reason == "DeploymentUnavailable"
+
+
+# -- status: a pure function of the MCPServer and what one reconcile observed
+
+URL = "http://weather.tools.svc.cluster.local:3000/mcp"
+READY_DEPLOYMENT = {"metadata": {"generation": 1},
+                    "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "True"}]}}
+
+
+def _server(generation: int = 1, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": "weather", "namespace": "tools", "generation": generation}, "status": status or {}}
+
+
+def _summary(status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
+
+
+def test_a_ready_server_has_four_true_conditions_and_its_url() -> None:
+    status = server_status(_server(), Observed(url=URL, deployment=READY_DEPLOYMENT), "T1")
+    assert _summary(status) == [("Accepted", "True", "Accepted"), ("ResolvedRefs", "True", "ResolvedRefs"),
+                                ("Programmed", "True", "Programmed"), ("Ready", "True", "DeploymentReady")]
+    assert (status["observedGeneration"], status["url"]) == (1, URL)
+
+
+def test_a_converged_server_gets_the_status_it_already_has() -> None:
+    """What keeps an idle cluster write-free: recomputing later yields the same status, timestamps included."""
+    observed = Observed(url=URL, deployment=READY_DEPLOYMENT)
+    first = server_status(_server(), observed, "T1")
+    assert server_status(_server(status=first), observed, "T2") == first
+
+
+def test_a_rejected_spec_holds_back_every_later_condition_and_keeps_the_old_url() -> None:
+    problems = [Problem("spec.deployment.cmd", "required for stdio", "MissingCommand"), Problem("spec.x", "bad")]
+    status = server_status(_server(2, {"url": URL}), Observed(problems), "T1")
+    assert _summary(status) == [("Accepted", "False", "MissingCommand"), ("ResolvedRefs", "Unknown", "NotAccepted"),
+                                ("Programmed", "False", "NotAccepted"), ("Ready", "False", "NotAccepted")]
+    assert status["conditions"][0]["message"] == "spec.deployment.cmd: required for stdio; spec.x: bad"
+    assert (status["observedGeneration"], status["url"]) == (2, URL)
+    assert "url" not in server_status(_server(), Observed(problems), "T1")
+
+
+def test_missing_and_conflicting_references_are_one_resolvedrefs_message() -> None:
+    refs = References(missing=["Secret creds"], conflicts=["key 'a' is in ConfigMaps one and two"])
+    conds = server_conditions(Observed(url=URL, refs=refs))
+    assert conds[1] == C("ResolvedRefs", "False", "RefNotFound",
+                         "not found: Secret creds; key 'a' is in ConfigMaps one and two")
+    assert [c.reason for c in conds[2:]] == ["RefsNotResolved", "RefsNotResolved"]
+    only_conflicts = server_conditions(Observed(url=URL, refs=References(conflicts=["key 'a' ..."])))
+    assert only_conflicts[1].reason == "ConflictingKeys"
+
+
+def test_a_failed_apply_is_programmed_false_with_its_reason() -> None:
+    failure = ReconcileError("ApplyFailed", "could not apply Service weather: boom")
+    conds = server_conditions(Observed(url=URL, apply_error=failure))
+    assert conds[2:] == [C("Programmed", "False", "ApplyFailed", "could not apply Service weather: boom"),
+                         C("Ready", "False", "NotProgrammed", "the children are not applied")]
+
+
+def test_a_failed_api_call_becomes_a_retryable_reconcile_error() -> None:
+    with pytest.raises(ReconcileError) as raised, failing_as("StatusUpdateFailed", "could not write status", "tools"):
+        raise kube.ApiUnreachable(0, "ConnectError", "All connection attempts failed")
+    assert str(raised.value) == "could not write status: All connection attempts failed"
+    assert raised.value.reason == "StatusUpdateFailed"
+    terminating = kube.error_from_status(403, {"details": {"causes": [{"reason": "NamespaceTerminating"}]}})
+    with pytest.raises(NamespaceTerminating), failing_as("ApplyFailed", "could not apply Service weather", "tools"):
+        raise terminating
+    with pytest.raises(ReconcileError), failing_as("PruneFailed", "could not delete Service weather"):
+        raise terminating  # only creates and applies pass the namespace that may be terminating
+
+
+def test_an_undecodable_server_has_problems_and_no_structs() -> None:
+    server, problems = decode({"apiVersion": "kagent.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "a"},
+                               "spec": {"transportType": "grpc", "deployment": {"image": "x"}}})
+    assert server is None and problems and "spec.transportType" in str(problems[0])
 
 
 # -- child comparison
@@ -215,6 +308,44 @@ def test_errors_are_typed_from_the_status() -> None:
     assert isinstance(kube.error_from_status(410, {}), kube.Gone)
     terminating = kube.error_from_status(403, {"details": {"causes": [{"reason": "NamespaceTerminating"}]}})
     assert isinstance(terminating, kube.Forbidden) and kube.namespace_terminating(terminating)
+
+
+def _kube_answering(handler: Callable[[httpx.Request], httpx.Response]) -> kube.Kube:
+    client = kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()))
+    client._http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
+    return client
+
+
+@pytest.mark.parametrize(("failure", "expected"), [
+    (httpx.ConnectError("All connection attempts failed"), kube.ApiUnreachable),
+    (httpx.ReadTimeout("timed out"), kube.ApiTimeout),
+    (httpx.RemoteProtocolError("peer closed connection"), kube.ApiUnavailable),
+])
+async def test_a_request_without_an_answer_is_a_kube_error_not_an_httpx_one(
+        failure: httpx.HTTPError, expected: type[kube.ApiUnavailable]) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    async with _kube_answering(fail) as client:
+        with pytest.raises(expected) as raised:
+            await client.get(kube.SECRETS, "s", "ns")
+    assert isinstance(raised.value, kube.ApiError) and raised.value.status == 0
+    assert str(raised.value) == str(failure) and raised.value.__cause__ is failure
+    assert client.counter.counts == {("get", "secrets", 0): 1}
+
+
+async def test_a_watch_whose_connection_breaks_is_a_kube_error() -> None:
+    class BreaksAfterOneEvent(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n'
+            raise httpx.ReadError("connection reset by peer")
+
+    async with _kube_answering(lambda request: httpx.Response(200, stream=BreaksAfterOneEvent())) as client:
+        seen = []
+        with pytest.raises(kube.ApiUnavailable, match="connection reset by peer"):
+            async for event in client.watch(kube.SECRETS, "ns", resource_version="1"):
+                seen.append(event.object["metadata"]["name"])
+    assert seen == ["a"]
 
 
 # -- flags

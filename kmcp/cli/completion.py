@@ -1,0 +1,24 @@
+"""`kmcp completion bash|zsh`: a completion script generated from the parser itself (see
+:mod:`kmcp.commands.completion`), so a new command or flag is covered without touching it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kmcp.cli.common import Commands
+from kmcp.errors import EXIT_OK
+
+
+def register(commands: Commands) -> None:
+    p = commands.add("completion", completion_command, "print a shell completion script",
+                     "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")
+    p.add_argument("shell", choices=("bash", "zsh"))
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    from kmcp.cli import build_parser
+    from kmcp.commands.completion import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return EXIT_OK
