@@ -38,6 +38,7 @@ DEBIAN_PACKAGES = ("python3", "ca-certificates")
 PAUSE_IMAGE = "registry.k8s.io/pause:kmcp-local"
 KMCP_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 KMCP_UID = 65532
+KEEP_KMCP_IMAGES = 2
 ROOTFS_EXCLUDES = ("./dev/*", "./proc/*", "./sys/*", "./run/*", "./tmp/*", "./var/cache/apt/archives/*.deb",
                    "./var/lib/apt/lists/*", "./usr/share/doc/*", "./usr/share/man/*", "./usr/share/locale/*")
 
@@ -260,4 +261,13 @@ def kmcp_image(zipapp: Path, cache: Path | None = None, log: bool = True,
     }
     archive = write_oci_archive(out, name, [rootfs, layer], config)
     layer.unlink()
+    _prune(cache, "kmcp-*.oci.tar", keep=KEEP_KMCP_IMAGES)
     return archive
+
+
+def _prune(cache: Path, pattern: str, keep: int) -> None:
+    """Every source change makes a new kmcp image (~350 MB): keep only the newest few."""
+    archives = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in archives[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()

@@ -1,0 +1,126 @@
+"""End to end on the real node: rendered MCPServers become real pods (the adapter as a native sidecar beside the
+mcp-server container, sharing the FIFO bridge), Ready from the kubelet's own probes, answering MCP through the
+ClusterIP Service (kube-proxy) and at the pod IP, with logs through the apiserver → kubelet path."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from pathlib import Path
+
+import pytest
+
+from kmcp import install, render, spec
+from kmcp.devcluster.binaries import KUBERNETES_VERSION
+from kmcp.devcluster.images import ImageArchive
+from kmcp.devcluster.node import NODE_NAME, DevCluster
+from tests.controller.conftest import CRD, ControllerProcess, wait_condition
+from tests.kubehelpers import Kube, service_account_kubeconfig, wait_for
+from tests.node.conftest import McpClient, deployment_available, echo_mcpserver, ready_pods
+
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+TIMINGS: dict[str, float] = {}  # printed in the session summary (tests/node/conftest.py)
+
+
+def service_url(kube: Kube, name: str, namespace: str) -> str:
+    svc = kube.read("v1", "Service", name, namespace)
+    assert svc is not None
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/mcp"
+
+
+def test_node_is_ready_with_a_non_loopback_address_the_harness_owns(node_kube: Kube,
+                                                                      dev_cluster: DevCluster) -> None:
+    node = node_kube.read("v1", "Node", NODE_NAME)
+    assert node is not None
+    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == KUBERNETES_VERSION
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    ip = ipaddress.ip_address(addresses["InternalIP"])
+    assert not ip.is_loopback
+    assert ip in ipaddress.ip_network(dev_cluster.node.pod_subnet)
+    assert not [t for t in node["spec"].get("taints", []) if "not-ready" in t["key"]]
+    TIMINGS["node start (control plane + node)"] = dev_cluster.startup_seconds
+    TIMINGS["node part of it"] = dev_cluster.node.startup_seconds
+    TIMINGS["image import"] = dev_cluster.node.timings.get("images", 0.0)
+
+
+def test_rendered_stdio_server_is_a_real_pod_answering_through_its_service(
+        node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, dev_cluster: DevCluster) -> None:
+    name = "echo"
+    server = spec.decode_mcpserver(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+    objects = render.render(server, render.RenderSettings(adapter_image=kmcp_node_image.name))
+    applied = time.monotonic()
+    node_kube.apply(objects)
+    wait_for(lambda: deployment_available(node_kube, name, node_namespace), timeout=60,
+             description="the Deployment Available (deployment + replicaset controllers, scheduler, kubelet)")
+    available = time.monotonic()
+    (pod,) = ready_pods(node_kube, name, node_namespace)
+
+    # The adapter is a native sidecar: an init container with restartPolicy Always that is started and Ready
+    # (its startup and readiness probes passed on the kubelet) while the main container runs beside it.
+    (adapter,) = pod["spec"]["initContainers"]
+    assert (adapter["name"], adapter["restartPolicy"]) == ("kmcp-adapter", "Always")
+    (adapter_status,) = pod["status"]["initContainerStatuses"]
+    assert adapter_status["started"] is True and adapter_status["ready"] is True
+    assert "running" in adapter_status["state"]
+    (server_status,) = pod["status"]["containerStatuses"]
+    assert server_status["name"] == "mcp-server" and server_status["ready"] is True
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    pod_ip = pod["status"]["podIP"]
+    assert ipaddress.ip_address(pod_ip) in ipaddress.ip_network(dev_cluster.node.pod_subnet)
+
+    with McpClient(service_url(node_kube, name, node_namespace)) as client:
+        init = client.initialize()
+        assert init["result"]["serverInfo"]["name"] == "kmcp-echo"
+        echoed = client.call_tool("echo", {"message": "through kube-proxy"})
+    first_call = time.monotonic()
+    assert echoed["result"]["content"][0]["text"] == "through kube-proxy"
+    with McpClient(f"http://{pod_ip}:3000/mcp") as direct:
+        direct.initialize()
+        assert direct.call_tool("add", {"a": 2, "b": 40})["result"]["content"][0]["text"] == "42"
+
+    # The guide's troubleshooting path: logs come from the kubelet, through the apiserver's client certificate.
+    logs = node_kube.get(f"/api/v1/namespaces/{node_namespace}/pods/{pod['metadata']['name']}/log",
+                         params={"container": "kmcp-adapter"}).text
+    assert "serving bridge /kmcp" in logs
+    TIMINGS["rendered stdio MCPServer: apply -> Deployment Available"] = available - applied
+    TIMINGS["rendered stdio MCPServer: Available -> first tools/call answered"] = first_call - available
+
+
+def test_controller_brings_an_mcpserver_to_ready_on_a_real_pod(
+        node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, zipapp: Path,
+        tmp_path: Path) -> None:
+    node_kube.apply(CRD)
+    node_kube.resource_info("kagent.dev/v1alpha1", "MCPServer", discovery_timeout=30)
+    node_kube.apply([o for o in install.install_objects() if o["kind"] != "Deployment"])
+    wait_for(lambda: node_kube.read("v1", "ServiceAccount", install.SERVICE_ACCOUNT, "kmcp-system"),
+             description="the controller's ServiceAccount")
+    kubeconfig = service_account_kubeconfig(node_kube, "kmcp-system", install.SERVICE_ACCOUNT,
+                                            tmp_path / "controller.kubeconfig", expiration_seconds=3600)
+    controller = ControllerProcess(zipapp, kubeconfig, tmp_path, f"--namespace={node_namespace}",
+                                   "--metrics-secure=false")
+    controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
+    controller.start()
+    try:
+        name = "echo-controlled"
+        applied = time.monotonic()
+        node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+        live = wait_condition(node_kube, name, node_namespace, "Ready", "True", timeout=60)
+        ready = time.monotonic()
+        assert live["status"]["url"] == f"http://{name}.{node_namespace}.svc.cluster.local:3000/mcp"
+        with McpClient(service_url(node_kube, name, node_namespace)) as client:
+            client.initialize()
+            answer = client.call_tool("echo", {"message": "reconciled"})
+        first_call = time.monotonic()
+        assert answer["result"]["content"][0]["text"] == "reconciled"
+        (pod,) = ready_pods(node_kube, name, node_namespace)
+        images = {c["name"]: c["image"] for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
+        assert images == {"kmcp-adapter": kmcp_node_image.name, "mcp-server": kmcp_node_image.name}
+        TIMINGS["controller: MCPServer apply -> Ready=True"] = ready - applied
+        TIMINGS["controller: Ready -> first tools/call answered"] = first_call - ready
+    finally:
+        controller.stop()
+    controller.assert_no_forbidden()
