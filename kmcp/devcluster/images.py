@@ -271,3 +271,28 @@ def _prune(cache: Path, pattern: str, keep: int) -> None:
     for old in archives[keep:]:
         with contextlib.suppress(OSError):
             old.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kmcp.devcluster.images``: build (or find cached) the root filesystem and, given a zipapp, the
+    kmcp image; print the archives' paths."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the dev node's images (cached in ~/.cache/kmcp/images).")
+    parser.add_argument("--rootfs", action="store_true", help="the Debian + python3 root filesystem layer")
+    parser.add_argument("--zipapp", type=Path, default=None, help="build the kmcp image for this dist/kmcp")
+    args = parser.parse_args(argv)
+    try:
+        if args.rootfs:
+            print(debian_rootfs_layer())
+        if args.zipapp:
+            image = kmcp_image(args.zipapp)
+            print(f"{image.name} {image.path}")
+    except ImageBuildError as err:
+        print(f"kmcp: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -668,11 +668,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Run a local control plane and one real node (root).")
     parser.add_argument("--dir", type=Path, default=None, help="state directory (default: a temp dir, removed)")
+    parser.add_argument("--check", action="store_true",
+                        help="only say whether this machine can run a node (exit 0) or why not (exit 2)")
     args = parser.parse_args(argv)
     reason = unsupported_reason()
     if reason:
         print(f"kmcp: {reason}", file=sys.stderr)
         return 2
+    if args.check:
+        return 0
     try:
         cluster = DevCluster(workdir=args.dir).start()
     except (ControlPlaneError, RuntimeError) as err:
