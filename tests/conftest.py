@@ -24,7 +24,7 @@ from kmcp.devcluster.node import unsupported_reason
 from tests.kubehelpers import Kube
 
 CLUSTER_FIXTURES = frozenset({"control_plane", "kubeconfig", "kube", "namespace"})
-NODE_FIXTURES = frozenset({"dev_cluster", "node_kube", "node_namespace"})
+NODE_FIXTURES = frozenset({"dev_cluster", "node_kube", "node_namespace", "node_controller"})
 _CLUSTER_DIR = Path(__file__).parent / "cluster"
 _NODE_DIR = Path(__file__).parent / "node"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from kmcp import install
 from kmcp.devcluster import hoststate
 from kmcp.devcluster.images import ImageArchive, kmcp_image
 from kmcp.devcluster.node import DevCluster, NodeError, unsupported_reason
-from tests.kubehelpers import Kube, wait_for
+from tests.controller.conftest import CRD, ControllerProcess
+from tests.kubehelpers import Kube, service_account_kubeconfig, wait_for
 
 Obj = dict[str, Any]
 PROTOCOL = "2025-06-18"
@@ -79,6 +82,7 @@ class McpClient:
         self.url = url
         self.http = httpx.Client(timeout=timeout, trust_env=False)
         self.session: str | None = None
+        self.server_info: Obj = {}
         self._id = 0
 
     def __enter__(self) -> McpClient:
@@ -107,6 +111,7 @@ class McpClient:
         answer = self.request("initialize", {"protocolVersion": PROTOCOL, "capabilities": {},
                                              "clientInfo": {"name": "kmcp-node-tests", "version": "1"}})
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"}).raise_for_status()
+        self.server_info = dict(answer.get("result", {}).get("serverInfo", {}))
         return answer
 
     def call_tool(self, name: str, arguments: Obj) -> Obj:
@@ -157,3 +162,55 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("kmcp node timings")
         for what, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{what}: {seconds:.2f} s")
+
+
+@pytest.fixture(scope="session")
+def node_controller(node_kube: Kube, kmcp_node_image: ImageArchive, zipapp: Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    """`kmcp controller` for every namespace of the node's cluster, as the install's own ServiceAccount (the CRD
+    and the install RBAC applied), with the locally built image as the adapter image."""
+    node_kube.apply(CRD)
+    node_kube.resource_info("kagent.dev/v1alpha1", "MCPServer", discovery_timeout=30)
+    node_kube.apply([o for o in install.install_objects() if o["kind"] != "Deployment"])
+    wait_for(lambda: node_kube.read("v1", "ServiceAccount", install.SERVICE_ACCOUNT, "kmcp-system"),
+             description="the controller's ServiceAccount")
+    workdir = tmp_path_factory.mktemp("node-controller")
+    kubeconfig = service_account_kubeconfig(node_kube, "kmcp-system", install.SERVICE_ACCOUNT,
+                                            workdir / "controller.kubeconfig", expiration_seconds=7200)
+    controller = ControllerProcess(zipapp, kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
+                                   name="node-controller")
+    controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+        controller.assert_no_forbidden()
+
+
+def container_log(kube: Kube, pod: Obj, container: str) -> str:
+    meta = pod["metadata"]
+    return kube.get(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/log",
+                    params={"container": container}).text
+
+
+def service_url(kube: Kube, name: str, namespace: str) -> str:
+    svc = kube.read("v1", "Service", name, namespace)
+    assert svc is not None
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/mcp"
+
+
+def first_session(url: str, timeout: float = 15.0) -> McpClient:
+    """An initialized session at ``url`` once the Service answers. A Ready pod's endpoint reaches kube-proxy's
+    rules a moment later (EndpointSlice controller, then a kube-proxy sync); until then the Service refuses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = McpClient(url)
+        try:
+            client.initialize()
+            return client
+        except httpx.ConnectError:
+            client.http.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -6,27 +6,27 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from pathlib import Path
 
 import pytest
 
-from kmcp import install, render, spec
+from kmcp import render, spec
 from kmcp.devcluster.binaries import KUBERNETES_VERSION
 from kmcp.devcluster.images import ImageArchive
 from kmcp.devcluster.node import NODE_NAME, DevCluster
-from tests.controller.conftest import CRD, ControllerProcess, wait_condition
-from tests.kubehelpers import Kube, service_account_kubeconfig, wait_for
-from tests.node.conftest import McpClient, deployment_available, echo_mcpserver, ready_pods
+from tests.controller.conftest import ControllerProcess, wait_condition
+from tests.kubehelpers import Kube, wait_for
+from tests.node.conftest import (
+    McpClient,
+    deployment_available,
+    echo_mcpserver,
+    first_session,
+    ready_pods,
+    service_url,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 TIMINGS: dict[str, float] = {}  # printed in the session summary (tests/node/conftest.py)
-
-
-def service_url(kube: Kube, name: str, namespace: str) -> str:
-    svc = kube.read("v1", "Service", name, namespace)
-    assert svc is not None
-    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/mcp"
 
 
 def test_node_is_ready_with_a_non_loopback_address_the_harness_owns(node_kube: Kube,
@@ -72,9 +72,8 @@ def test_rendered_stdio_server_is_a_real_pod_answering_through_its_service(
     pod_ip = pod["status"]["podIP"]
     assert ipaddress.ip_address(pod_ip) in ipaddress.ip_network(dev_cluster.node.pod_subnet)
 
-    with McpClient(service_url(node_kube, name, node_namespace)) as client:
-        init = client.initialize()
-        assert init["result"]["serverInfo"]["name"] == "kmcp-echo"
+    with first_session(service_url(node_kube, name, node_namespace)) as client:
+        assert client.server_info["name"] == "kmcp-echo"
         echoed = client.call_tool("echo", {"message": "through kube-proxy"})
     first_call = time.monotonic()
     assert echoed["result"]["content"][0]["text"] == "through kube-proxy"
@@ -91,36 +90,20 @@ def test_rendered_stdio_server_is_a_real_pod_answering_through_its_service(
 
 
 def test_controller_brings_an_mcpserver_to_ready_on_a_real_pod(
-        node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, zipapp: Path,
-        tmp_path: Path) -> None:
-    node_kube.apply(CRD)
-    node_kube.resource_info("kagent.dev/v1alpha1", "MCPServer", discovery_timeout=30)
-    node_kube.apply([o for o in install.install_objects() if o["kind"] != "Deployment"])
-    wait_for(lambda: node_kube.read("v1", "ServiceAccount", install.SERVICE_ACCOUNT, "kmcp-system"),
-             description="the controller's ServiceAccount")
-    kubeconfig = service_account_kubeconfig(node_kube, "kmcp-system", install.SERVICE_ACCOUNT,
-                                            tmp_path / "controller.kubeconfig", expiration_seconds=3600)
-    controller = ControllerProcess(zipapp, kubeconfig, tmp_path, f"--namespace={node_namespace}",
-                                   "--metrics-secure=false")
-    controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
-    controller.start()
-    try:
-        name = "echo-controlled"
-        applied = time.monotonic()
-        node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
-        live = wait_condition(node_kube, name, node_namespace, "Ready", "True", timeout=60)
-        ready = time.monotonic()
-        assert live["status"]["url"] == f"http://{name}.{node_namespace}.svc.cluster.local:3000/mcp"
-        with McpClient(service_url(node_kube, name, node_namespace)) as client:
-            client.initialize()
-            answer = client.call_tool("echo", {"message": "reconciled"})
-        first_call = time.monotonic()
-        assert answer["result"]["content"][0]["text"] == "reconciled"
-        (pod,) = ready_pods(node_kube, name, node_namespace)
-        images = {c["name"]: c["image"] for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
-        assert images == {"kmcp-adapter": kmcp_node_image.name, "mcp-server": kmcp_node_image.name}
-        TIMINGS["controller: MCPServer apply -> Ready=True"] = ready - applied
-        TIMINGS["controller: Ready -> first tools/call answered"] = first_call - ready
-    finally:
-        controller.stop()
-    controller.assert_no_forbidden()
+        node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive,
+        node_controller: ControllerProcess) -> None:
+    name = "echo-controlled"
+    applied = time.monotonic()
+    node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+    live = wait_condition(node_kube, name, node_namespace, "Ready", "True", timeout=60)
+    ready = time.monotonic()
+    assert live["status"]["url"] == f"http://{name}.{node_namespace}.svc.cluster.local:3000/mcp"
+    with first_session(service_url(node_kube, name, node_namespace)) as client:
+        answer = client.call_tool("echo", {"message": "reconciled"})
+    first_call = time.monotonic()
+    assert answer["result"]["content"][0]["text"] == "reconciled"
+    (pod,) = ready_pods(node_kube, name, node_namespace)
+    images = {c["name"]: c["image"] for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
+    assert images == {"kmcp-adapter": kmcp_node_image.name, "mcp-server": kmcp_node_image.name}
+    TIMINGS["controller: MCPServer apply -> Ready=True"] = ready - applied
+    TIMINGS["controller: Ready -> first tools/call answered"] = first_call - ready
