@@ -90,7 +90,7 @@ def unsupported_reason() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"a dev node needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
-        return "a dev node needs root (it runs containerd and the kubelet); the local pod runner is used instead"
+        return "a dev node needs root (it runs containerd and the kubelet)"
     missing = [cmd for cmd in REQUIRED_COMMANDS if shutil.which(cmd) is None]
     if missing:
         return (f"a dev node needs {', '.join(missing)} on PATH; `bash scripts/setup` as root installs them "
