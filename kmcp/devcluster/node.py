@@ -62,7 +62,7 @@ BRIDGE = "kmcp0"
 SUBNET_CANDIDATES = ("10.213.0.0/24", "10.223.0.0/24", "172.29.213.0/24", "192.168.213.0/24")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
-REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "nft", "mount", "umount")
+REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "mount", "umount")
 CLOSED_PROXY = "http://127.0.0.1:9"  # discard port, nobody listens: a pull fails at once instead of leaving
 
 
@@ -85,6 +85,19 @@ def cni_bin_dir() -> Path | None:
     return None
 
 
+def proxy_mode() -> str | None:
+    """kube-proxy's mode here: nftables where ``nft`` works, else iptables on its nf_tables backend (both are
+    nft tables, which is what teardown restores), else None."""
+    if shutil.which("nft") and subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                              check=False).returncode == 0:
+        return "nftables"
+    if shutil.which("iptables"):
+        version = subprocess.run(["iptables", "--version"], capture_output=True, text=True, check=False).stdout
+        if "nf_tables" in version:
+            return "iptables"
+    return None
+
+
 def unsupported_reason() -> str | None:
     """None when this machine can run a node, else one line saying why not and what would fix it."""
     if not sys.platform.startswith("linux"):
@@ -98,6 +111,9 @@ def unsupported_reason() -> str | None:
     if cni_bin_dir() is None:
         return (f"a dev node needs the CNI plugins {', '.join(CNI_PLUGINS)} in /usr/lib/cni or /opt/cni/bin "
                 "(Debian: containernetworking-plugins)")
+    if proxy_mode() is None:
+        return ("a dev node needs nftables for kube-proxy (`nft list tables` must work; Debian: nftables), or "
+                "iptables on its nf_tables backend")
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "a dev node needs overlayfs (containerd's snapshotter), which this kernel lacks"
     if not Path("/sys/fs/cgroup").is_dir() or not any(Path("/sys/fs/cgroup").iterdir()):
@@ -276,7 +292,7 @@ class Node:
     images: Sequence[ImageArchive] = ()
     start_timeout: float = 90.0
     stop_grace: float = 5.0
-    proxy_mode: str = "nftables"
+    proxy_mode: str | None = None  # None: nftables if it works here, else iptables (see proxy_mode())
 
     subnet: ipaddress.IPv4Network = field(init=False, default=ipaddress.IPv4Network("10.213.0.0/24"))
     processes: list[ManagedProcess] = field(init=False, default_factory=list)
@@ -552,7 +568,8 @@ class Node:
         healthz = free_port()
         config = self.directory / "kube-proxy-config.json"
         config.write_text(json.dumps(kube_proxy_config(
-            kubeconfig=self.directory / "kube-proxy.kubeconfig", mode=self.proxy_mode, pod_subnet=self.pod_subnet,
+            kubeconfig=self.directory / "kube-proxy.kubeconfig", mode=self.proxy_mode or proxy_mode() or "nftables",
+            pod_subnet=self.pod_subnet,
             node_ip=self.node_ip, healthz_port=healthz, metrics_port=free_port()), indent=2) + "\n")
         proc = self._launch("kube-proxy", [str(chain.path("kube-proxy")), f"--config={config}", "--v=1"])
 

@@ -5,12 +5,17 @@ ClusterIP Service (kube-proxy) and at the pod IP, with logs through the apiserve
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from kmcp import render, spec
 from kmcp.devcluster.binaries import KUBERNETES_VERSION
+from kmcp.devcluster.control_plane import free_port
 from kmcp.devcluster.images import ImageArchive
 from kmcp.devcluster.node import NODE_NAME, DevCluster
 from tests.controller.conftest import ControllerProcess, wait_condition
@@ -107,3 +112,30 @@ def test_controller_brings_an_mcpserver_to_ready_on_a_real_pod(
     assert images == {"kmcp-adapter": kmcp_node_image.name, "mcp-server": kmcp_node_image.name}
     TIMINGS["controller: MCPServer apply -> Ready=True"] = ready - applied
     TIMINGS["controller: Ready -> first tools/call answered"] = first_call - ready
+
+
+def test_kmcp_port_forward_reaches_the_pod_through_the_real_kubelet(
+        node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, dev_cluster: DevCluster,
+        zipapp: Path, tmp_path: Path) -> None:
+    name = "echo-forwarded"
+    server = spec.decode_mcpserver(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+    node_kube.apply(render.render(server, render.RenderSettings(adapter_image=kmcp_node_image.name)))
+    wait_for(lambda: deployment_available(node_kube, name, node_namespace), timeout=60,
+             description="the Deployment Available")
+    port = free_port()
+    # apiserver -> kubelet (its client certificate) -> containerd's streaming server -> the pod's network namespace
+    forward = subprocess.Popen(
+        [os.path.realpath(sys.executable), "-I", str(zipapp), "port-forward", name, "-n", node_namespace,
+         "--port", str(port), "--kubeconfig", str(dev_cluster.kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")})
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()
+        assert line.startswith(f"Forwarding from 127.0.0.1:{port} -> pod {node_namespace}/"), line
+        with McpClient(f"http://127.0.0.1:{port}/mcp") as client:
+            client.initialize()
+            assert client.call_tool("echo", {"message": "forwarded"})["result"]["content"][0]["text"] == "forwarded"
+    finally:
+        forward.terminate()
+        forward.wait(10)
