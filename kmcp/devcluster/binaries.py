@@ -176,7 +176,7 @@ def _ensure(chain: Toolchain, build: Callable[[Path, Path, bool], None], log: bo
     if chain.complete():
         return
     if shutil.which("go") is None:
-        raise RuntimeError(f"building {', '.join(chain.names)} needs Go (https://go.dev) on PATH")
+        raise RuntimeError(f"building {chain.names[0]} needs Go (https://go.dev) on PATH")
     chain.root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kmcp-build-", dir=chain.root) as tmp:

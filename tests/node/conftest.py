@@ -78,7 +78,7 @@ def node_kube(dev_cluster: DevCluster) -> Iterator[Kube]:
 class McpClient:
     """Streamable HTTP, synchronously: enough to initialize a session and call tools on a real pod."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url
         self.http = httpx.Client(timeout=timeout, trust_env=False)
         self.session: str | None = None

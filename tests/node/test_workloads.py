@@ -59,7 +59,7 @@ def test_two_replicas_forward_sessions_between_real_pods(
             # hold the session, which must forward them to the owner.
             for j in range(5):
                 client.http.close()
-                client.http = httpx.Client(timeout=10, trust_env=False)
+                client.http = httpx.Client(timeout=30, trust_env=False)
                 text = client.call_tool("echo", {"message": f"{i}.{j}"})["result"]["content"][0]["text"]
                 assert text == f"{i}.{j}"
                 answered += 1
