@@ -9,7 +9,8 @@ Wire protocol, one line per message:
   events FIFO  (script -> adapter):  ``ready GEN`` | ``started ID PID`` | ``exit ID CODE`` | ``error TEXT``
 The adapter creates ``s/ID.in`` and ``s/ID.out`` before ``start ID``; the server reads the first and writes the
 second. Its stderr stays the container's, so ``kubectl logs -c mcp-server`` shows it. ``ready`` is sent each
-time the script starts, so the adapter notices a restarted mcp-server container and fails the old sessions.
+time the script starts, with a new random generation (the PID alone repeats: the script is PID 1 in every
+container start), so the adapter notices a restarted mcp-server container and fails the old sessions.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ stop_all() {
 trap 'stop_all; exit 143' TERM
 trap 'stop_all; exit 130' INT
 
-echo "ready $$" >&4
+# The generation tells the adapter that a restarted container's processes are gone. Not just $$: in a container the
+# script is PID 1 after every restart. Linux's random uuid is read with the `read` builtin (no coreutils needed).
+gen=$$
+[ -r /proc/sys/kernel/random/uuid ] && read -r gen </proc/sys/kernel/random/uuid
+echo "ready $gen" >&4
 while read -r verb id <&3; do
   case "$id" in
     ""|*[!A-Za-z0-9_]*) echo "error bad id: $verb $id" >&4; continue ;;

@@ -17,18 +17,26 @@ from pathlib import Path
 
 import pytest
 
-from kmcp.devcluster.binaries import ensure_binaries
+from kmcp.devcluster.binaries import ensure_binaries, ensure_node_binaries
 from kmcp.devcluster.control_plane import ControlPlane
+from kmcp.devcluster.images import debian_rootfs_layer
+from kmcp.devcluster.node import unsupported_reason
 from tests.kubehelpers import Kube
 
 CLUSTER_FIXTURES = frozenset({"control_plane", "kubeconfig", "kube", "namespace"})
+NODE_FIXTURES = frozenset({"dev_cluster", "node_kube", "node_namespace", "node_controller"})
 _CLUSTER_DIR = Path(__file__).parent / "cluster"
+_NODE_DIR = Path(__file__).parent / "node"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         in_cluster_dir = _CLUSTER_DIR in Path(str(item.path)).parents
-        if in_cluster_dir or CLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if in_cluster_dir or CLUSTER_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.cluster)
+        if _NODE_DIR in Path(str(item.path)).parents or NODE_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.node)
             item.add_marker(pytest.mark.cluster)
 
 
@@ -39,6 +47,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if any(item.get_closest_marker("cluster") for item in session.items):
         chain = ensure_binaries(log=False)
         print(f"\nkmcp control-plane binaries: {chain.directory}", file=sys.stderr)
+    if any(item.get_closest_marker("node") for item in session.items) and unsupported_reason() is None:
+        # Cold: ~2 min of Go with the control plane's build cache, ~4 min of debootstrap; cached afterwards.
+        node = ensure_node_binaries(log=False)
+        rootfs = debian_rootfs_layer(log=False)
+        print(f"kmcp node binaries: {node.directory}; image root filesystem: {rootfs}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -90,7 +91,9 @@ class Session:
                     task_status.started()
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._watch_idle, nursery.cancel_scope)
-                        await self._pump(process)
+                        with trio.CancelScope() as pump_scope:
+                            nursery.start_soon(self._stop_pump_on_exit, process, pump_scope)
+                            await self._pump(process)
                         with trio.move_on_after(self.settings.kill_grace):
                             code = await process.wait()
                             reason = f"the MCP server process exited ({describe_exit(code)})"
@@ -147,6 +150,28 @@ class Session:
         self.last_activity = trio.current_time()
 
     # -- server -> client --------------------------------------------------------------------------------------
+
+    async def _stop_pump_on_exit(self, process: ServerProcess, pump_scope: trio.CancelScope) -> None:
+        """End the pump when the process exits even if its stdout never reaches EOF.
+
+        A FIFO bridge's stdout is held open read-write by the adapter (so opening never blocks), so a server that
+        died with its container gives no EOF: only the bridge's exit report. What the process wrote before it
+        exited is already in the pipe, so the pump first reads all of it.
+        """
+        await process.wait()
+        stream = process.receive_stream
+        if not isinstance(stream, trio.lowlevel.FdStream):
+            return  # no fd to look at: the pump ends at EOF as before
+        fd = stream.fileno()
+        while True:
+            try:
+                readable, _, _ = select.select([fd], [], [], 0)
+            except (OSError, ValueError):
+                break
+            if not readable:
+                break
+            await trio.sleep(0.005)
+        pump_scope.cancel()
 
     async def _pump(self, process: ServerProcess) -> None:
         """Split the server's stdout into lines and route each through the core."""

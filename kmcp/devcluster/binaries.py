@@ -1,4 +1,6 @@
-"""Build and cache kube-apiserver, kube-controller-manager and etcd from the Go module proxy.
+"""Build and cache the Kubernetes binaries from the Go module proxy: the control plane (kube-apiserver,
+kube-controller-manager, etcd) and, as a separate set only a real node pays for, the node (kubelet, kube-scheduler,
+kube-proxy and a static ``pause`` program for the sandbox image).
 
 k8s.io/kubernetes cannot be ``go install``-ed directly: its go.mod replaces every k8s.io staging module with a
 local directory. A throw-away wrapper module that requires it and maps each staging module to the published
@@ -15,12 +17,42 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "pause")
+# The sandbox image's program: sleep until told to stop, reap whatever the kernel re-parents to it. Built with
+# CGO_ENABLED=0, so it is static and the image needs nothing else.
+PAUSE_SOURCE = """package main
+
+import (
+\t"os"
+\t"os/signal"
+\t"syscall"
+)
+
+func main() {
+\tsignals := make(chan os.Signal, 16)
+\tsignal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+\tfor sig := range signals {
+\t\tif sig != syscall.SIGCHLD {
+\t\t\tos.Exit(0)
+\t\t}
+\t\tfor {
+\t\t\tvar status syscall.WaitStatus
+\t\t\tpid, err := syscall.Wait4(-1, &status, syscall.WNOHANG, nil)
+\t\t\tif pid <= 0 || err != nil {
+\t\t\t\tbreak
+\t\t\t}
+\t\t}
+\t}
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -28,6 +60,8 @@ class Toolchain:
     """Where the built binaries live; the directory name carries the pinned versions so a bump rebuilds."""
 
     root: Path
+
+    names: ClassVar[tuple[str, ...]] = BINARIES
 
     @property
     def directory(self) -> Path:
@@ -37,7 +71,18 @@ class Toolchain:
         return self.directory / name
 
     def complete(self) -> bool:
-        return all(os.access(self.path(name), os.X_OK) for name in BINARIES)
+        return all(os.access(self.path(name), os.X_OK) for name in self.names)
+
+
+@dataclass(frozen=True)
+class NodeToolchain(Toolchain):
+    """The node's binaries, in their own directory: a control-plane-only machine never builds them."""
+
+    names: ClassVar[tuple[str, ...]] = NODE_BINARIES
+
+    @property
+    def directory(self) -> Path:
+        return self.root / f"k8s-{KUBERNETES_VERSION}-node"
 
 
 def default_cache_root() -> Path:
@@ -81,10 +126,10 @@ def _write_module(workdir: Path, name: str, requires: dict[str, str], replaces: 
     (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{body}\n)\n")
 
 
-def _build_kubernetes(workdir: Path, out: Path, log: bool) -> None:
+def _build_kubernetes(workdir: Path, out: Path, log: bool, names: tuple[str, ...]) -> None:
     staging_version = "v0." + KUBERNETES_VERSION.removeprefix("v1.")
     staging = _staging_modules(workdir)
-    commands = ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"]
+    commands = [f"k8s.io/kubernetes/cmd/{name}" for name in names]
     _write_module(workdir, "kmcp.local/k8sbuild", {"k8s.io/kubernetes": KUBERNETES_VERSION},
                   {mod: staging_version for mod in staging}, commands)
     _go(["mod", "tidy"], workdir, log)
@@ -107,28 +152,56 @@ def _build_etcd(workdir: Path, out: Path, log: bool) -> None:
         workdir, log)
 
 
-def ensure_binaries(root: Path | None = None, log: bool = True) -> Toolchain:
-    """Return the toolchain, building whatever is missing. Idempotent and safe to interrupt."""
-    chain = Toolchain(root or default_cache_root())
+def _build_pause(workdir: Path, out: Path, log: bool) -> None:
+    (workdir / "go.mod").write_text("module kmcp.local/pause\n\ngo 1.26\n")
+    (workdir / "main.go").write_text(PAUSE_SOURCE)
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "pause"), "."], workdir, log)
+
+
+def _build_control_plane(tmp: Path, out: Path, log: bool) -> None:
+    (tmp / "etcd").mkdir()
+    (tmp / "k8s").mkdir()
+    _build_etcd(tmp / "etcd", out, log)
+    _build_kubernetes(tmp / "k8s", out, log, ("kube-apiserver", "kube-controller-manager"))
+
+
+def _build_node(tmp: Path, out: Path, log: bool) -> None:
+    (tmp / "pause").mkdir()
+    (tmp / "k8s").mkdir()
+    _build_pause(tmp / "pause", out, log)
+    _build_kubernetes(tmp / "k8s", out, log, ("kubelet", "kube-scheduler", "kube-proxy"))
+
+
+def _ensure(chain: Toolchain, build: Callable[[Path, Path, bool], None], log: bool) -> None:
     if chain.complete():
-        return chain
+        return
     if shutil.which("go") is None:
-        raise RuntimeError("building kube-apiserver needs Go (https://go.dev) on PATH")
+        raise RuntimeError(f"building {chain.names[0]} needs Go (https://go.dev) on PATH")
     chain.root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kmcp-build-", dir=chain.root) as tmp:
         staging_out = Path(tmp) / "out"
         staging_out.mkdir()
-        (Path(tmp) / "k8s").mkdir()
-        (Path(tmp) / "etcd").mkdir()
-        _build_etcd(Path(tmp) / "etcd", staging_out, log)
-        _build_kubernetes(Path(tmp) / "k8s", staging_out, log)
+        build(Path(tmp), staging_out, log)
         if chain.directory.exists():
             shutil.rmtree(chain.directory)
         staging_out.rename(chain.directory)  # atomic: a half-built set is never seen as complete
     if log:
-        print(f"built {', '.join(BINARIES)} in {time.monotonic() - started:.0f}s into {chain.directory}",
+        print(f"built {', '.join(chain.names)} in {time.monotonic() - started:.0f}s into {chain.directory}",
               file=sys.stderr)
+
+
+def ensure_binaries(root: Path | None = None, log: bool = True) -> Toolchain:
+    """Return the control plane's toolchain, building whatever is missing. Idempotent and safe to interrupt."""
+    chain = Toolchain(root or default_cache_root())
+    _ensure(chain, _build_control_plane, log)
+    return chain
+
+
+def ensure_node_binaries(root: Path | None = None, log: bool = True) -> NodeToolchain:
+    """Return the node's toolchain (kubelet, kube-scheduler, kube-proxy, pause), building what is missing."""
+    chain = NodeToolchain(root or default_cache_root())
+    _ensure(chain, _build_node, log)
     return chain
 
 
@@ -136,10 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=None, help="cache root (default ~/.cache/kmcp/bin)")
     parser.add_argument("--print-dir", action="store_true", help="print the binaries' directory")
+    parser.add_argument("--node", action="store_true",
+                        help="also build the node's binaries (kubelet, kube-scheduler, kube-proxy, pause)")
     args = parser.parse_args(argv)
     chain = ensure_binaries(args.cache)
     if args.print_dir:
         print(chain.directory)
+    if args.node:
+        node = ensure_node_binaries(args.cache)
+        if args.print_dir:
+            print(node.directory)
     return 0
 
 

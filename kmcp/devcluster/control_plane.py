@@ -1,7 +1,9 @@
 """A real, local Kubernetes control plane: etcd + kube-apiserver + kube-controller-manager on 127.0.0.1.
 
-No kubelet, no scheduler, no deployment/replicaset controllers: only the controllers that need no node (garbage
-collection, namespace deletion, service accounts and their tokens, the root CA ConfigMap, aggregated cluster roles).
+By default no kubelet, no scheduler, no deployment/replicaset controllers: only the controllers that need no node
+(garbage collection, namespace deletion, service accounts and their tokens, the root CA ConfigMap, aggregated cluster
+roles). ``with_node=True`` prepares it for :class:`kmcp.devcluster.node.Node`: every controller, the Node authorizer,
+and kubelet client credentials.
 The apiserver runs with RBAC, a client-certificate CA and a service-account token issuer, so authentication and
 authorization behave as on a real cluster.
 
@@ -179,6 +181,14 @@ class Pki:
         return self.directory / "kube-controller-manager.key"
 
     @property
+    def kubelet_client_crt(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -189,7 +199,8 @@ class Pki:
     def complete(self) -> bool:
         return all(p.is_file() for p in (self.ca_crt, self.ca_key, self.apiserver_crt, self.apiserver_key,
                                          self.admin_crt, self.admin_key, self.controller_manager_crt,
-                                         self.controller_manager_key, self.sa_key, self.sa_pub))
+                                         self.controller_manager_key, self.kubelet_client_crt,
+                                         self.kubelet_client_key, self.sa_key, self.sa_pub))
 
     def generate(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -202,6 +213,9 @@ class Pki:
         )
         admin = issue_cert(ca, ca_key, ADMIN_USER, organizations=["system:masters"], client=True)
         kcm = issue_cert(ca, ca_key, "system:kube-controller-manager", client=True)
+        # How the apiserver authenticates to a kubelet (logs, exec, port-forward), when a node runs.
+        kubelet_client = issue_cert(ca, ca_key, "kube-apiserver-kubelet-client", organizations=["system:masters"],
+                                    client=True)
         sa_key = _key()
         sa_pub = sa_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -209,6 +223,8 @@ class Pki:
                            (self.apiserver_crt, serving.cert_pem), (self.apiserver_key, serving.key_pem),
                            (self.admin_crt, admin.cert_pem), (self.admin_key, admin.key_pem),
                            (self.controller_manager_crt, kcm.cert_pem), (self.controller_manager_key, kcm.key_pem),
+                           (self.kubelet_client_crt, kubelet_client.cert_pem),
+                           (self.kubelet_client_key, kubelet_client.key_pem),
                            (self.sa_key, _key_pem(sa_key)), (self.sa_pub, sa_pub)):
             _write_private(path, data)
 
@@ -340,6 +356,9 @@ class ControlPlane:
     stop_grace: float = 5.0
     extra_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
     wait_for_default_service_account: bool = True
+    # A real node will join (kmcp.devcluster.node): run every controller, authorize kubelets with the Node
+    # authorizer, and reach kubelets by their InternalIP with a client certificate.
+    with_node: bool = False
 
     server: str = field(init=False, default="")
     etcd_url: str = field(init=False, default="")
@@ -523,7 +542,8 @@ class ControlPlane:
             f"--tls-cert-file={pki.apiserver_crt}",
             f"--tls-private-key-file={pki.apiserver_key}",
             f"--client-ca-file={pki.ca_crt}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC" if self.with_node else "--authorization-mode=RBAC",
+            *self._node_apiserver_args(),
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
@@ -542,6 +562,16 @@ class ControlPlane:
             return status == 200
 
         self._wait(proc, "kube-apiserver /readyz", ready, self._deadline())
+
+    def _node_apiserver_args(self) -> list[str]:
+        if not self.with_node:
+            return []
+        return [
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={self.pki.kubelet_client_crt}",
+            f"--kubelet-client-key={self.pki.kubelet_client_key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _write_kubeconfigs(self) -> None:
         pki = self.pki
@@ -563,7 +593,9 @@ class ControlPlane:
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={'*' if self.with_node else ','.join(CONTROLLERS)}",
+            *([f"--cluster-signing-cert-file={pki.ca_crt}", f"--cluster-signing-key-file={pki.ca_key}"]
+              if self.with_node else []),
             f"--root-ca-file={pki.ca_crt}",
             f"--service-account-private-key-file={pki.sa_key}",
             "--use-service-account-credentials=true",

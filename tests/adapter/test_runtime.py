@@ -3,8 +3,10 @@ Time is a MockClock, so idle reaping is tested without sleeping."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -218,3 +220,59 @@ async def test_event_log_is_bounded_in_bytes_and_keeps_the_newest(nursery: trio.
     session.end("test")
     await session.ended.wait()
     assert not session._log and not session._unclaimed  # freed with the session
+
+
+class FifoProcess(FakeProcess):
+    """A server whose stdout is a FIFO the adapter holds open read-write, as the pod's FIFO bridge does: its exit
+    never shows as EOF on stdout, only through wait()."""
+
+    def __init__(self, fifo: Path) -> None:
+        super().__init__()
+        os.mkfifo(fifo)
+        self.fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        self.stdout = trio.lowlevel.FdStream(self.fd)
+
+    @property
+    def receive_stream(self) -> trio.abc.ReceiveStream:
+        return self.stdout
+
+    async def say(self, message: dict[str, object]) -> None:
+        os.write(self.fd, msgspec.json.encode(message) + b"\n")
+
+    async def exit(self, code: int) -> None:
+        self.code = code
+        self.exited.set()  # the FIFO stays open: no EOF
+
+
+async def test_exit_without_eof_still_fails_pending_after_delivering_what_was_written(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    class FifoLauncher(FakeLauncher):
+        @asynccontextmanager
+        async def launch(self, session_id: str) -> AsyncIterator[ServerProcess]:
+            process = FifoProcess(tmp_path / f"{session_id}.out")
+            self.processes.append(process)
+            try:
+                yield process
+            finally:
+                await process.stdout.aclose()
+                self.ended.append(session_id)
+
+    launcher, metrics = FifoLauncher(), Metrics()
+    table = SessionTable(AdapterSettings(), launcher, metrics)
+    await nursery.start(table.run)
+    session = await table.create("streamable")
+    stream = session.core.open_stream()
+    with session.listen(stream, fresh=True) as channel:
+        await session.post([jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"ping"}'),
+                            jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":2,"method":"tools/call"}')], stream)
+        process = launcher.processes[0]
+        await process.say({"jsonrpc": "2.0", "id": 1, "result": {}})
+        await process.exit(-9)  # the container died: the bridge reports the exit, stdout never ends
+        with trio.fail_after(5):
+            answers = [msgspec.json.decode((await channel.receive()).data) for _ in range(2)]
+    assert {"jsonrpc": "2.0", "id": 1, "result": {}} in answers
+    (failed,) = [a for a in answers if a.get("id") == 2]
+    assert failed["error"]["code"] == jsonrpc.SERVER_GONE
+    with trio.fail_after(5):
+        await session.ended.wait()
+    assert table.get(session.id) is None

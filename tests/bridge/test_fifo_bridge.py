@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -139,6 +140,34 @@ async def test_restarted_container_fails_old_processes_and_serves_new_ones(tmp_p
             with trio.fail_after(10):
                 await old.wait()
             assert old.exit_code == -1  # lost with the old container, reported when the new one says ready
+            fresh = await bridge.start_process()
+            assert await roundtrip(fresh, "again") == "echo:again"
+        finally:
+            await crash(replacement)
+
+
+def pid_namespace_shell() -> list[str]:
+    """dash as PID 1 of a fresh PID namespace, as the mcp-server container's script runs under a kubelet."""
+    for prefix in (["unshare", "--pid", "--fork", "--kill-child"],
+                   ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child"]):
+        probe = subprocess.run([*prefix, "dash", "-c", 'echo $$'], capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.strip() == "1":
+            return [*prefix, "dash"]
+    pytest.skip("cannot create a PID namespace here (needs root or unprivileged user namespaces)")
+
+
+async def test_restart_is_noticed_when_the_script_is_pid_1_every_time(tmp_path: Path) -> None:
+    # In a pod the script is PID 1 after every container restart: its PID cannot tell generations apart.
+    shell = pid_namespace_shell()
+    async with pod(tmp_path, shell) as (bridge, container):
+        old = await bridge.start_process()
+        assert await roundtrip(old, "hi") == "echo:hi"
+        await crash(container)
+        replacement = await start_container(shell, bridge, tmp_path / "echo.py")
+        try:
+            with trio.fail_after(10):
+                await old.wait()
+            assert old.exit_code == -1
             fresh = await bridge.start_process()
             assert await roundtrip(fresh, "again") == "echo:again"
         finally:
