@@ -265,7 +265,7 @@ async def replicas(zipapp: Path, tmp: Path) -> AsyncIterator[tuple[list[Replica]
 
 
 async def wait_healthy(replica: Replica) -> None:
-    with trio.fail_after(60):
+    with trio.fail_after(180):  # a hang deadline: two zipapps unpacking at once took over 60 s on a loaded machine
         while True:
             try:
                 if (await request(replica.port, "GET", "/health", host=replica.host)).status == 200:
