@@ -33,6 +33,7 @@ from kmcp.adapter.protocol.multiplexer import Multiplexer, ToClient, ToServer
 from kmcp.adapter.settings import AdapterSettings
 
 SPARES = 2
+_POOL_FAILURES = (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 PROBE_TIMEOUT = 10.0  # a server slower than this to answer its first request is taken for handshake-era
 
 
@@ -149,7 +150,7 @@ class StatelessPool:
         """A ready process for a request declaring ``capabilities`` (legacy processes are initialized with
         them; modern ones serve every set). Starts one when the group is not full and all are busy."""
         if not self._known.is_set():
-            if not self._groups:
+            if not any(self._groups.values()):  # none started, or the last probe failed: ask a new process
                 self._grow(b"{}")
             with trio.fail_after(PROBE_TIMEOUT + 5):
                 await self._known.wait()
@@ -202,11 +203,17 @@ class StatelessPool:
                 pooled.process = process
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._pump, pooled, process)
-                    await self._prepare(pooled)
-                    pooled.ready.set()
-                    await process.wait()
+                    # Failures are caught here, inside the nursery, so they never leave it as an exception group
+                    # that would end the adapter: a pooled process that cannot be prepared is only ended.
+                    try:
+                        await self._prepare(pooled)
+                    except _POOL_FAILURES as error:
+                        print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
+                    else:
+                        pooled.ready.set()
+                        await process.wait()
                     nursery.cancel_scope.cancel()
-        except (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as error:
+        except _POOL_FAILURES as error:
             print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
         finally:
             pooled.fail_all("the MCP server process exited")
@@ -219,18 +226,22 @@ class StatelessPool:
 
     async def _pump(self, pooled: PooledProcess, process: ServerProcess) -> None:
         pending = b""
-        async for chunk in process.receive_stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    pooled.route(line)
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            async for chunk in process.receive_stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        pooled.route(line)
 
     async def _prepare(self, pooled: PooledProcess) -> None:
         """Learn the era (the first process only), then initialize a legacy process."""
         if not self.era:
             answer = await self._ask(pooled, bridge.discover_probe(), PROBE_TIMEOUT)
-            self.era = "modern" if answer is not None and bridge.is_modern_discover(answer) else "legacy"
+            if answer is None:  # no verdict: the probe may have fixed a modern server's era, so this process is
+                # spent, and the next request asks a new one
+                raise LaunchError(f"the MCP server did not answer server/discover in {PROBE_TIMEOUT:g} s")
+            self.era = "modern" if bridge.is_modern_discover(answer) else "legacy"
             self._known.set()
             print(f"kmcp adapter: the MCP server speaks the {'2026-07-28' if self.era == 'modern' else 'handshake'}"
                   " protocol era: 2026-07-28 requests are " + ("passed through" if self.era == "modern" else

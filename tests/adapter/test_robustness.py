@@ -219,3 +219,27 @@ async def test_health_answers_only_get_and_head(method: str) -> None:
         head = await adapter.request("HEAD", "/health")
         assert head.status == 200
         assert head.body == b""
+
+
+# -- the 2026-07-28 pool: a server that fails its probe ends that process, never the adapter ----------------------
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+                  "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
+MODERN_LIST = msgspec.json.encode({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": MODERN_META}})
+
+
+@pytest.mark.parametrize("command", [["sh", "-c", "cat > /dev/null"], ["sh", "-c", "exit 3"]],
+                         ids=["never-answers", "exits-at-once"])
+async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_up(
+        command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from kmcp.adapter import stateless
+
+    monkeypatch.setattr(stateless, "PROBE_TIMEOUT", 0.3)
+    async with running_adapter(command) as adapter:
+        with trio.fail_after(20):
+            for _ in range(2):  # and again: a failed probe is retried on a new process, not remembered
+                response = await adapter.request("POST", "/mcp", MODERN_LIST, MODERN_HEADERS)
+                assert response.status == 503, response
+                assert response.json()["id"] == 5
+        assert (await adapter.request("GET", "/health")).status == 200
