@@ -19,7 +19,9 @@ under py-spy (when installed) or cProfile and prints the top entries.
 
 Usage (after `bash scripts/setup && bash bench/setup`, from the repository root):
   .venv/bin/python bench/modern.py [--seconds 5] [--clients 1,8,32] [--pools 2,4] [--rounds 1] [--json out.json]
-                                   [--profile]
+                                   [--first 20] [--profile] [--server sdk|stdlib]
+`--server stdlib` puts the standard-library echo server behind the adapter instead (the adapter's own cost with a
+server that costs almost nothing; no SDK cells). The commands and results are in bench/RESULTS.md.
 Loopback only; every cell is bounded in time (loadgen caps at 120 s) and processes are ended by their group id.
 """
 
@@ -44,6 +46,11 @@ from gateways import CACHE, LOADGEN, cpu_seconds, free_port, machine_busy_second
 ROOT = Path(__file__).resolve().parent.parent
 MCP2 = ROOT / ".venv-mcp2/bin/python"
 SERVER = [str(MCP2), str(ROOT / "bench/servers/modern_echo.py")]
+# --server stdlib: bench/servers/echo_server.py (standard library, answers tools/call whatever the era), behind the
+# adapter told the server is modern, so modern requests are passed through to it: the adapter's own cost with a
+# server that costs almost nothing (the SDK's server costs ~2 ms a call and bounds every row above). No SDK cells.
+STDLIB = [sys.executable, str(ROOT / "bench/servers/echo_server.py")]
+ERA: list[str] = []
 PYSPY = CACHE / "pyspy-venv/bin/py-spy"
 
 
@@ -52,12 +59,17 @@ class Target:
     name: str  # sdk-http | kmcp
     pool: int = 1
 
+    @property
+    def children(self) -> int:
+        """Server processes to wait for before measuring: the pool (the SDK's HTTP server has none)."""
+        return self.pool if self.name == "kmcp" else 0
+
     def command(self, port: int, *, profile: Path | None = None) -> list[str]:
         if self.name == "sdk-http":
             return [*SERVER, "--http", "--port", str(port)]
         python = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
         return [*python, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}",
-                "--stateless-pool", str(self.pool), "--", *SERVER]
+                "--stateless-pool", str(self.pool), *ERA, "--", *SERVER]
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,10 @@ class Cell:
 @contextlib.contextmanager
 def started(target: Target, *, profile: Path | None = None):  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = subprocess.Popen(target.command(port, profile=profile), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+    log = os.environ.get("KMCP_BENCH_LOG")  # append the front's stderr here (for a cell that fails)
+    err = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(target.command(port, profile=profile), stdout=subprocess.DEVNULL, stderr=err,
+                            start_new_session=True, cwd=ROOT)
     try:
         wait_listening(port, proc, timeout=60)
         yield proc, f"http://127.0.0.1:{port}/mcp"
@@ -85,6 +99,8 @@ def started(target: Target, *, profile: Path | None = None):  # type: ignore[no-
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group: stdio servers the front left behind
         proc.wait()
+        if log:
+            err.close()  # type: ignore[union-attr]
 
 
 def loadgen(args: list[str], timeout: float = 300) -> dict[str, object]:
@@ -94,7 +110,7 @@ def loadgen(args: list[str], timeout: float = 300) -> dict[str, object]:
 
 
 def warm_up(url: str, transport: str, clients: int, proc: subprocess.Popen[bytes], pool: int) -> None:
-    """Modern cells: calls until the pool has all its processes and they answer (no cold start in the cell)."""
+    """Modern cells: calls until the pool has its ``pool`` processes and they answer (no cold start in the cell)."""
     if transport != "modern":
         return
     deadline = time.monotonic() + 60
@@ -108,7 +124,7 @@ def warm_up(url: str, transport: str, clients: int, proc: subprocess.Popen[bytes
 
 def measure(cell: Cell, seconds: float) -> dict[str, object]:
     with started(cell.target) as (proc, url):
-        warm_up(url, cell.transport, cell.clients, proc, cell.target.pool)
+        warm_up(url, cell.transport, cell.clients, proc, cell.target.children)
         gen = subprocess.Popen([str(LOADGEN), "-url", url, "-transport", cell.transport, "-c", str(cell.clients),
                                 "-d", f"{seconds}s", "-barrier"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -139,7 +155,8 @@ def measure(cell: Cell, seconds: float) -> dict[str, object]:
 
 def first_calls(target: Target, transport: str, clients: int) -> dict[str, object]:
     with started(target) as (proc, url):
-        warm_up(url, "modern", 1, proc, 1)  # the pool is warm; the handshake cells' per-session processes are not
+        # the pool is warm; the handshake cells' per-session processes are not (a session starts its own)
+        warm_up(url, "modern", 1, proc, target.children)
         time.sleep(0.5)
         result = loadgen(["-url", url, "-transport", transport, "-first", str(clients), "-pause", "100ms"])
     front = "SDK HTTP" if target.name == "sdk-http" else "kmcp adapter"
@@ -230,15 +247,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat every cell (interleaved); medians reported")
     parser.add_argument("--first", type=int, default=20, help="new clients for the first-call measurement")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--server", choices=("sdk", "stdlib"), default="sdk",
+                        help="stdlib: the adapter alone over a trivial server, no SDK HTTP cells (see STDLIB)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not LOADGEN.exists() or not MCP2.exists() or shutil.which("go") is None:
         sys.exit("run `bash scripts/setup && bash bench/setup` first")
+    if args.server == "stdlib":
+        SERVER[:] = STDLIB
+        ERA[:] = ["--server-era", "modern"]
     clients = [int(c) for c in args.clients.split(",")]
     cells = []
     for c in clients:
-        cells += [Cell("SDK HTTP", Target("sdk-http"), "modern", c),
-                  Cell("kmcp adapter, pool 1", Target("kmcp"), "modern", c),
+        if args.server == "sdk":
+            cells.append(Cell("SDK HTTP", Target("sdk-http"), "modern", c))
+        cells += [Cell("kmcp adapter, pool 1", Target("kmcp"), "modern", c),
                   Cell("kmcp adapter", Target("kmcp"), "streamable", c)]
     cells += [Cell(f"kmcp adapter, pool {p}", Target("kmcp", p), "modern", clients[-1])
               for p in map(int, filter(None, args.pools.split(",")))]
@@ -248,13 +271,15 @@ def main() -> None:
             raw[cell].append(measure(cell, args.seconds))
             print(f"# {cell.label} c={cell.clients}: {float(str(raw[cell][-1]['calls_per_second'])):.0f} calls/s",
                   file=sys.stderr, flush=True)
-    firsts = [first_calls(Target("kmcp"), "modern", args.first),
-              first_calls(Target("sdk-http"), "modern", args.first),
-              first_calls(Target("kmcp"), "modern-auto", args.first),
-              first_calls(Target("sdk-http"), "modern-auto", args.first),
-              first_calls(Target("kmcp"), "streamable", max(args.first // 4, 3))]
+    fronts = [Target("kmcp"), Target("sdk-http")] if args.server == "sdk" else [Target("kmcp")]
+    probes = ("modern", "modern-auto") if args.server == "sdk" else ("modern",)  # the stdlib server has no discover
+    firsts = [first_calls(front, transport, args.first) for transport in probes for front in fronts] \
+        if args.first > 0 else []
+    if args.first > 0:
+        firsts.append(first_calls(Target("kmcp"), "streamable", max(args.first // 4, 3)))
     rows = [median_row(raw[cell]) for cell in cells]
-    print(f"server: bench/servers/modern_echo.py (mcp 2.x MCPServer); {args.seconds:g} s per cell; "
+    kind = "(mcp 2.x MCPServer)" if args.server == "sdk" else "(stdlib, adapter --server-era modern)"
+    print(f"server: {Path(SERVER[-1]).relative_to(ROOT)} {kind}; {args.seconds:g} s per cell; "
           f"{args.rounds} round(s), medians; loopback; {os.cpu_count()} cores")
     print("| server behind | requests | clients | calls/s (runs) | p50 ms | p99 ms | front CPU ms/call "
           "| tree CPU ms/call | loadgen CPU ms/call | other load (cores) | errors |")
