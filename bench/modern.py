@@ -110,8 +110,13 @@ def loadgen(args: list[str], timeout: float = 300) -> dict[str, object]:
 
 
 def warm_up(url: str, transport: str, clients: int, proc: subprocess.Popen[bytes], pool: int) -> None:
-    """Modern cells: calls until the pool has its ``pool`` processes and they answer (no cold start in the cell)."""
+    """Calls until the pool has its ``pool`` processes and they answer (no cold start in the cell). Handshake cells
+    too get one modern call first: the adapter's warm pool process has then answered its era probe, as it has on
+    any adapter that has been up a few seconds. (Without it, 32 session processes starting at once delayed the
+    probe past its 10 s timeout, the adapter took the server for handshake-era and crashed: see RESULTS.md.)"""
     if transport != "modern":
+        if pool:
+            loadgen(["-url", url, "-transport", "modern", "-c", "1", "-d", "1s"])
         return
     deadline = time.monotonic() + 60
     while True:
@@ -249,6 +254,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--server", choices=("sdk", "stdlib"), default="sdk",
                         help="stdlib: the adapter alone over a trivial server, no SDK HTTP cells (see STDLIB)")
+    parser.add_argument("--only", default="", help="comma-separated: sdk, modern, handshake (default: all cells)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not LOADGEN.exists() or not MCP2.exists() or shutil.which("go") is None:
@@ -265,6 +271,10 @@ def main() -> None:
                   Cell("kmcp adapter", Target("kmcp"), "streamable", c)]
     cells += [Cell(f"kmcp adapter, pool {p}", Target("kmcp", p), "modern", clients[-1])
               for p in map(int, filter(None, args.pools.split(",")))]
+    if args.only:
+        kinds = set(args.only.split(","))
+        cells = [cell for cell in cells if ("sdk" if cell.target.name == "sdk-http" else
+                                            "modern" if cell.transport == "modern" else "handshake") in kinds]
     raw: dict[Cell, list[dict[str, object]]] = {cell: [] for cell in cells}
     for _ in range(args.rounds):
         for cell in cells:
