@@ -2,7 +2,8 @@
 //
 // Each of -c sessions initializes its own MCP session, then calls one tool in a closed loop until -d has
 // passed; latencies of every call are kept so p50/p99 are exact. Transports: Streamable HTTP ("streamable",
-// JSON or SSE responses) and the 2024-11-05 HTTP+SSE transport ("sse"). Only loopback targets are accepted.
+// JSON or SSE responses), the 2024-11-05 HTTP+SSE transport ("sse") and MCP 2026-07-28 without sessions ("modern",
+// "modern-auto": see modern.go, also for -first). Only loopback targets are accepted.
 // Output is one JSON object on stdout.
 package main
 
@@ -23,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -38,6 +40,8 @@ type result struct {
 	P99ms      float64 `json:"p99_ms"`
 	OpenP50ms  float64 `json:"session_open_p50_ms"`
 	FirstError string  `json:"first_error,omitempty"`
+	// CPU of this process (user + system) over the timed loop only, so opening sessions is left out with -barrier.
+	LoopCPUSeconds float64 `json:"loop_cpu_seconds"`
 }
 
 type rpcMessage struct {
@@ -381,6 +385,12 @@ func (s *sseSession) call(id int) error {
 
 func (s *sseSession) close() { s.body.Close() }
 
+func cpuSeconds() float64 {
+	var usage syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
+}
+
 func percentile(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
@@ -391,12 +401,17 @@ func percentile(sorted []time.Duration, p float64) float64 {
 
 func main() {
 	target := flag.String("url", "", "endpoint: http://127.0.0.1:PORT/mcp (streamable) or /sse (sse)")
-	transport := flag.String("transport", "streamable", "streamable | sse | stdio")
+	transport := flag.String("transport", "streamable", "streamable | sse | stdio | modern | modern-auto")
 	command := flag.String("cmd", "", "with -transport stdio: the server command, one process per session")
 	sessions := flag.Int("c", 1, "concurrent sessions")
 	duration := flag.Duration("d", 5*time.Second, "how long to call (bounded: at most 120s)")
 	maxCalls := flag.Int("n", 1000000, "stop after this many calls in total")
 	tool := flag.String("tool", "echo", "tool to call; it must echo its 'message' argument")
+	first := flag.Int("first", 0, "instead of a timed loop: this many new clients one after another (at most 200), "+
+		"each on a fresh connection; reports the first call's time (see modern.go)")
+	pause := flag.Duration("pause", 50*time.Millisecond, "with -first: idle time between two new clients")
+	barrier := flag.Bool("barrier", false, "open every session first, then print \"ready\" on stderr and wait for a "+
+		"line on stdin before the timed loop starts (so a caller can leave session opening out of its CPU figures)")
 	serve := flag.String("serve", "", "instead of calling: serve a trivial in-process MCP echo endpoint on ADDR (/mcp)")
 	flag.Parse()
 	if *serve != "" {
@@ -423,6 +438,17 @@ func main() {
 		open = openSSE
 	case "stdio":
 		open = openStdio
+	case "modern":
+		open = openModern
+	case "modern-auto":
+		open = openModernAuto
+	}
+	if *first > 0 {
+		if *first > 200 {
+			*first = 200
+		}
+		json.NewEncoder(os.Stdout).Encode(measureFirst(open, *target, *tool, *transport, *first, *pause))
+		return
 	}
 	var (
 		mu        sync.Mutex
@@ -433,6 +459,14 @@ func main() {
 	)
 	start := time.Now()
 	deadline := start.Add(*duration)
+	var (
+		opened sync.WaitGroup
+		gate   = make(chan struct{})
+	)
+	opened.Add(*sessions)
+	if !*barrier {
+		close(gate)
+	}
 	for i := 0; i < *sessions; i++ {
 		wg.Add(1)
 		go func(n int) {
@@ -440,12 +474,14 @@ func main() {
 			name := fmt.Sprintf("s%d", n)
 			t0 := time.Now()
 			s, err := open(*target, *tool, name)
+			opened.Done()
 			if err != nil {
 				fail(err)
 				return
 			}
-			opened := time.Since(t0)
+			opening := time.Since(t0)
 			defer s.close()
+			<-gate
 			local := make([]time.Duration, 0, 4096)
 			for id := 1; time.Now().Before(deadline) && total.Add(1) <= int64(*maxCalls); id++ {
 				t := time.Now()
@@ -457,9 +493,19 @@ func main() {
 			}
 			mu.Lock()
 			latencies = append(latencies, local...)
-			opens = append(opens, opened)
+			opens = append(opens, opening)
 			mu.Unlock()
 		}(i)
+	}
+	cpu0 := cpuSeconds()
+	if *barrier {
+		opened.Wait()
+		fmt.Fprintln(os.Stderr, "ready")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		cpu0 = cpuSeconds()
+		start = time.Now()
+		deadline = start.Add(*duration)
+		close(gate)
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
@@ -467,7 +513,8 @@ func main() {
 	sort.Slice(opens, func(a, b int) bool { return opens[a] < opens[b] })
 	r := result{Transport: *transport, Sessions: *sessions, Seconds: elapsed, Calls: len(latencies),
 		Errors: errorCount.Load(), CrossTalk: crossTalk.Load(), Throughput: float64(len(latencies)) / elapsed,
-		P50ms: percentile(latencies, 0.50), P99ms: percentile(latencies, 0.99), OpenP50ms: percentile(opens, 0.5)}
+		P50ms: percentile(latencies, 0.50), P99ms: percentile(latencies, 0.99), OpenP50ms: percentile(opens, 0.5),
+		LoopCPUSeconds: cpuSeconds() - cpu0}
 	if v := firstError.Load(); v != nil {
 		r.FirstError = v.(string)
 	}
