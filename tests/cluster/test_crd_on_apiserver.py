@@ -39,7 +39,8 @@ def test_guide_examples_are_admitted_with_defaults(kube: Kube, crd: None, namesp
     assert created["spec"]["deployment"]["port"] == doc["spec"]["deployment"].get("port", 3000)
     if doc["spec"]["transportType"] == "stdio":
         assert created["spec"]["stdioTransport"] == {"sessionMode": "isolated", "warmPoolSize": 1,
-                                                     "sessionIdleTimeoutSeconds": 600, "maxSessions": 100}
+                                                     "sessionIdleTimeoutSeconds": 600, "maxSessions": 100,
+                                                     "requestTimeoutSeconds": 300, "serverEra": "auto"}
 
 
 @pytest.mark.parametrize(("name", "spec", "message"), [
