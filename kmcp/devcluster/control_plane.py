@@ -532,7 +532,7 @@ class ControlPlane:
         self._wait(proc, "etcd /health", healthy, self._deadline())
 
     def _start_apiserver(self, chain: Toolchain) -> None:
-        port = free_port(self.address)
+        port = free_port() if self.address == "127.0.0.1" else free_port(self.address)
         self.server = f"https://{self.address}:{port}"
         pki = self.pki
         proc = self._launch("kube-apiserver", [
