@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 import tempfile
@@ -44,15 +45,41 @@ def self_signed_context() -> ssl.SSLContext:
         .sign(key, hashes.SHA256())
     )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    # load_cert_chain reads files only: a private temporary directory for the duration of the call.
-    with tempfile.TemporaryDirectory(prefix="kmcp-metrics-") as tmp:
-        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        key_file.chmod(0o600)
-        ctx.load_cert_chain(str(cert_file), str(key_file))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    if not _load_chain_from_memory(ctx, cert_pem, key_pem):
+        # load_cert_chain reads files only: a private temporary directory for the duration of the call.
+        with tempfile.TemporaryDirectory(prefix="kmcp-metrics-") as tmp:
+            cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+            cert_file.write_bytes(cert_pem)
+            key_file.write_bytes(key_pem)
+            key_file.chmod(0o600)
+            ctx.load_cert_chain(str(cert_file), str(key_file))
     return ctx
+
+
+def _load_chain_from_memory(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> bool:
+    """Load the pair through anonymous memory files (Linux): the installed controller runs with a read-only root
+    filesystem and no writable /tmp, where a temporary directory cannot be made (found on the dev node)."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is None:
+        return False
+    fds: list[int] = []
+    try:
+        for data in (cert_pem, key_pem):
+            fd = memfd_create("kmcp-metrics-tls", getattr(os, "MFD_CLOEXEC", 0))
+            fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        return True
+    except OSError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class MetricsAuthorizer:

@@ -202,14 +202,14 @@ class Pki:
                                          self.controller_manager_key, self.kubelet_client_crt,
                                          self.kubelet_client_key, self.sa_key, self.sa_pub))
 
-    def generate(self) -> None:
+    def generate(self, extra_ips: Sequence[str] = ()) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         ca, ca_key = make_ca()
         serving = issue_cert(
             ca, ca_key, "kube-apiserver", server=True,
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"],
-            ip_addresses=["127.0.0.1", KUBERNETES_SERVICE_IP],
+            ip_addresses=["127.0.0.1", KUBERNETES_SERVICE_IP, *extra_ips],
         )
         admin = issue_cert(ca, ca_key, ADMIN_USER, organizations=["system:masters"], client=True)
         kcm = issue_cert(ca, ca_key, "system:kube-controller-manager", client=True)
@@ -359,6 +359,9 @@ class ControlPlane:
     # A real node will join (kmcp.devcluster.node): run every controller, authorize kubelets with the Node
     # authorizer, and reach kubelets by their InternalIP with a client certificate.
     with_node: bool = False
+    # Where the apiserver listens and what it advertises (the kubernetes Service's endpoint). Loopback unless a node
+    # runs: then the node's own bridge address, so pods reach it at kubernetes.default.svc.
+    address: str = "127.0.0.1"
 
     server: str = field(init=False, default="")
     etcd_url: str = field(init=False, default="")
@@ -431,7 +434,7 @@ class ControlPlane:
         try:
             chain = self.toolchain = self.toolchain or ensure_binaries()
             if not self.pki.complete():
-                self.pki.generate()
+                self.pki.generate(extra_ips=[self.address] if self.address != "127.0.0.1" else [])
             for attempt in range(1, PORT_ATTEMPTS + 1):
                 try:
                     self._start_etcd(chain)
@@ -529,14 +532,14 @@ class ControlPlane:
         self._wait(proc, "etcd /health", healthy, self._deadline())
 
     def _start_apiserver(self, chain: Toolchain) -> None:
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        port = free_port() if self.address == "127.0.0.1" else free_port(self.address)
+        self.server = f"https://{self.address}:{port}"
         pki = self.pki
         proc = self._launch("kube-apiserver", [
             str(chain.path("kube-apiserver")),
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={port}",
             f"--cert-dir={self.directory / 'apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver_crt}",
@@ -551,7 +554,8 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
             "--profiling=false",
-            "--endpoint-reconciler-type=none",  # no kubelet will ever serve the kubernetes Service endpoints
+            # On loopback no pod could use the kubernetes Service's endpoint; on the node's address they do.
+            f"--endpoint-reconciler-type={'none' if self.address == '127.0.0.1' else 'lease'}",
             "--v=1",
             *self._args("kube-apiserver"),
         ])

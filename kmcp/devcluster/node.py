@@ -29,6 +29,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -293,6 +294,7 @@ class Node:
     start_timeout: float = 90.0
     stop_grace: float = 5.0
     proxy_mode: str | None = None  # None: nftables if it works here, else iptables (see proxy_mode())
+    workdir: Path | None = None  # default: "node" in the control plane's directory
 
     subnet: ipaddress.IPv4Network = field(init=False, default=ipaddress.IPv4Network("10.213.0.0/24"))
     processes: list[ManagedProcess] = field(init=False, default_factory=list)
@@ -300,12 +302,12 @@ class Node:
     timings: dict[str, float] = field(init=False, default_factory=dict)
     restore_problems: list[str] = field(init=False, default_factory=list)
     _host: HostState | None = field(init=False, default=None)
-    _bridge_created: bool = field(init=False, default=False)
+    _network_ready: bool = field(init=False, default=False)
 
     # -- paths and addresses
     @property
     def directory(self) -> Path:
-        return self.control_plane.directory / "node"
+        return self.workdir or self.control_plane.directory / "node"
 
     @property
     def containerd_dir(self) -> Path:
@@ -352,11 +354,10 @@ class Node:
             raise RuntimeError("the control plane must be started with with_node=True")
         started = time.monotonic()
         chain = self.toolchain = self.toolchain or ensure_node_binaries()
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._host = HostState.record()
-        atexit.register(self.stop)
         try:
-            self._step("network", self._create_network)
+            if not self._network_ready:
+                self.create_network()
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._step("containerd", self._start_containerd)
             self._step("images", lambda: self._import_images([pause_image(chain.path("pause")), *self.images]))
             self._step("credentials", self._write_credentials)
@@ -369,6 +370,15 @@ class Node:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def create_network(self) -> None:
+        """Record the machine's state, then create the bridge; before the control plane starts when the apiserver
+        is to listen on the node's address (:class:`DevCluster`)."""
+        if self._host is None:
+            self._host = HostState.record()
+            atexit.register(self.stop)
+        self._step("network", self._create_network)
+        self._network_ready = True
 
     def _step(self, name: str, action: Callable[[], None]) -> None:
         began = time.monotonic()
@@ -399,6 +409,7 @@ class Node:
         self.processes.clear()
         self.restore_problems = self._host.restore(owned_dirs=[self.directory], owned_links=[BRIDGE])
         self._host = None
+        self._network_ready = False
         for line in self.restore_problems:
             print(f"kmcp node teardown: {line}", file=sys.stderr)
 
@@ -640,11 +651,13 @@ class DevCluster:
     images: Sequence[ImageArchive] = ()
     control_plane: ControlPlane = field(init=False)
     node: Node = field(init=False)
+    _node_dir: Path = field(init=False)
     startup_seconds: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.control_plane = ControlPlane(workdir=self.workdir, with_node=True)
-        self.node = Node(self.control_plane, images=self.images)
+        self._node_dir = Path(tempfile.mkdtemp(prefix="kmcp-node-"))
+        self.node = Node(self.control_plane, images=self.images, workdir=self._node_dir)
 
     @property
     def kubeconfig(self) -> Path:
@@ -665,11 +678,14 @@ class DevCluster:
         started = time.monotonic()
         self.control_plane.toolchain = self.control_plane.toolchain or ensure_binaries()
         self.node.toolchain = self.node.toolchain or ensure_node_binaries()
-        self.control_plane.start()
         try:
+            # The bridge first: the apiserver listens on the node's address, where pods reach it.
+            self.node.create_network()
+            self.control_plane.address = self.node.node_ip
+            self.control_plane.start()
             self.node.start()
         except BaseException:
-            self.control_plane.stop()
+            self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
         return self
@@ -677,6 +693,7 @@ class DevCluster:
     def stop(self) -> None:
         self.node.stop()
         self.control_plane.stop()
+        shutil.rmtree(self._node_dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

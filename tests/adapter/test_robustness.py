@@ -223,7 +223,8 @@ async def test_health_answers_only_get_and_head(method: str) -> None:
 
 # -- the 2026-07-28 pool: a server that fails its probe ends that process, never the adapter ----------------------
 
-MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": {}}
 MODERN_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
                   "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
 MODERN_LIST = msgspec.json.encode({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": MODERN_META}})

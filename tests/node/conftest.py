@@ -170,7 +170,12 @@ def node_controller(node_kube: Kube, kmcp_node_image: ImageArchive, zipapp: Path
     """`kmcp controller` for every namespace of the node's cluster, as the install's own ServiceAccount (the CRD
     and the install RBAC applied), with the locally built image as the adapter image."""
     node_kube.apply(CRD)
-    node_kube.resource_info("kagent.dev/v1alpha1", "MCPServer", discovery_timeout=30)
+    # The CRD may have just been deleted and created again (tests/node/test_install.py uninstalls): wait until
+    # it is Established and served, not only listed in discovery.
+    node_kube.wait_for_condition("apiextensions.k8s.io/v1", "CustomResourceDefinition", "mcpservers.kagent.dev",
+                                 "Established")
+    wait_for(lambda: node_kube.get("/apis/kagent.dev/v1alpha1/mcpservers", check=False).status_code == 200 or None,
+             timeout=60, description="MCPServers served")
     node_kube.apply([o for o in install.install_objects() if o["kind"] != "Deployment"])
     wait_for(lambda: node_kube.read("v1", "ServiceAccount", install.SERVICE_ACCOUNT, "kmcp-system"),
              description="the controller's ServiceAccount")
@@ -181,11 +186,16 @@ def node_controller(node_kube: Kube, kmcp_node_image: ImageArchive, zipapp: Path
                                    name="node-controller")
     controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
     controller.start()
+    RUNNING_NODE_CONTROLLERS.append(controller)
     try:
         yield controller
     finally:
+        RUNNING_NODE_CONTROLLERS.remove(controller)
         controller.stop()
         controller.assert_no_forbidden()
+
+
+RUNNING_NODE_CONTROLLERS: list[ControllerProcess] = []  # the host-run controller, while it exists
 
 
 def container_log(kube: Kube, pod: Obj, container: str) -> str:
