@@ -116,3 +116,12 @@ async def test_zipapp_adapter_serves_websocket_with_the_bundled_wsproto(zipapp: 
         assert opcode == 0x1 and b'"protocolVersion"' in payload
         await peer.stream.send_all(frame(0x1, b"\xff"))
         assert await peer.close_code() == 1007
+
+
+def test_zipapp_port_forward_has_its_websocket_client(zipapp: Path, tmp_path: Path) -> None:
+    """kmcp port-forward (the guide's troubleshooting step) speaks the Kubernetes port-forward WebSocket through
+    trio-websocket: the zipapp must carry it, so a bad kubeconfig is the one-line error, not an ImportError."""
+    done = run(zipapp, "port-forward", "echo", "--kubeconfig", str(tmp_path / "missing"), tmp=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    assert "kubeconfig" in done.stderr
