@@ -20,7 +20,6 @@ import sys
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-import msgspec
 import trio
 
 from kmcp.adapter.http import Responder, sse_event
@@ -134,14 +133,14 @@ class StatelessPool:
             if suspended.expires <= now or suspended.pooled.gone:
                 del self.suspended[handle]
                 if not suspended.pooled.gone:
-                    await self._cancel_call(suspended.pooled, suspended.ticket)
+                    await self.cancel(suspended.pooled, suspended.ticket, "input timed out")
                 suspended.pooled.close_ticket(suspended.ticket)
 
-    async def _cancel_call(self, pooled: PooledProcess, ticket: Ticket) -> None:
-        pending = pooled.mux.own_requests(ticket.number)
-        notices = [jsonrpc.parse_message(jsonrpc.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                                         "params": {"requestId": own, "reason": "input timed out"}}))
-                   for own in pending]
+    async def cancel(self, pooled: PooledProcess, ticket: Ticket, reason: str) -> None:
+        """Tell the server to stop every request of ``ticket`` (by the ids the multiplexer knows them under, so a
+        resumed call is cancelled too: its id on the process is its first round's)."""
+        notices = [jsonrpc.parse_message(jsonrpc.cancelled_notification(own, reason))
+                   for own in pooled.mux.own_requests(ticket.number)]
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             for notice in notices:
                 await self.send(pooled, ticket, notice)
@@ -279,16 +278,6 @@ class StatelessPool:
         lines = [output.data for output in outputs if isinstance(output, ToServer)]
         if lines:
             await pooled.write(lines)
-
-
-async def cancel_quietly(pool: StatelessPool, pooled: PooledProcess, ticket: Ticket, request: ModernRequest) -> None:
-    """The client went away: tell the server to stop (the cancelled notification names the request)."""
-    notice = jsonrpc.parse_message(msgspec.json.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                                        "params": {"requestId": request.id,
-                                                                   "reason": "the client closed the request"}}))
-    with trio.CancelScope(shield=True), trio.move_on_after(1), \
-            suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        await pool.send(pooled, ticket, notice)
 
 
 # -- answering one modern request over HTTP ----------------------------------------------------------------------
@@ -434,7 +423,8 @@ async def _run(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange, 
     finally:
         if not suspended:
             if not finished and not pooled.gone:
-                await cancel_quietly(pool, pooled, ticket, modern)
+                with trio.CancelScope(shield=True), trio.move_on_after(1):  # the client left: so may we
+                    await pool.cancel(pooled, ticket, "the client closed the request")
             pooled.close_ticket(ticket)
 
 

@@ -366,6 +366,12 @@ def request_bytes(id: RequestId, method: str, params: bytes) -> bytes:
     return head + (b',"params":' + params + b"}" if params else b"}")
 
 
+def cancelled_notification(request_id: RequestId, reason: str) -> bytes:
+    """``notifications/cancelled`` for ``request_id``: what tells a server to stop working on a request."""
+    return _encoder.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                            "params": {"requestId": request_id, "reason": reason}})
+
+
 def notification_bytes(method: str, params: bytes) -> bytes:
     head = b'{"jsonrpc":"2.0","method":' + _encoder.encode(method)
     return head + (b',"params":' + params + b"}" if params else b"}")

@@ -187,7 +187,7 @@ class Multiplexer:
             if not request.cancelled:
                 request.cancelled = True
                 self._settle(client)  # no longer waiting: not a target for server requests
-            return [ToServer(_with_cancelled_id(message, shared_id).raw)]
+            return [ToServer(_with_param(message, "requestId", shared_id).raw)]
         return [ToServer(message.raw)]
 
     def _initialize(self, client: int, own_id: RequestId, message: Message) -> list[Output]:
@@ -252,7 +252,7 @@ class Multiplexer:
             if entry is None:
                 return []
             client, own_token = entry
-            return [ToClient(client, _with_notification_token(message, own_token))]
+            return [ToClient(client, _with_param(message, "progressToken", own_token))]
         if jsonrpc.has_meta_key(message.params, era.META_SUBSCRIPTION):  # 2026-07-28: on a subscriptions/listen
             return self._subscription_event(message)
         if method == "notifications/cancelled":
@@ -260,7 +260,7 @@ class Multiplexer:
             request = self._requests.get(shared_id) if isinstance(shared_id, int) else None
             if request is None:
                 return []
-            return [ToClient(request.client, _with_cancelled_id(message, request.own_id))]
+            return [ToClient(request.client, _with_param(message, "requestId", request.own_id))]
         if is_broadcast(method):
             return [ToClient(client, message) for client in self._clients]
         return []
@@ -304,17 +304,10 @@ def _with_progress_token(params: bytes, token: str) -> bytes:
     return jsonrpc.encode(value)
 
 
-def _with_notification_token(message: Message, token: RequestId) -> Message:
-    value = msgspec.json.decode(message.params)
-    value["progressToken"] = token
-    params = jsonrpc.encode(value)
+def _with_param(message: Message, key: str, value: RequestId) -> Message:
+    """A notification with one top-level param changed (a progress token, a cancelled request id)."""
+    params_value = msgspec.json.decode(message.params) if message.params else {}
+    params_value[key] = value
+    params = jsonrpc.encode(params_value)
     return Message(Kind.NOTIFICATION, jsonrpc.notification_bytes(message.method or "", params),
                    method=message.method, params=params)
-
-
-def _with_cancelled_id(message: Message, request_id: RequestId) -> Message:
-    value = msgspec.json.decode(message.params) if message.params else {}
-    value["requestId"] = request_id
-    params = jsonrpc.encode(value)
-    data = jsonrpc.notification_bytes(message.method or "", params)
-    return Message(Kind.NOTIFICATION, data, method=message.method, params=params)

@@ -190,8 +190,7 @@ class SessionCore:
         for request_id in late:
             reason = f"Request timed out: no answer from the MCP server in {timeout:g} s"
             deliveries.append(self._fail(request_id, jsonrpc.REQUEST_TIMEOUT, reason))
-            out.append(jsonrpc.encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                       "params": {"requestId": request_id, "reason": reason}}) + b"\n")
+            out.append(jsonrpc.cancelled_notification(request_id, reason) + b"\n")
         return ClientOutcome(b"".join(out), deliveries)
 
     # -- server side -------------------------------------------------------------------------------------------
