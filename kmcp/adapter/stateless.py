@@ -7,9 +7,11 @@ a handshake fixes the capabilities), answers ``server/discover`` from the ``init
 server's results into 2026-07-28 ones (``resultType``, caching hints, the not-found error). The era of a process
 is fixed by its first request (so the SDK decides), so a process is probed once and keeps its era.
 
-Not done yet (see the issue note): ``input_required`` continuations for a legacy server's server->client
-requests (they are refused with an error to the server, and the call continues), ``subscriptions/listen``,
-``Mcp-Param-*`` checks against tool schemas.
+A legacy server's server->client requests during a call become ``input_required`` rounds (the call waits on its
+process, its handle sealed into ``requestState``). ``subscriptions/listen`` is served by the adapter for a legacy
+server (from its broadcast change notifications) and fanned out to every pooled process of a modern one (a
+change made on any process reaches the listener). Not done (see the issue note): ``Mcp-Param-*`` checks against
+tool schemas.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import math
 import secrets
 import sys
+from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -25,15 +29,17 @@ import trio
 from kmcp.adapter.http import Responder, sse_event
 from kmcp.adapter.httputil import JSON, SSE_HEADERS, jsonrpc_error
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
-from kmcp.adapter.protocol import bridge, continuations, jsonrpc
+from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, subscriptions
 from kmcp.adapter.protocol.era import ModernRequest
-from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
 from kmcp.adapter.protocol.multiplexer import Multiplexer, ToClient, ToServer
 from kmcp.adapter.settings import AdapterSettings
 
 SPARES = 2
 _POOL_FAILURES = (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 PROBE_TIMEOUT = 10.0  # a server slower than this to answer its first request is taken for handshake-era
+PROCESS_EXITED = jsonrpc.encode({"code": jsonrpc.SERVER_GONE, "message": "the MCP server process exited"})
+LISTEN_BUFFER = 1024  # change events queued for one listen stream whose client reads slowly (then dropped)
 
 
 @dataclass(eq=False)
@@ -56,7 +62,13 @@ class PooledProcess:
     ready: trio.Event = field(default_factory=trio.Event)
     assigned: trio.Event = field(default_factory=trio.Event)  # legacy: its capability set is chosen
     gone: bool = False
+    listens: int = 0  # listen streams on the process: in flight for good, so not load
+    on_change: Callable[[Message], None] | None = None  # legacy: where its change notifications go
     _lock: trio.Lock = field(default_factory=trio.Lock)
+
+    @property
+    def load(self) -> int:
+        return self.mux.in_flight - self.listens
 
     async def write(self, lines: list[bytes]) -> None:
         if self.process is None or self.gone:
@@ -64,8 +76,10 @@ class PooledProcess:
         async with self._lock:
             await self.process.send_stream.send_all(b"".join(line + b"\n" for line in lines))
 
-    def open_ticket(self) -> Ticket:
-        send, receive = trio.open_memory_channel[Message](math.inf)
+    def open_ticket(self, into: tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]
+                    | None = None) -> Ticket:
+        """A ticket with a channel of its own, or (``into``) one more sender into a channel several share."""
+        send, receive = (into[0].clone(), into[1]) if into else trio.open_memory_channel[Message](math.inf)
         ticket = Ticket(self.mux.attach(), send, receive)
         self.tickets[ticket.number] = ticket
         return ticket
@@ -80,16 +94,22 @@ class PooledProcess:
             message = jsonrpc.parse_server_line(line)
         except JsonRpcError:
             return
+        if self.on_change is not None and message.kind is Kind.NOTIFICATION \
+                and message.method in subscriptions.CHANGE_METHODS:
+            self.on_change(message)  # a legacy server's change: for the adapter's listen streams, not a request's
+            return
         for output in self.mux.from_server(message):
             ticket = self.tickets.get(output.client)
             if ticket is not None:
-                ticket.channel.send_nowait(output.message)
+                with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    ticket.channel.send_nowait(output.message)  # WouldBlock: a listen whose client lags
 
-    def fail_all(self, reason: str) -> None:
+    def fail_all(self) -> None:
+        """The process exited: every request on it ends with :data:`PROCESS_EXITED`."""
         self.gone = True
         for ticket in list(self.tickets.values()):
-            ticket.channel.send_nowait(Message(Kind.RESPONSE, b"", error=jsonrpc.encode(
-                {"code": jsonrpc.SERVER_GONE, "message": reason})))
+            with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                ticket.channel.send_nowait(Message(Kind.RESPONSE, b"", error=PROCESS_EXITED))
             ticket.channel.close()
         self.tickets.clear()
         self.mux.reset()
@@ -115,6 +135,10 @@ class StatelessPool:
         # MCPServer's session key when there is one (any replica can open it), else with a key of this process.
         self.suspended: dict[str, Suspended] = {}
         self.sealer = continuations.Sealer(settings.session_key or secrets.token_bytes(32), settings.input_ttl)
+        # subscriptions/listen streams: served by the adapter for a legacy server, fanned out for a modern one
+        self.listeners: set[Listener] = set()
+        self.modern_listens: set[ModernListen] = set()
+        self.watched: Counter[str] = Counter()  # legacy: resource URIs some listener subscribes to
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -166,11 +190,11 @@ class StatelessPool:
             spare.assigned.set()
             group = [spare]
             self._grow_spare()
-        idle = [p for p in group if p.ready.is_set() and not p.mux.in_flight]
+        idle = [p for p in group if p.ready.is_set() and not p.load]
         if not idle and len(group) < self.size:
             group.append(self._grow(key))
         candidates = [p for p in group if p.ready.is_set()] or group
-        chosen = min(candidates, key=lambda p: p.mux.in_flight)
+        chosen = min(candidates, key=lambda p: p.load)
         with trio.fail_after(PROBE_TIMEOUT + 30):
             await chosen.ready.wait()
         if chosen.gone:
@@ -210,18 +234,74 @@ class StatelessPool:
                         print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
                     else:
                         pooled.ready.set()
+                        await self._on_ready(pooled)
                         await process.wait()
                     nursery.cancel_scope.cancel()
         except _POOL_FAILURES as error:
             print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
         finally:
-            pooled.fail_all("the MCP server process exited")
+            pooled.fail_all()
             pooled.ready.set()
             group = self._groups.get(pooled.capabilities, [])
             if pooled in group:
                 group.remove(pooled)
             if pooled in self._spares:
                 self._spares.remove(pooled)
+
+    async def _on_ready(self, pooled: PooledProcess) -> None:
+        """A new process joins the open listen streams (modern) or the resource subscriptions (legacy)."""
+        if pooled.era == "modern":
+            for listen in list(self.modern_listens):
+                await self.join_listen(listen, pooled)
+        else:
+            for uri in list(self.watched):
+                await self._ask(pooled, subscriptions.resource_request("resources/subscribe", uri), 5.0)
+
+    # -- subscriptions/listen ----------------------------------------------------------------------------------
+
+    def publish(self, message: Message) -> None:
+        """A legacy server's change notification, to every listener that asked for its kind."""
+        for listener in list(self.listeners):
+            if listener.filter.wants(message.method or "", message.params):
+                with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    listener.channel.send_nowait(subscriptions.tagged(message, listener.listen_id))
+
+    async def watch(self, uris: list[str], method: str) -> None:
+        """Count ``uris`` in (``resources/subscribe``) or out; the server hears of a URI's first and last
+        listener, on every ready legacy process (it sends updates only for what its session subscribed to)."""
+        changed = []
+        for uri in uris:
+            before = self.watched[uri]
+            self.watched[uri] += 1 if method == "resources/subscribe" else -1
+            if self.watched[uri] <= 0:
+                del self.watched[uri]
+            if (before == 0) == (method == "resources/subscribe"):
+                changed.append(uri)
+        for pooled in [p for group in self._groups.values() for p in group if p.ready.is_set() and not p.gone]:
+            for uri in changed:
+                with suppress(*_POOL_FAILURES):
+                    await self._ask(pooled, subscriptions.resource_request(method, uri), 5.0)
+
+    async def join_listen(self, listen: ModernListen, pooled: PooledProcess) -> None:
+        """Open ``listen`` on one more modern process: its events go into the listen's one channel."""
+        if pooled in listen.parts or pooled.gone:
+            return
+        ticket = pooled.open_ticket(into=(listen.send, listen.receive))
+        listen.parts[pooled] = ticket
+        pooled.listens += 1
+        with suppress(*_POOL_FAILURES):
+            await self.send(pooled, ticket, listen.request)
+
+    async def leave_listen(self, listen: ModernListen) -> None:
+        for pooled, ticket in listen.parts.items():
+            pooled.listens -= 1
+            if not pooled.gone:
+                await self.cancel(pooled, ticket, "the client closed the subscription")
+            pooled.close_ticket(ticket)
+        listen.parts.clear()
+
+    def modern_processes(self) -> list[PooledProcess]:
+        return [p for p in self._groups.get(b"", []) if p.ready.is_set() and not p.gone]
 
     async def _pump(self, pooled: PooledProcess, process: ServerProcess) -> None:
         pending = b""
@@ -250,6 +330,7 @@ class StatelessPool:
                 pooled.capabilities = b""
         pooled.era = self.era
         if self.era == "legacy":
+            pooled.on_change = self.publish
             await pooled.assigned.wait()
             answer = await self._ask(pooled, bridge.initialize_request(pooled.capabilities or b"{}"), 60.0)
             if answer is None or not answer.result:
@@ -287,6 +368,25 @@ GATHER_SECONDS = 0.05  # after a server request, how long more may follow before
 
 
 @dataclass(eq=False)
+class Listener:
+    """A listen stream the adapter serves itself (a legacy server): what it asked for, and where events go."""
+
+    filter: subscriptions.Filter
+    listen_id: RequestId
+    channel: trio.MemorySendChannel[Message]
+
+
+@dataclass(eq=False)
+class ModernListen:
+    """A listen stream passed through to every modern pooled process (a process hears only its own changes)."""
+
+    request: Message
+    send: trio.MemorySendChannel[Message]
+    receive: trio.MemoryReceiveChannel[Message]
+    parts: dict[PooledProcess, Ticket] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class Suspended:
     """A legacy call waiting for its client's answers to the server requests it made (an input_required round)."""
 
@@ -313,6 +413,10 @@ class _Exchange:
             await self.responder.start(200, [*SSE_HEADERS])
             self.streaming = True
         await self.responder.send(sse_event(message.raw))
+
+    async def keep_alive(self) -> None:
+        if self.streaming:
+            await self.responder.send(b": keep-alive\n\n")
 
     async def finish(self, data: bytes, status: int = 200) -> None:
         if self.streaming:
@@ -346,12 +450,16 @@ async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchang
         await _resume(pool, modern, exchange, retry)
         return
     pooled = await pool.process_for(modern.envelope.capabilities)
+    if method == "subscriptions/listen":
+        await (_listen_modern(pool, modern, exchange) if pooled.era == "modern" else
+               _listen_legacy(pool, modern, exchange, pooled))
+        return
     if pooled.era == "legacy" and method == "server/discover":
         result = bridge.discover_result(pooled.initialize_result, pool.settings.stateless_ttl_ms)
         await exchange.finish(jsonrpc.response_bytes(modern.id, result))
         return
     if pooled.era == "legacy" and method not in bridge.BRIDGED_METHODS:
-        # Not bridged (subscriptions/listen, so far), or not a method a handshake-era server could answer.
+        # Not a method a handshake-era server could answer.
         await exchange.finish(jsonrpc.error_response(modern.id, jsonrpc.METHOD_NOT_FOUND,
                                                      f"Method not found: {method}"), 404)
         return
@@ -416,9 +524,7 @@ async def _run(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange, 
                 else:
                     await pooled.write([bridge.refuse_server_request(message)])
                 continue
-            if modern.method == "subscriptions/listen":
-                await exchange.notify(message, always=True)  # a listen stream has no end of its own
-            elif _belongs(modern, message):
+            if _belongs(modern, message):
                 await exchange.notify(message)
     finally:
         if not suspended:
@@ -428,14 +534,84 @@ async def _run(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange, 
             pooled.close_ticket(ticket)
 
 
+async def _listen_legacy(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange,
+                         pooled: PooledProcess) -> None:
+    """Serve a listen for a handshake-era server: acknowledge what it advertises, then relay its changes."""
+    granted = subscriptions.honoured(subscriptions.read_filter(modern.message.params), pooled.initialize_result)
+    assert modern.id is not None
+    send, receive = trio.open_memory_channel[Message](LISTEN_BUFFER)
+    listener = Listener(granted, modern.id, send)
+    pool.listeners.add(listener)
+    try:
+        await exchange.notify(subscriptions.acknowledgement(modern.id, granted), always=True)
+        await pool.watch(granted.resource_subscriptions, "resources/subscribe")
+        await _relay(pool, exchange, receive, lambda message: True)
+    finally:
+        pool.listeners.discard(listener)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await pool.watch(granted.resource_subscriptions, "resources/unsubscribe")
+
+
+async def _listen_modern(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange) -> None:
+    """Pass a listen to every modern process (and to those started later); one acknowledgement reaches the
+    client, then every process's events. It ends when the client leaves, or when a server answers it."""
+    send, receive = trio.open_memory_channel[Message](LISTEN_BUFFER)
+    listen = ModernListen(modern.message, send, receive)
+    pool.modern_listens.add(listen)
+    acknowledged = False
+
+    def deliver(message: Message) -> bool:  # only the listen's own events (the multiplexer broadcasts logs too)
+        nonlocal acknowledged
+        if not jsonrpc.has_meta_key(message.params, era.META_SUBSCRIPTION):
+            return False
+        if message.method == subscriptions.ACKNOWLEDGED:
+            if acknowledged:
+                return False
+            acknowledged = True
+        return True
+
+    try:
+        for pooled in pool.modern_processes():
+            await pool.join_listen(listen, pooled)
+        final = await _relay(pool, exchange, receive, deliver,
+                             live=lambda: any(not p.gone for p in listen.parts))
+        if final is not None:
+            data, status = _final(pool, next(iter(listen.parts)), modern, final)
+            await exchange.finish(data, status)
+    finally:
+        pool.modern_listens.discard(listen)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await pool.leave_listen(listen)
+
+
+async def _relay(pool: StatelessPool, exchange: _Exchange, receive: trio.MemoryReceiveChannel[Message],
+                 deliver: Callable[[Message], bool], live: Callable[[], bool] = lambda: True) -> Message | None:
+    """Relay a listen's events, with keep-alives, until a response ends it (returned); a response from a
+    process that went away ends it only when no process is left (``live``)."""
+    interval = pool.settings.sse_keepalive_interval
+    while True:
+        with trio.move_on_after(interval) as idle:
+            message = await receive.receive()
+        if idle.cancelled_caught:
+            await exchange.keep_alive()
+        elif message.kind is Kind.RESPONSE:
+            if not _server_gone(message) or not live():
+                return message
+        elif message.kind is Kind.NOTIFICATION and deliver(message):
+            await exchange.notify(message, always=True)
+
+
+def _server_gone(message: Message) -> bool:
+    return message.error == PROCESS_EXITED
+
+
 async def _next(ticket: Ticket, *, gathering: bool) -> Message | None:
     """The next message for the call; None when a round is being gathered and nothing more came in time."""
     if not gathering:
         try:
             return await ticket.receive.receive()
         except trio.EndOfChannel:
-            return Message(Kind.RESPONSE, b"", error=jsonrpc.encode({"code": jsonrpc.SERVER_GONE,
-                                                                      "message": "the MCP server process exited"}))
+            return Message(Kind.RESPONSE, b"", error=PROCESS_EXITED)
     with trio.move_on_after(GATHER_SECONDS):
         try:
             return await ticket.receive.receive()

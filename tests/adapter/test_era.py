@@ -8,7 +8,7 @@ import base64
 import msgspec
 import pytest
 
-from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc
+from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, subscriptions
 from kmcp.adapter.protocol.era import EraError, ModernRequest
 
 META = {era.META_VERSION: "2026-07-28", era.META_CAPABILITIES: {}}
@@ -113,7 +113,7 @@ def test_discover_is_made_from_initialize_and_lists_both_eras() -> None:
     result = msgspec.json.decode(bridge.discover_result(init))
     assert result["resultType"] == "complete"
     assert result["supportedVersions"][0] == "2026-07-28" and "2025-11-25" in result["supportedVersions"]
-    assert result["capabilities"] == {"tools": {}}  # listen is not bridged yet: not advertised
+    assert result["capabilities"] == {"tools": {"listChanged": True}}  # delivered on listen, by the bridge
     assert result["_meta"][era.META_SERVER_INFO] == {"name": "s", "version": "2"}
     assert result["instructions"] == "be kind"
     assert (result["ttlMs"], result["cacheScope"]) == (0, "private")
@@ -177,3 +177,44 @@ def test_a_retry_is_read_and_stripped_for_the_server() -> None:
     retry = continuations.read_retry(params)
     assert (retry.state, retry.name, retry.responses) == ("s", "t", {"k": b'{"action":"accept"}'})
     assert msgspec.json.decode(continuations.strip_retry(params)) == {"name": "t", "arguments": {}}
+
+
+# -- subscriptions/listen ----------------------------------------------------------------------------------------
+
+def test_a_listen_filter_is_honoured_as_far_as_the_server_advertises() -> None:
+    wanted = subscriptions.read_filter(msgspec.json.encode({"notifications": {
+        "toolsListChanged": True, "promptsListChanged": True, "resourceSubscriptions": ["test://a"],
+        "someLaterKind": True}, "_meta": META}))
+    init = msgspec.json.encode({"capabilities": {"tools": {"listChanged": True}, "prompts": {},
+                                                 "resources": {"subscribe": True}}})
+    granted = subscriptions.honoured(wanted, init)
+    assert granted == subscriptions.Filter(tools_list_changed=True, resource_subscriptions=["test://a"])
+    assert subscriptions.honoured(wanted, b"{}") == subscriptions.Filter()
+    ack = msgspec.json.decode(subscriptions.acknowledgement("L1", granted).raw)
+    assert ack == {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {
+        "_meta": {era.META_SUBSCRIPTION: "L1"},
+        "notifications": {"toolsListChanged": True, "resourceSubscriptions": ["test://a"]}}}
+
+
+def test_a_filter_passes_only_what_it_names() -> None:
+    only_a = subscriptions.Filter(resource_subscriptions=["test://a"])
+    assert only_a.wants("notifications/resources/updated", b'{"uri":"test://a"}')
+    assert not only_a.wants("notifications/resources/updated", b'{"uri":"test://b"}')
+    assert not only_a.wants("notifications/tools/list_changed", b"")
+    assert not subscriptions.Filter(tools_list_changed=True).wants("notifications/prompts/list_changed", b"")
+    assert not subscriptions.Filter(tools_list_changed=True).wants("notifications/message", b"{}")
+
+
+def test_a_change_is_tagged_with_the_listen_id_keeping_its_params() -> None:
+    change = jsonrpc.parse_message(b'{"jsonrpc":"2.0","method":"notifications/resources/updated",'
+                                   b'"params":{"uri":"test://a","_meta":{"x":1}}}')
+    tagged = msgspec.json.decode(subscriptions.tagged(change, 7).raw)
+    assert tagged["params"] == {"uri": "test://a", "_meta": {"x": 1, era.META_SUBSCRIPTION: 7}}
+    bare = jsonrpc.parse_message(b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}')
+    assert msgspec.json.decode(subscriptions.tagged(bare, "L").raw)["params"] == {"_meta": {era.META_SUBSCRIPTION: "L"}}
+
+
+def test_a_malformed_listen_filter_is_invalid_params() -> None:
+    with pytest.raises(jsonrpc.JsonRpcError) as caught:
+        subscriptions.read_filter(b'{"notifications":{"toolsListChanged":"yes"}}')
+    assert caught.value.code == jsonrpc.INVALID_PARAMS

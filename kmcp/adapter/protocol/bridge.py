@@ -24,8 +24,6 @@ CACHEABLE = frozenset({"server/discover", "tools/list", "prompts/list", "resourc
 BRIDGED_METHODS = frozenset({"tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
                              "resources/read", "resources/templates/list", "completion/complete"})
 RESOURCE_NOT_FOUND_CODES = (0, -32002, jsonrpc.INVALID_PARAMS)
-# What the bridge cannot offer yet: it answers subscriptions/listen with -32601, so it does not advertise them.
-_LISTEN_FLAGS = ("listChanged", "subscribe")
 
 
 def canonical(capabilities: bytes) -> bytes:
@@ -63,11 +61,7 @@ def initialize_request(capabilities: bytes) -> Message:
 def discover_result(initialize_result: bytes, ttl_ms: int = 0) -> bytes:
     """``server/discover``'s result, made from a handshake server's ``initialize`` result."""
     init = msgspec.json.decode(initialize_result)
-    capabilities = init.get("capabilities") or {}
-    for name in ("tools", "prompts", "resources"):
-        entry = capabilities.get(name)
-        if isinstance(entry, dict):
-            capabilities[name] = {k: v for k, v in entry.items() if k not in _LISTEN_FLAGS}
+    capabilities = init.get("capabilities") or {}  # listChanged / subscribe: the bridge serves them on listen
     capabilities.pop("logging", None)  # logging/setLevel is gone; logs are opted into per request
     result: dict[str, object] = {
         "resultType": "complete",
