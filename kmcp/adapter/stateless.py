@@ -39,7 +39,9 @@ SPARES = 2
 _POOL_FAILURES = (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 PROBE_TIMEOUT = 10.0  # a server slower than this to answer its first request is taken for handshake-era
 PROCESS_EXITED = jsonrpc.encode({"code": jsonrpc.SERVER_GONE, "message": "the MCP server process exited"})
-LISTEN_BUFFER = 1024  # change events queued for one listen stream whose client reads slowly (then dropped)
+LISTEN_BUFFER = 1024
+EXCLUSIVE_EXTRA = 7  # processes a group may add beyond the pool's size for exclusive requests
+EXTRA_IDLE_SECONDS = 30.0  # change events queued for one listen stream whose client reads slowly (then dropped)
 
 
 @dataclass(eq=False)
@@ -64,6 +66,10 @@ class PooledProcess:
     gone: bool = False
     listens: int = 0  # listen streams on the process: in flight for good, so not load
     on_change: Callable[[Message], None] | None = None  # legacy: where its change notifications go
+    exclusive: Ticket | None = None  # the one request whose server requests and logs are its own
+    on_free: Callable[[], None] | None = None
+    scope: trio.CancelScope | None = None
+    idle_since: float = 0.0
     _lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
@@ -88,6 +94,10 @@ class PooledProcess:
         self.mux.detach(ticket.number)
         self.tickets.pop(ticket.number, None)
         ticket.channel.close()
+        if self.exclusive is ticket:
+            self.exclusive = None
+            if self.on_free is not None:
+                self.on_free()
 
     def route(self, line: bytes) -> None:
         try:
@@ -139,6 +149,7 @@ class StatelessPool:
         self.listeners: set[Listener] = set()
         self.modern_listens: set[ModernListen] = set()
         self.watched: Counter[str] = Counter()  # legacy: resource URIs some listener subscribes to
+        self._freed = trio.Event()  # set (and replaced) when an exclusive request lets go of its process
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -149,6 +160,7 @@ class StatelessPool:
             while True:
                 await trio.sleep(min(5.0, self.sealer.ttl / 2))
                 await self._expire_suspended()
+                await self._reap_extras()
 
     async def _expire_suspended(self) -> None:
         """A round nobody answered in time: the call is cancelled on the server and forgotten."""
@@ -169,9 +181,14 @@ class StatelessPool:
             for notice in notices:
                 await self.send(pooled, ticket, notice)
 
-    async def process_for(self, capabilities: bytes) -> PooledProcess:
+    async def process_for(self, capabilities: bytes, *, asks: bool = False, logs: bool = False) -> PooledProcess:
         """A ready process for a request declaring ``capabilities`` (legacy processes are initialized with
-        them; modern ones serve every set). Starts one when the group is not full and all are busy."""
+        them; modern ones serve every set). Starts one when the group is not full and all are busy.
+
+        A request that ``logs`` (a log level in its envelope), or that ``asks`` (a call that may make a legacy
+        server send server requests) is *exclusive*: a stdio line ties neither log lines nor server requests to
+        the request that caused them, so it gets a process with no other exclusive request on it. The group may
+        then grow by :data:`EXCLUSIVE_EXTRA` processes, which end again once idle; beyond that it waits."""
         if not self._known.is_set():
             if not any(self._groups.values()):  # none started, or the last probe failed: ask a new process
                 self._grow(b"{}")
@@ -180,6 +197,20 @@ class StatelessPool:
         if self.era == "legacy":
             self._grow_spare()  # only once modern clients show up: an idle adapter runs one extra process
         key = b"" if self.era == "modern" else bridge.canonical(capabilities)
+        exclusive = self.exclusive(asks, logs)
+        with trio.fail_after(PROBE_TIMEOUT + 30):
+            while True:
+                chosen = self._choose(key, exclusive)
+                if chosen is None:
+                    await self._freed.wait()
+                    continue
+                await chosen.ready.wait()
+                if chosen.gone:
+                    raise LaunchError("the MCP server process exited before it was ready")
+                if not (exclusive and chosen.exclusive is not None):  # taken while it started: choose again
+                    return chosen
+
+    def _choose(self, key: bytes, exclusive: bool) -> PooledProcess | None:
         group = [p for p in self._groups.get(key, []) if not p.gone]
         spares = [p for p in self._spares if not p.gone]
         if not group and spares:  # a new capability set: no cold start
@@ -190,20 +221,43 @@ class StatelessPool:
             spare.assigned.set()
             group = [spare]
             self._grow_spare()
-        idle = [p for p in group if p.ready.is_set() and not p.load]
-        if not idle and len(group) < self.size:
-            group.append(self._grow(key))
-        candidates = [p for p in group if p.ready.is_set()] or group
-        chosen = min(candidates, key=lambda p: p.load)
-        with trio.fail_after(PROBE_TIMEOUT + 30):
-            await chosen.ready.wait()
-        if chosen.gone:
-            raise LaunchError("the MCP server process exited before it was ready")
-        return chosen
+        free = [p for p in group if not (exclusive and p.exclusive is not None)]
+        idle = [p for p in free if p.ready.is_set() and not p.load]
+        if not idle and len(group) < self.size + (EXCLUSIVE_EXTRA if exclusive else 0):
+            grown = self._grow(key)
+            group.append(grown)
+            free.append(grown)
+        if not free:
+            return None
+        candidates = [p for p in free if p.ready.is_set()] or free
+        return min(candidates, key=lambda p: p.load)
+
+    def exclusive(self, asks: bool, logs: bool) -> bool:
+        return logs or (asks and self.era == "legacy")
+
+    def take(self, pooled: PooledProcess, ticket: Ticket) -> None:
+        """``ticket`` holds ``pooled`` exclusively until it is closed: server requests go to it alone."""
+        pooled.exclusive = ticket
+        pooled.mux.asker = ticket.number
+
+    def _release(self) -> None:
+        self._freed.set()
+        self._freed = trio.Event()
+
+    async def _reap_extras(self) -> None:
+        """Processes grown beyond the pool's size for exclusive requests end once idle for a while."""
+        now = trio.current_time()
+        for group in self._groups.values():
+            extras = [p for p in group if p.ready.is_set() and not p.gone][self.size:]
+            for pooled in extras:
+                if pooled.load or len(pooled.tickets) > pooled.listens:
+                    pooled.idle_since = now
+                elif now - pooled.idle_since >= EXTRA_IDLE_SECONDS and pooled.scope is not None:
+                    pooled.scope.cancel()
 
     def _grow(self, key: bytes) -> PooledProcess:
         assert self._nursery is not None, "StatelessPool.run is not running"
-        pooled = PooledProcess(self.era or "?", key)
+        pooled = PooledProcess(self.era or "?", key, on_free=self._release)
         pooled.assigned.set()
         self._groups.setdefault(key, []).append(pooled)
         self._nursery.start_soon(self._run_process, pooled)
@@ -214,13 +268,28 @@ class StatelessPool:
         sets in a row find one): a new capability set takes one and pays only the initialize round trip."""
         assert self._nursery is not None
         while len(self._spares) < SPARES and self.era == "legacy" and self.settings.stateless_warm:
-            spare = PooledProcess("legacy", b"")
+            spare = PooledProcess("legacy", b"", on_free=self._release)
             self._spares.append(spare)
             self._nursery.start_soon(self._run_process, spare)
 
     async def _run_process(self, pooled: PooledProcess) -> None:
         self._serial += 1
         name = f"stateless-{self._serial}"
+        pooled.scope = trio.CancelScope()
+        try:
+            with pooled.scope:
+                await self._serve_process(pooled, name)
+        finally:
+            pooled.fail_all()
+            pooled.ready.set()
+            group = self._groups.get(pooled.capabilities, [])
+            if pooled in group:
+                group.remove(pooled)
+            if pooled in self._spares:
+                self._spares.remove(pooled)
+            self._release()  # whoever waits for a free process chooses again
+
+    async def _serve_process(self, pooled: PooledProcess, name: str) -> None:
         try:
             async with self.launcher.launch(name) as process:
                 pooled.process = process
@@ -234,19 +303,12 @@ class StatelessPool:
                         print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
                     else:
                         pooled.ready.set()
+                        pooled.idle_since = trio.current_time()
                         await self._on_ready(pooled)
                         await process.wait()
                     nursery.cancel_scope.cancel()
         except _POOL_FAILURES as error:
             print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
-        finally:
-            pooled.fail_all()
-            pooled.ready.set()
-            group = self._groups.get(pooled.capabilities, [])
-            if pooled in group:
-                group.remove(pooled)
-            if pooled in self._spares:
-                self._spares.remove(pooled)
 
     async def _on_ready(self, pooled: PooledProcess) -> None:
         """A new process joins the open listen streams (modern) or the resource subscriptions (legacy)."""
@@ -449,7 +511,10 @@ async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchang
     if retry is not None and retry.state is not None and pool.era == "legacy":
         await _resume(pool, modern, exchange, retry)
         return
-    pooled = await pool.process_for(modern.envelope.capabilities)
+    capabilities = modern.envelope.capabilities
+    suspends = method in continuations.MAY_SUSPEND
+    asks, logs = suspends and bridge.may_ask(capabilities), suspends and modern.envelope.log_level is not None
+    pooled = await pool.process_for(capabilities, asks=asks, logs=logs)
     if method == "subscriptions/listen":
         await (_listen_modern(pool, modern, exchange) if pooled.era == "modern" else
                _listen_legacy(pool, modern, exchange, pooled))
@@ -470,6 +535,8 @@ async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchang
         message = Message(Kind.REQUEST, jsonrpc.request_bytes(modern.id or 0, method, params), modern.id,
                           method, params)
     ticket = pooled.open_ticket()
+    if pool.exclusive(asks, logs):
+        pool.take(pooled, ticket)
     await _run(pool, modern, exchange, pooled, ticket, first=message)
 
 
@@ -635,8 +702,8 @@ def _belongs(modern: ModernRequest, message: Message) -> bool:
     if method not in _REQUEST_SCOPED:
         return False  # list_changed and friends belong on subscriptions/listen, never on a request's stream
     if method == "notifications/message":
-        # A log line carries no request id: it goes to requests that opted in (logLevel), which is exact while
-        # at most one such request is in flight on the process.
+        # A log line carries no request id: it goes to the request that opted in (logLevel); the pool keeps at
+        # most one such request per process (StatelessPool.process_for), so it is that request's own.
         return modern.envelope.log_level is not None
     return True
 

@@ -218,3 +218,11 @@ def test_a_malformed_listen_filter_is_invalid_params() -> None:
     with pytest.raises(jsonrpc.JsonRpcError) as caught:
         subscriptions.read_filter(b'{"notifications":{"toolsListChanged":"yes"}}')
     assert caught.value.code == jsonrpc.INVALID_PARAMS
+
+
+@pytest.mark.parametrize(("capabilities", "asks"), [(b'{"elicitation":{}}', True), (b'{"sampling":{"x":1}}', True),
+                                                    (b'{"roots":{}}', True), (b"{}", False),
+                                                    (b'{"elicitation":null}', False), (b'{"experimental":{}}', False),
+                                                    (b"not json", False)])
+def test_a_capability_set_that_lets_a_legacy_server_ask(capabilities: bytes, asks: bool) -> None:
+    assert bridge.may_ask(capabilities) is asks

@@ -88,6 +88,20 @@ def test_server_requests_go_to_the_busy_client_and_broadcasts_to_all() -> None:
     assert sorted(o.client for o in changed) == [a, b]
 
 
+def test_server_requests_go_to_the_named_asker_even_when_another_client_sent_last() -> None:
+    mux = Multiplexer()
+    asker, other = mux.attach(), mux.attach()
+    mux.asker = asker
+    mux.from_client(asker, msg(id=1, method="tools/call"))
+    mux.from_client(other, msg(id=1, method="tools/list"))
+    [elicitation] = mux.from_server(msg(id="e1", method="elicitation/create", params={}))
+    assert elicitation.client == asker
+    mux.detach(asker)
+    assert mux.asker is None
+    [next_one] = mux.from_server(msg(id="e2", method="elicitation/create", params={}))
+    assert next_one.client == other
+
+
 def test_a_null_id_error_goes_to_the_only_request_in_flight_else_it_is_counted() -> None:
     mux = Multiplexer()
     a, b = mux.attach(), mux.attach()

@@ -34,6 +34,22 @@ def canonical(capabilities: bytes) -> bytes:
         return b"{}"
 
 
+class _AskingCapabilities(msgspec.Struct):
+    elicitation: msgspec.Raw = msgspec.Raw(b"")
+    sampling: msgspec.Raw = msgspec.Raw(b"")
+    roots: msgspec.Raw = msgspec.Raw(b"")
+
+
+def may_ask(capabilities: bytes) -> bool:
+    """Whether a server initialized with these client capabilities may send server->client requests (which a
+    stdio line never ties to the request that caused them)."""
+    try:
+        caps = msgspec.json.decode(capabilities or b"{}", type=_AskingCapabilities)
+    except msgspec.MsgspecError:
+        return False
+    return any(bytes(value) not in (b"", b"null") for value in (caps.elicitation, caps.sampling, caps.roots))
+
+
 def discover_probe() -> Message:
     data = jsonrpc.encode({"jsonrpc": "2.0", "id": PROBE_ID, "method": "server/discover", "params": {"_meta": {
         era.META_VERSION: era.MODERN_VERSION, era.META_CAPABILITIES: {}, era.META_CLIENT_INFO: CLIENT_INFO}}})

@@ -9,8 +9,9 @@ and says what to write to the server (:class:`ToServer`) and what each client re
 - ``notifications/cancelled`` names the process-side id going in, the client's id coming out;
 - ``initialize`` reaches the server once; later clients get the first result under their own id, and only the
   first ``notifications/initialized`` is passed on;
-- a server->client request (sampling, elicitation, roots) goes to the client with a request in flight (the most
-  recent one to send if several), and its answer goes back under the server's own id;
+- a server->client request (sampling, elicitation, roots) goes to the client named :attr:`Multiplexer.asker` when
+  one is (a pool keeps one call per process that may cause them), else to the client with a request in flight (the
+  most recent one to send if several), and its answer goes back under the server's own id;
 - ``*/list_changed``, ``notifications/message`` and ``notifications/resources/updated`` go to every client;
 - an error with ``"id": null`` goes to the one request in flight, when there is exactly one.
 
@@ -89,6 +90,7 @@ class Multiplexer:
         self._init_waiters: list[tuple[int, RequestId]] = []
         self._initialized_sent = False
         self._last_active: int | None = None
+        self.asker: int | None = None  # the one client whose calls may cause server requests, when known
 
     # -- clients -----------------------------------------------------------------------------------------------
 
@@ -110,6 +112,8 @@ class Multiplexer:
         self._init_waiters = [(c, i) for c, i in self._init_waiters if c != client]
         if self._last_active == client:
             self._last_active = None
+        if self.asker == client:
+            self.asker = None
 
     def reset(self) -> list[int]:
         """The process is gone: every client is detached (and returned), and the next process starts afresh."""
@@ -234,7 +238,9 @@ class Multiplexer:
     def _server_request(self, message: Message) -> list[ToClient]:
         busy = [client for client, state in self._clients.items() if state.in_flight]
         target: int | None
-        if busy:
+        if self.asker in self._clients:
+            target = self.asker
+        elif busy:
             target = self._last_active if self._last_active in busy else busy[0]
         else:
             target = self._last_active if self._last_active in self._clients else None
