@@ -47,13 +47,6 @@ def next_suite() -> NextSuite:
         missing_peer(str(problem))
 
 
-@pytest.fixture(scope="session")
-def mcp2_python() -> Path:
-    if not MCP2_PYTHON.exists():
-        missing_peer(f"{MCP2_PYTHON} is missing: scripts/setup builds the mcp 2.x virtualenv")
-    return MCP2_PYTHON
-
-
 async def run_natively(python: Path, suite: NextSuite, revision: str, tmp_path: Path) -> RequirementsRun:
     (port,) = free_ports(1)
     argv = [str(python), str(MODERN_SERVER), "--http", "--port", str(port)]

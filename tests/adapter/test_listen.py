@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from tests.adapter.test_conformance import free_ports, serving
-from tests.adapter.test_conformance_2026 import LEGACY_TWIN, MODERN_SERVER, mcp2_python  # noqa: F401 (fixture)
+from tests.adapter.test_conformance_2026 import LEGACY_TWIN, MODERN_SERVER
 
 SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -122,17 +122,17 @@ async def test_the_bridge_serves_listen_for_a_legacy_server_from_its_change_noti
 
 
 async def test_a_modern_listen_hears_changes_made_on_every_pooled_process(tmp_path: Path, mcp2_python: Path) -> None:
-    async with adapter([str(mcp2_python), str(MODERN_SERVER)], tmp_path, "--stateless-pool", "2") as client:
-        async with listening(client, "L1", {"toolsListChanged": True}) as listen:
-            ack = await listen.next_event()
-            assert (ack["method"], ack["params"]["_meta"]) == ("notifications/subscriptions/acknowledged",
-                                                               {SUBSCRIPTION: "L1"})
-            async with trio.open_nursery() as nursery:
-                # The first process is busy with a slow call: the trigger runs on a second one, started for it.
-                nursery.start_soon(functools.partial(call, client, "test_slow", 1, seconds=3.0))
-                await trio.sleep(0.5)
-                await call(client, "test_trigger_tool_change", 2)
-                changed = await listen.next_event()
-                assert (changed["method"], changed["params"]["_meta"]) == ("notifications/tools/list_changed",
-                                                                           {SUBSCRIPTION: "L1"})
-            assert await listen.quiet_for(0.5) == []  # one acknowledgement, one change: nothing twice
+    async with adapter([str(mcp2_python), str(MODERN_SERVER)], tmp_path, "--stateless-pool", "2") as client, \
+            listening(client, "L1", {"toolsListChanged": True}) as listen:
+        ack = await listen.next_event()
+        assert (ack["method"], ack["params"]["_meta"]) == ("notifications/subscriptions/acknowledged",
+                                                           {SUBSCRIPTION: "L1"})
+        async with trio.open_nursery() as nursery:
+            # The first process is busy with a slow call: the trigger runs on a second one, started for it.
+            nursery.start_soon(functools.partial(call, client, "test_slow", 1, seconds=3.0))
+            await trio.sleep(0.5)
+            await call(client, "test_trigger_tool_change", 2)
+            changed = await listen.next_event()
+            assert (changed["method"], changed["params"]["_meta"]) == ("notifications/tools/list_changed",
+                                                                       {SUBSCRIPTION: "L1"})
+        assert await listen.quiet_for(0.5) == []  # one acknowledgement, one change: nothing twice
