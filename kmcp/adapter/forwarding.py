@@ -6,6 +6,9 @@ is never forwarded again (no loops, whatever the ids say). The owner's status, h
 are; SSE bodies are relayed chunk by chunk as they arrive, never buffered. When the owner cannot be reached (its
 pod is gone), ``forward`` returns False and the transport answers 404, so the client starts a new session, as the
 MCP spec prescribes for a session the server no longer knows.
+
+A 2026-07-28 retry of an ``input_required`` round is forwarded the same way, to the replica its sealed
+``requestState`` names (``protocol/continuations.py``): :func:`relay_continuation`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import h11
 import trio
 
 from kmcp.adapter.http import Headers, Request, Responder
+from kmcp.adapter.httputil import jsonrpc_error
 from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.settings import AdapterSettings
 
@@ -44,10 +49,13 @@ class Forwarder:
     async def forward(self, request: Request, responder: Responder, session_id: str) -> bool:
         """Relay ``request`` to the adapter that owns ``session_id``. False (nothing answered) when the id names
         no other adapter, the request was already forwarded once, or the owner cannot be reached."""
-        if FORWARDED_HEADER in request.headers:
-            return False
         owner = self.ids.owner(session_id)
-        if owner is None:
+        return owner is not None and await self.forward_to(request, responder, owner)
+
+    async def forward_to(self, request: Request, responder: Responder, owner: tuple[str, int]) -> bool:
+        """Relay ``request`` to the adapter at ``owner``, an address read from something this MCPServer's key
+        sealed. False (nothing answered) when the request was already forwarded once or the owner is gone."""
+        if FORWARDED_HEADER in request.headers:
             return False
         try:
             await self._relay(request, responder, owner)
@@ -157,6 +165,18 @@ class Forwarder:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError):
                 pass  # the owner went away mid-stream: end ours, the client reconnects or re-initializes
             nursery.cancel_scope.cancel()
+
+
+CALL_GONE = "Suspended call not found: the adapter replica holding it is gone; call again without requestState"
+
+
+async def relay_continuation(forwarder: Forwarder | None, request: Request, responder: Responder,
+                             owner: tuple[str, int], request_id: jsonrpc.RequestId | None) -> None:
+    """A retry of an input_required round another replica holds goes there. When that replica cannot be reached,
+    the call died with it: the answer a gone session owner gets, under the request's own id."""
+    if forwarder is not None and await forwarder.forward_to(request, responder, owner):
+        return
+    await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, CALL_GONE, request_id)
 
 
 async def _next(stream: trio.SocketStream, connection: h11.Connection) -> object:

@@ -41,7 +41,7 @@ class Metrics:
     http_requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (path kind, status) -> count
     latency: dict[str, Histogram] = field(default_factory=dict)  # JSON-RPC method -> seconds to response
     auth_failures: Counter[str] = field(default_factory=Counter)  # reason -> requests refused by auth
-    forwarded: Counter[str] = field(default_factory=Counter)  # result -> requests for another replica's session
+    forwarded: Counter[str] = field(default_factory=Counter)  # result -> requests another replica holds
     spans_dropped: int = 0  # tracing: spans not exported (queue full or the collector failing)
     # Tracing's hook (tracing.py), called with what the latency histogram gets; None (the default) costs one test.
     on_response: Callable[[str, float], None] | None = None
@@ -94,7 +94,8 @@ class Metrics:
                       for r, n in sorted(self.auth_failures.items())]
         if self.forwarded:
             lines += [
-                "# HELP kmcp_adapter_forwarded_requests_total Requests for another replica's session, by result.",
+                "# HELP kmcp_adapter_forwarded_requests_total Requests for another replica's session or suspended "
+                "call, by result.",
                 "# TYPE kmcp_adapter_forwarded_requests_total counter",
             ]
             lines += [f'kmcp_adapter_forwarded_requests_total{{result="{_label(r)}"}} {n}'

@@ -144,7 +144,8 @@ class StatelessPool:
         # input_required rounds of bridged calls, by handle; the state a client holds is sealed with the
         # MCPServer's session key when there is one (any replica can open it), else with a key of this process.
         self.suspended: dict[str, Suspended] = {}
-        self.sealer = continuations.Sealer(settings.session_key or secrets.token_bytes(32), settings.input_ttl)
+        self.sealer = continuations.Sealer(settings.session_key or secrets.token_bytes(32), settings.input_ttl,
+                                           settings.peer_address if settings.session_key else None)
         # subscriptions/listen streams: served by the adapter for a legacy server, fanned out for a modern one
         self.listeners: set[Listener] = set()
         self.modern_listens: set[ModernListen] = set()
@@ -508,7 +509,10 @@ async def answer(pool: StatelessPool, modern: ModernRequest, responder: Responde
 async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange) -> None:
     method = modern.method
     retry = continuations.read_retry(modern.message.params) if method in continuations.MAY_SUSPEND else None
-    if retry is not None and retry.state is not None and pool.era == "legacy":
+    # A state this MCPServer's key sealed is a bridged round even before this replica has learned its era (a
+    # retry reaching a replica that just started); a modern server's own states are passed through.
+    if retry is not None and retry.state is not None and (pool.era == "legacy" or (
+            pool.era != "modern" and pool.sealer.verifies(retry.state))):
         await _resume(pool, modern, exchange, retry)
         return
     capabilities = modern.envelope.capabilities
@@ -542,7 +546,8 @@ async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchang
 
 async def _resume(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange,
                   retry: continuations.Retry) -> None:
-    """The client answers an input_required round: hand its answers to the server, and go on with the call."""
+    """The client answers an input_required round: hand its answers to the server, and go on with the call. A
+    round another replica holds raises HeldElsewhere before anything is answered: the transport forwards it."""
     assert retry.state is not None
     try:
         handle = pool.sealer.open(retry.state, modern.method, retry.name)

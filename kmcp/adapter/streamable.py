@@ -24,7 +24,7 @@ from kmcp.adapter.httputil import (
     text,
 )
 from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.protocol import era, jsonrpc
+from kmcp.adapter.protocol import continuations, era, jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
 from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
@@ -143,7 +143,12 @@ class StreamableHttp(Transport):
         elif message.kind is not Kind.REQUEST:
             await responder.respond(202, [])  # 2026-07-28 defines no client notification over HTTP
         else:
-            await stateless.answer(self.pool, checked, responder, want_json=want_json, want_sse=want_sse)
+            try:
+                await stateless.answer(self.pool, checked, responder, want_json=want_json, want_sse=want_sse)
+            except continuations.HeldElsewhere as held:  # a retry of a round another replica holds
+                from kmcp.adapter.forwarding import relay_continuation  # only with replicas: start-up time
+
+                await relay_continuation(self.forwarder, request, responder, held.owner, checked.id)
 
     async def _new_session(self, responder: Responder) -> Session | None:
         if self.stop.is_set():

@@ -156,6 +156,31 @@ def test_a_sealed_state_opens_only_for_its_call_unaltered_and_in_time() -> None:
         continuations.Sealer(b"x" * 32, ttl=60).open(state, "tools/call", "ask", now=1010)
 
 
+def test_a_state_names_the_replica_holding_its_call_and_no_client_can_change_it() -> None:
+    a = continuations.Sealer(b"k" * 32, ttl=60, owner=("10.0.0.1", 3000))
+    b = continuations.Sealer(b"k" * 32, ttl=60, owner=("10.0.0.2", 3000))
+    state = a.seal("h1", "tools/call", "ask", now=1000)
+    assert a.open(state, "tools/call", "ask", now=1010) == "h1"
+    with pytest.raises(continuations.HeldElsewhere) as held:
+        b.open(state, "tools/call", "ask", now=1010)
+    assert held.value.owner == ("10.0.0.1", 3000)
+    assert b.verifies(state) and not b.verifies(state + "-TAMPERED")
+    # The owner is inside the MAC: a state edited to name another address does not open anywhere.
+    body, mac = state.removeprefix(continuations.STATE_PREFIX).split(".")
+    decoded = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert b'"o":["10.0.0.1",3000]' in decoded
+    redirected = base64.urlsafe_b64encode(decoded.replace(b"10.0.0.1", b"10.9.9.9")).rstrip(b"=").decode()
+    for sealer in (a, b):
+        with pytest.raises(continuations.StateError):
+            sealer.open(f"{continuations.STATE_PREFIX}{redirected}.{mac}", "tools/call", "ask", now=1010)
+    # Expired or for another call, a foreign state is refused here, not forwarded.
+    for method, name, now in [("tools/call", "ask", 1061), ("tools/call", "other", 1010)]:
+        with pytest.raises(continuations.StateError):
+            b.open(state, method, name, now=now)
+    # A replica running alone (no address) keeps the old rule: its own lookup decides.
+    assert continuations.Sealer(b"k" * 32, ttl=60).open(state, "tools/call", "ask", now=1010) == "h1"
+
+
 def test_input_keys_are_the_servers_hint_or_numbered_by_kind() -> None:
     ask = request("elicitation/create", {"message": "?"})
     hinted = request("elicitation/create", {"_meta": {continuations.INPUT_KEY_META: "user_name"}})

@@ -10,6 +10,11 @@ the call goes on, to its result or to another round.
 A legacy request has only a JSON-RPC id, so the keys are the bridge's own: ``_meta["kmcp.dev/inputKey"]`` of the
 server's request when it sets one, else ``elicitation_1``, ``sampling_1``, ``roots_1``, … (2026-07-28 lets the
 server choose; a client must echo whatever it got).
+
+With replicas, the suspended call lives in one adapter's memory, and the retry may land on any replica. A state
+therefore also seals the address of the replica holding the call (the address its session ids carry, under the
+same MCPServer key): a replica that opens a state naming another replica is told so (:class:`HeldElsewhere`) and
+forwards the request there. The MAC covers the address, so a client cannot point a forward anywhere else.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ class StateError(Exception):
     """A requestState that does not verify, names no suspended call, or has expired."""
 
 
+class HeldElsewhere(Exception):
+    """A valid requestState whose call another replica of this MCPServer holds: the retry belongs there."""
+
+    def __init__(self, owner: tuple[str, int]) -> None:
+        super().__init__(f"the suspended call is held by the replica at {owner[0]}:{owner[1]}")
+        self.owner = owner
+
+
 @dataclass(frozen=True, slots=True)
 class InputRequest:
     key: str
@@ -48,6 +61,7 @@ class _Sealed(msgspec.Struct, forbid_unknown_fields=True):
     e: float  # expires at (unix seconds)
     m: str  # the method and name it belongs to
     n: str = ""
+    o: tuple[str, int] | None = None  # the replica holding the call (its pod IP and port), with replicas
 
 
 class _InputKey(msgspec.Struct):
@@ -70,34 +84,48 @@ def _unb64(text: str) -> bytes:
 
 
 class Sealer:
-    """Seals and opens requestState values with one key (the MCPServer's session key: every replica opens them)."""
+    """Seals and opens requestState values with one key (the MCPServer's session key: every replica opens them).
+    ``owner`` is this replica's address when replicas forward to each other (None when it runs alone)."""
 
-    def __init__(self, key: bytes, ttl: float) -> None:
+    def __init__(self, key: bytes, ttl: float, owner: tuple[str, int] | None = None) -> None:
         self._key = key
         self.ttl = ttl
+        self.owner = owner
 
     def seal(self, handle: str, method: str, name: str, now: float | None = None) -> str:
-        sealed = _Sealed(handle, (now or time.time()) + self.ttl, method, name)
+        sealed = _Sealed(handle, (now or time.time()) + self.ttl, method, name, self.owner)
         body = _b64(msgspec.json.encode(sealed))
         return f"{STATE_PREFIX}{body}.{_b64(self._mac(body))}"
 
+    def verifies(self, state: str) -> bool:
+        """Whether ``state`` was sealed with this key (by this replica or another), whatever it names."""
+        return self._verified(state) is not None
+
     def open(self, state: str, method: str, name: str, now: float | None = None) -> str:
-        """The handle a state names; StateError when it was not made here for this method and name, or expired."""
-        if not state.startswith(STATE_PREFIX):
-            raise StateError("requestState was not issued by this server")
-        body, _, mac = state[len(STATE_PREFIX):].partition(".")
-        try:
-            valid = hmac.compare_digest(_unb64(mac), self._mac(body))
-            sealed = msgspec.json.decode(_unb64(body), type=_Sealed) if valid else None
-        except (ValueError, msgspec.MsgspecError):
-            sealed = None
+        """The handle a state names; StateError when it was not made here for this method and name, or expired;
+        HeldElsewhere when it is valid but another replica holds the call."""
+        sealed = self._verified(state)
         if sealed is None:
-            raise StateError("requestState failed verification")
+            raise StateError("requestState was not issued by this server" if not state.startswith(STATE_PREFIX)
+                             else "requestState failed verification")
         if (sealed.m, sealed.n) != (method, name):
             raise StateError("requestState belongs to another request")
         if sealed.e < (now or time.time()):
             raise StateError("requestState has expired")
+        if self.owner is not None and sealed.o is not None and sealed.o != self.owner:
+            raise HeldElsewhere(sealed.o)
         return sealed.h
+
+    def _verified(self, state: str) -> _Sealed | None:
+        if not state.startswith(STATE_PREFIX):
+            return None
+        body, _, mac = state[len(STATE_PREFIX):].partition(".")
+        try:
+            if not hmac.compare_digest(_unb64(mac), self._mac(body)):
+                return None
+            return msgspec.json.decode(_unb64(body), type=_Sealed)
+        except (ValueError, msgspec.MsgspecError):
+            return None
 
     def _mac(self, body: str) -> bytes:
         return hmac.new(self._key, body.encode(), hashlib.sha256).digest()
