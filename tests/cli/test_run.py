@@ -48,6 +48,7 @@ def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path, scaffold_pyt
         assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in output, output + proc.stderr.read()
         assert f"SSE:             http://127.0.0.1:{port}/sse" in output
         assert "Transport Type: Streamable HTTP" in output
+        assert "MCP 2026-07-28: tools/list OK (1 tool)\n" in output  # kmcp run's own check, discover first
         client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp",
                                  'echo={"message": "hello from kmcp run"}'],
                                 capture_output=True, text=True, timeout=60)
