@@ -55,7 +55,7 @@ examples:
   kmcp render -f mcpserver.yaml            print the Deployment, Service and ServiceAccount for an MCPServer
   kmcp validate -f mcpserver.yaml          check an MCPServer the way the controller will
   kmcp crd > kagent.dev_mcpservers.yaml    print the MCPServer CustomResourceDefinition
-  kmcp init python my-mcp-server           scaffold a FastMCP server (or: kmcp init go my-mcp-server)
+  kmcp init python my-mcp-server           scaffold an mcp 2.x server (or: kmcp init go my-mcp-server)
   kmcp build --project-dir my-mcp-server -t my-mcp-server:latest --kind-load-cluster kind
   kmcp run --project-dir my-mcp-server     serve it on http://127.0.0.1:3000/mcp and open the MCP Inspector
   kmcp install                             install the CRD and the controller into the current cluster

@@ -75,7 +75,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     from kmcp.commands.portforward import forward_and_inspect
 
     try:
-        return forward_and_inspect(args.kubeconfig, request.name, request.namespace, request.port)
+        return forward_and_inspect(args.kubeconfig, request.name, request.namespace, request.port, check=True)
     except CommandFailed as error:
         raise CommandFailed(f"mcpserver {request.namespace}/{request.name} is Ready, but the port-forward "
                             f"for the Inspector failed: {error}") from None

@@ -10,9 +10,9 @@ from kmcp.errors import EXIT_OK
 
 
 def register(commands: Commands) -> None:
-    p = commands.add("init", init_command, "create an MCP server project (FastMCP Python or the Go MCP SDK)",
+    p = commands.add("init", init_command, "create an MCP server project (Python on mcp 2.x, or the Go MCP SDK)",
                      'kmcp init python my-mcp-server --description "Tools for my team"')
-    p.add_argument("framework", choices=("python", "go"), help="python (FastMCP) or go (Go MCP SDK)")
+    p.add_argument("framework", choices=("python", "go"), help="python (MCPServer, mcp 2.x) or go (Go MCP SDK)")
     p.add_argument("directory", help="project directory (created if missing; must be empty unless --force)")
     p.add_argument("--force", action="store_true", help="write the project files into a non-empty directory")
     p.add_argument("--name", help="project name in kmcp.yaml (default: from the directory name)")

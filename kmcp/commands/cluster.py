@@ -13,7 +13,6 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TextIO, TypeVar
 
-import httpx
 import trio
 
 from kmcp import kube
@@ -83,8 +82,6 @@ def api_errors(server: str) -> Iterator[None]:
         raise CommandFailed(unavailable_message(server, error)) from None
     except kube.ApiError as error:
         raise CommandFailed(api_error_message(error)) from None
-    except httpx.HTTPError as error:  # not from kube: `kmcp dev up --check` runs its own MCP client in here
-        raise CommandFailed(unavailable_message(server, kube.unavailable(error, "", ""))) from None
 
 
 def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

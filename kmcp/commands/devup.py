@@ -99,52 +99,17 @@ async def report_availability(client: kube.Kube, state: podrunner.RunnerState) -
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# an MCP client for --check (raw JSON-RPC over Streamable HTTP)
+# --check: the CLI's MCP client (kmcp.commands.mcpcheck), 2026-07-28 first
 
 
-def _rpc_result(response: httpx.Response, request_id: int) -> Obj:
-    response.raise_for_status()
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")
-                    and line[5:].strip()]
-    else:
-        messages = [response.json()]
-    for message in messages:
-        if message.get("id") == request_id:
-            if "error" in message:
-                raise CommandFailed(f"MCP error: {message['error'].get('message')}")
-            return dict(message["result"])
-    raise CommandFailed(f"no JSON-RPC response with id {request_id} in: {response.text[:200]}")
+async def check_example(url: str) -> list[str]:
+    """List the example's tools and call echo; the report lines, the era used first."""
+    from kmcp.commands.mcpcheck import check_mcp
 
-
-async def check_mcp(url: str) -> list[str]:
-    """initialize, tools/list, tools/call echo; the report lines."""
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(url, headers=headers, json={
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "kmcp-dev-check", "version": "1"}}})
-        init = _rpc_result(response, 1)
-        session = response.headers.get("mcp-session-id", "")
-        headers = {**headers, "MCP-Protocol-Version": init["protocolVersion"]}
-        if session:
-            headers["Mcp-Session-Id"] = session
-        (await http.post(url, headers=headers, json={"jsonrpc": "2.0",
-                                                      "method": "notifications/initialized"})).raise_for_status()
-        tools = _rpc_result(await http.post(url, headers=headers, json={
-            "jsonrpc": "2.0", "id": 2, "method": "tools/list"}), 2)["tools"]
-        echoed = _rpc_result(await http.post(url, headers=headers, json={
-            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"message": "hello from kmcp dev up"}}}), 3)
-        if session:
-            await http.delete(url, headers=headers)
-    server = init.get("serverInfo") or {}
-    lines = [f"MCP check: initialize OK (server {server.get('name')} {server.get('version', '')}, protocol "
-             f"{init['protocolVersion']}); tools/list: {len(tools)} tools"]
-    lines += [f"  {tool['name']:<8} {tool.get('description', '')}" for tool in tools]
-    text = " ".join(c.get("text", "") for c in echoed.get("content", []))
-    lines.append(f"tools/call echo -> {text!r}")
+    seen = await check_mcp(url, ("echo", {"message": "hello from kmcp dev up"}))
+    lines = [seen.summary(), f"  server {seen.server.get('name')} {seen.server.get('version', '')}".rstrip()]
+    lines += [f"  {tool.get('name', ''):<8} {tool.get('description', '')}" for tool in seen.tools]
+    lines.append(f"tools/call echo -> {seen.call_text!r}")
     return lines
 
 
@@ -322,7 +287,7 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     state_doc = {"pid": os.getpid(), "url": url, "kubeconfig": str(admin_kubeconfig), "port": settings.port}
     await trio.Path(settings.state_file).write_text(json.dumps(state_doc))
     if settings.check:
-        for line in await check_mcp(url):
+        for line in await check_example(url):
             say(line)
         return
     say("Ctrl-C (or kmcp dev down) stops everything.")

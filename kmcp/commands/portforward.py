@@ -203,9 +203,19 @@ async def _run_inspector(url: str) -> None:
                 process.kill()
 
 
+async def _report_mcp_check(url: str) -> None:
+    from kmcp.commands.mcpcheck import check_mcp
+
+    try:
+        print((await check_mcp(url)).summary(), flush=True)
+    except CommandFailed as error:
+        print(f"kmcp: MCP check through the port-forward failed: {error}", file=sys.stderr, flush=True)
+
+
 def forward_and_inspect(kubeconfig: str | None, name: str, namespace: str, port: int, *, local_port: int = 3000,
-                        address: str = "127.0.0.1", inspector: bool = True) -> int:
-    """Forward ``address:local_port`` to a Ready pod of the MCPServer until Ctrl-C; optionally run the Inspector."""
+                        address: str = "127.0.0.1", inspector: bool = True, check: bool = False) -> int:
+    """Forward ``address:local_port`` to a Ready pod of the MCPServer until Ctrl-C; optionally list its tools once
+    through the forward (``check``: the MCP line kmcp deploy prints) and run the Inspector."""
     config = load_kube_config(kubeconfig)
 
     async def main() -> None:
@@ -220,6 +230,8 @@ def forward_and_inspect(kubeconfig: str | None, name: str, namespace: str, port:
                 raise CommandFailed(f"cannot listen on {address}:{local_port}: {error.strerror or error}") from None
             print(f"Forwarding from {address}:{bound} -> pod {namespace}/{pod}:{port} (Ctrl-C to stop)", flush=True)
             print(f"Streamable HTTP: http://{address}:{bound}/mcp", flush=True)
+            if check:
+                nursery.start_soon(_report_mcp_check, f"http://{address}:{bound}/mcp")
             if inspector:
                 nursery.start_soon(_run_inspector, f"http://{address}:{bound}/mcp")
 

@@ -101,6 +101,19 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def mcp_check_line(url: str) -> str:
+    """One line saying the server answers tools/list, and on which revision (2026-07-28 first, as SDK clients try);
+    a failure is reported, not raised: the Inspector is how one finds out why."""
+    import trio
+
+    from kmcp.commands.mcpcheck import check_mcp
+
+    try:
+        return trio.run(check_mcp, url).summary()
+    except CommandFailed as error:
+        return f"MCP check failed: {error}"
+
+
 def inspector_text(url: str, argv: list[str]) -> str:
     return (f"MCP Inspector settings:\n"
             f"  Transport Type: Streamable HTTP\n"
@@ -131,6 +144,7 @@ def run_project(request: RunRequest) -> int:
             time.sleep(0.1)
         url = f"http://127.0.0.1:{request.port}/mcp"
         print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
+        print(mcp_check_line(url))
         print(f"Streamable HTTP: {url}")
         print(f"SSE:             http://127.0.0.1:{request.port}/sse")
         print(inspector_text(url, argv), end="")

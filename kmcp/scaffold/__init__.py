@@ -27,7 +27,7 @@ PROJECT_FILE = "kmcp.yaml"
 
 # MCP tool names: letters, digits, '_' and '-', starting with a letter (they become function and type names).
 # Names main.py already binds; a tool function must not shadow them.
-RESERVED_PYTHON_NAMES = frozenset({"mcp", "FastMCP"})
+RESERVED_PYTHON_NAMES = frozenset({"mcp", "MCPServer"})
 TOOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 

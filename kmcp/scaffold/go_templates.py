@@ -2,6 +2,10 @@
 
 Placeholders use ``str.format``; literal braces are doubled. Tools added later live in ``<name>_tool.go`` files
 that register themselves from ``init()``, so ``kmcp add-tool`` never edits main.go.
+
+The SDK version is the newest the Go module proxy serves (2026-12); from v1.8.0 on its stdio server answers both
+eras, the ``initialize`` handshake and 2026-07-28's stateless ``server/discover`` + per-request ``_meta``, so a
+scaffolded server needs nothing of its own for either.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ BINARY_PATH = "/app/server"
 
 MAIN_GO = '''\
 // {name}: an MCP server on the official Go MCP SDK ({sdk_module}).
+// Over stdio it serves both protocol eras: the initialize handshake (up to 2025-11-25) and 2026-07-28's
+// stateless requests (server/discover, every request carrying its own _meta); the SDK picks by the first request.
 //
 // Run it over stdio:  go run .
 // Add a tool:         kmcp add-tool my_tool --description "What it does"
@@ -131,7 +137,8 @@ README_MD = '''\
 
 {description}
 
-An MCP server on the official Go MCP SDK, scaffolded by `kmcp init go`.
+An MCP server on the official Go MCP SDK, scaffolded by `kmcp init go`. It serves MCP revision 2026-07-28
+(stateless: `server/discover`, no `initialize`) and the handshake revisions up to 2025-11-25 over stdio.
 
 ## Run locally
 

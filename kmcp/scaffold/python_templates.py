@@ -1,4 +1,7 @@
-"""Files of a new FastMCP (Python) project, as string constants so they ship inside the zipapp unchanged.
+"""Files of a new Python project on ``MCPServer`` (``mcp`` 2.x), as string constants so they ship inside the zipapp
+unchanged. ``mcp`` 2.x because it is the SDK that speaks revision 2026-07-28: its stdio server answers a client that
+opens with ``initialize`` the handshake way and one that sends self-contained 2026-07-28 requests statelessly, so the
+scaffold serves both eras (and ``kmcp adapter`` passes modern requests straight through to it).
 
 Placeholders use ``str.format``: ``{name}``, ``{description}``, ``{version}``; literal braces are doubled.
 """
@@ -9,15 +12,19 @@ from __future__ import annotations
 MAIN_GUARD = 'if __name__ == "__main__":'
 
 MAIN_PY = '''\
-"""{name}: an MCP server built with FastMCP from the official MCP Python SDK.
+"""{name}: an MCP server on MCPServer from the official MCP Python SDK (`mcp` 2.x).
+
+It speaks both protocol eras over stdio: a client that starts with `initialize` gets the handshake (revisions up
+to 2025-11-25); one that sends 2026-07-28 requests (each carrying its own `_meta`, `server/discover` first) is
+answered without one.
 
 Run it over stdio:   python src/main.py
 Add a tool:          kmcp add-tool my_tool --description "What it does"
 """
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.mcpserver import MCPServer
 
-mcp = FastMCP("{name}")
+mcp = MCPServer("{name}", version="{version}")
 
 
 @mcp.tool()
@@ -48,7 +55,7 @@ version = "{version}"
 description = {description_toml}
 requires-python = ">=3.10"
 dependencies = [
-  "mcp>=1.9,<2",
+  "mcp>=2.3,<3",
 ]
 
 [build-system]
@@ -98,7 +105,9 @@ README_MD = '''\
 
 {description}
 
-An MCP server built with FastMCP (the official MCP Python SDK, `mcp` on PyPI), scaffolded by `kmcp init python`.
+An MCP server on `MCPServer` from the official MCP Python SDK (`mcp` 2.x on PyPI), scaffolded by `kmcp init python`.
+It serves MCP revision 2026-07-28 (stateless: no `initialize`, `server/discover`) and the handshake revisions up to
+2025-11-25 over stdio; the SDK picks the era from the client's first request.
 
 ## Run locally
 

@@ -30,3 +30,43 @@ def mcp_session(cwd: Path, command: list[str], calls: dict[str, dict[str, Any]] 
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+MODERN_VERSION = "2026-07-28"
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+               "io.modelcontextprotocol/clientCapabilities": {},
+               "io.modelcontextprotocol/clientInfo": {"name": "kmcp-tests", "version": "1"}}
+
+
+def modern_request(request_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A 2026-07-28 request: no handshake before it, the envelope in its own ``params._meta``."""
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": MODERN_META}}
+
+
+def stdio_exchange(cwd: Path, command: list[str], requests: list[dict[str, Any]],
+                   timeout: float = 60) -> list[dict[str, Any]]:
+    """Send ``requests`` one at a time to a fresh stdio server process, each after the previous one's response, and
+    return the responses; stdin stays open until the last one (a server may drop calls still running at EOF)."""
+    proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    responses: list[dict[str, Any]] = []
+    try:
+        for request in requests:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            while True:
+                line = proc.stdout.readline()
+                assert line, f"server exited before answering {request['method']}: {proc.stderr.read()}"
+                message = json.loads(line)
+                if message.get("id") == request["id"]:
+                    responses.append(message)
+                    break
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return responses

@@ -21,6 +21,7 @@ async def main(cwd: str, calls: list[tuple[str, dict[str, Any]]], command: list[
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()
         seen["server_name"] = init.serverInfo.name
+        seen["protocol"] = init.protocolVersion
         tools = (await session.list_tools()).tools
         seen["tools"] = {tool.name: tool.description for tool in tools}
         seen["schemas"] = {tool.name: tool.inputSchema for tool in tools}

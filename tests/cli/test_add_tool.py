@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -62,12 +61,12 @@ def test_add_tool_to_a_go_project_writes_a_self_registering_handler(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_python_server_with_added_tools_still_answers(python_project: Path) -> None:
+def test_python_server_with_added_tools_still_answers(python_project: Path, scaffold_python: Path) -> None:
     for name, description in (("get-weather", "Current weather"), ("class", ""), ("mcp", "Shadows nothing")):
         args = ["add-tool", name, "--project-dir", python_project]
         result = kmcp(*args, "--description", description) if description else kmcp(*args)
         assert result.returncode == 0, result.stderr
-    seen = mcp_session(python_project, [sys.executable, "src/main.py"],
+    seen = mcp_session(python_project, [str(scaffold_python), "src/main.py"],
                        {"echo": {"message": "still here"}, "get-weather": {"text": "Madrid"}, "class": {"text": "x"}})
     assert set(seen["tools"]) == {"echo", "get-weather", "class", "mcp"}
     assert seen["tools"]["get-weather"] == "Current weather"

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from kmcp import spec
 from kmcp.scaffold import go_templates
-from tests.cli.helpers import kmcp, mcp_session
+from tests.cli.helpers import MODERN_VERSION, kmcp, mcp_session, modern_request, stdio_exchange
 
 PYTHON_FILES = {"src/main.py", "kmcp.yaml", "pyproject.toml", "Dockerfile", ".gitignore", ".dockerignore", "README.md"}
 GO_FILES = {"main.go", "go.mod", "kmcp.yaml", "Dockerfile", ".gitignore", ".dockerignore", "README.md"}
@@ -36,10 +37,13 @@ def test_init_python_writes_the_guides_layout(tmp_path: Path) -> None:
     dockerfile = (project / "Dockerfile").read_text()
     assert dockerfile.startswith("FROM python:") and 'CMD ["python", "src/main.py"]' in dockerfile
     pyproject = (project / "pyproject.toml").read_text()
-    assert '"mcp>=' in pyproject and 'name = "my-mcp-server"' in pyproject
+    assert 'name = "my-mcp-server"' in pyproject
     import tomllib
 
     assert tomllib.loads(pyproject)["project"]["description"] == "Tools for my team"
+    assert tomllib.loads(pyproject)["project"]["dependencies"] == ["mcp>=2.3,<3"]
+    main = (project / "src" / "main.py").read_text()
+    assert "from mcp.server.mcpserver import MCPServer" in main and "fastmcp" not in main
 
 
 def test_init_go_writes_an_sdk_project(tmp_path: Path) -> None:
@@ -85,11 +89,33 @@ def test_init_bad_input_is_a_usage_error(tmp_path: Path, args: list[str]) -> Non
     assert not (tmp_path / "x").exists()
 
 
+def modern_discover_and_call(cwd: Path, command: list[str], tool: str,
+                             arguments: dict[str, object]) -> list[dict[str, Any]]:
+    """server/discover then tools/call as 2026-07-28 requests on one fresh process: no initialize at all."""
+    return stdio_exchange(cwd, command, [modern_request(1, "server/discover"),
+                                         modern_request(2, "tools/call", {"name": tool, "arguments": arguments})])
+
+
+def call_texts(response: dict[str, Any]) -> list[str]:
+    return [item.get("text", "") for item in response["result"]["content"]]
+
+
 @pytest.mark.slow
-def test_generated_python_server_answers_an_mcp_client(tmp_path: Path) -> None:
+def test_generated_python_server_speaks_both_eras_on_stdio(tmp_path: Path, scaffold_python: Path) -> None:
+    """The scaffold on its own pyproject's mcp 2.x: a 2026-07-28 client (discover, call) on one process, the
+    handshake-era SDK client (mcp 1.x, initialize first) on another."""
     project = tmp_path / "hello"
     assert kmcp("init", "python", project).returncode == 0
-    seen = mcp_session(project, [sys.executable, "src/main.py"], {"echo": {"message": "hola"}})
+    command = [str(scaffold_python), "src/main.py"]
+    discover, called = modern_discover_and_call(project, command, "echo", {"message": "hola"})
+    assert MODERN_VERSION in discover["result"]["supportedVersions"], discover
+    assert discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"] == {"name": "hello", "version": "0.1.0"}
+    assert "tools" in discover["result"]["capabilities"]
+    assert called["result"]["resultType"] == "complete" and called["result"]["isError"] is False
+    assert call_texts(called) == ["hola"]
+
+    seen = mcp_session(project, command, {"echo": {"message": "hola"}})
+    assert seen["protocol"] == "2025-11-25"  # the handshake, negotiated by initialize
     assert seen["server_name"] == "hello"
     assert seen["tools"] == {"echo": "Echo the message back."}
     assert seen["calls"]["echo"] == {"error": False, "text": ["hola"]}
@@ -109,10 +135,15 @@ def test_generated_go_server_builds_and_answers_an_mcp_client(tmp_path: Path) ->
         assert proc.returncode == 0, f"{argv}: {proc.stderr}"
     seen = mcp_session(project, [str(project / "server")],
                        {"echo": {"message": "hi"}, "reverse-text": {"text": "abc"}})
+    assert seen["protocol"] == "2025-11-25"
     assert seen["server_name"] == "gosrv"
     assert seen["tools"] == {"echo": "Echo the message back.", "reverse-text": "Reverse it"}
     assert seen["calls"]["echo"]["error"] is False and "hi" in seen["calls"]["echo"]["text"][0]
     assert seen["calls"]["reverse-text"]["error"] is False
+    # The SDK (v1.8.0) also serves 2026-07-28 on stdio: discover and a call on a process that never saw initialize.
+    discover, called = modern_discover_and_call(project, [str(project / "server")], "echo", {"message": "hi"})
+    assert MODERN_VERSION in discover["result"]["supportedVersions"], discover
+    assert called["result"]["resultType"] == "complete" and called["result"]["structuredContent"] == {"message": "hi"}
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from tests.cli.helpers import ROOT, kmcp
 
 pytestmark = pytest.mark.slow
 HTTP_CLIENT = Path(__file__).with_name("http_client.py")
+SDK2_CLIENT = ROOT / "tests/adapter/sdk2_client.py"
 
 
 def free_port() -> int:
@@ -26,12 +27,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path) -> None:
+def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path, scaffold_python: Path) -> None:
     assert kmcp("init", "python", tmp_path / "my-mcp-server").returncode == 0
     port = free_port()
     env = dict(os.environ)
-    # `python` in kmcp.yaml is the venv's (it has the mcp SDK the scaffold needs); no uv here.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    # `python` in kmcp.yaml is the scaffold's virtualenv (mcp 2.x, from its pyproject.toml); no uv here.
+    env["PATH"] = os.pathsep.join([str(scaffold_python.parent), "/usr/bin", "/bin"])
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(tmp_path / "my-mcp-server"),
                              "--no-inspector", "--port", str(port)],
@@ -47,6 +48,7 @@ def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path) -> None:
         assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in output, output + proc.stderr.read()
         assert f"SSE:             http://127.0.0.1:{port}/sse" in output
         assert "Transport Type: Streamable HTTP" in output
+        assert "MCP 2026-07-28: tools/list OK (1 tool)\n" in output  # kmcp run's own check, discover first
         client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp",
                                  'echo={"message": "hello from kmcp run"}'],
                                 capture_output=True, text=True, timeout=60)
@@ -55,6 +57,12 @@ def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path) -> None:
         assert seen["server_name"] == "my-mcp-server"
         assert "echo" in seen["tools"]
         assert seen["calls"]["echo"] == {"error": False, "text": ["hello from kmcp run"]}
+        # mcp 2.x's Client (the scaffold's own SDK) in auto mode: server/discover first, and it stays on 2026-07-28.
+        modern = subprocess.run([str(scaffold_python), str(SDK2_CLIENT), f"http://127.0.0.1:{port}/mcp", "auto",
+                                 'echo={"message": "stateless"}'], capture_output=True, text=True, timeout=60)
+        assert modern.returncode == 0, modern.stderr
+        seen = json.loads(modern.stdout.strip().splitlines()[-1])
+        assert seen["version"] == "2026-07-28" and seen["results"] == {"echo": ["stateless"]}
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -72,7 +80,7 @@ def test_run_errors(tmp_path: Path) -> None:
     assert "example:" in kmcp("run", "--help").stdout
 
 
-def test_run_starts_the_inspector_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+def test_run_starts_the_inspector_and_stops_it_on_ctrl_c(tmp_path: Path, scaffold_python: Path) -> None:
     """A stand-in `npx` on PATH records how it was started; Ctrl-C must stop it with the adapter."""
     assert kmcp("init", "python", tmp_path / "srv").returncode == 0
     bin_dir = tmp_path / "bin"
@@ -85,7 +93,7 @@ def test_run_starts_the_inspector_and_stops_it_on_ctrl_c(tmp_path: Path) -> None
     fake.chmod(0o755)
     port = free_port()
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    env["PATH"] = os.pathsep.join([str(bin_dir), str(scaffold_python.parent), "/usr/bin", "/bin"])
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(tmp_path / "srv"),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

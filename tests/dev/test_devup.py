@@ -67,7 +67,9 @@ def test_dev_up_check_talks_mcp_to_the_example_then_tears_down(tmp_path: Path) -
     assert "mcpserver default/echo is Ready" in out
     assert f"Streamable HTTP: http://127.0.0.1:{port}/mcp" in out
     assert f"export KUBECONFIG={tmp_path / 'dev' / 'cluster' / 'admin.kubeconfig'}" in out
-    assert "tools/list: 2 tools" in out and "tools/call echo -> 'hello from kmcp dev up'" in out
+    # the check speaks 2026-07-28 (the adapter bridges the handshake-era example) and says so
+    assert "MCP 2026-07-28: tools/list OK (2 tools), tools/call echo OK" in out
+    assert "tools/call echo -> 'hello from kmcp dev up'" in out
     assert "Traceback" not in result.stderr
     assert port_closed(port)
     assert processes_using(tmp_path / "dev") == []  # etcd, apiserver, controller, adapter, server: all gone
