@@ -289,7 +289,7 @@ async def open_launcher(settings: AdapterSettings, args: argparse.Namespace) -> 
             return
         from kmcp.adapter.shared import SharedLauncher
 
-        shared = SharedLauncher(launcher)
+        shared = SharedLauncher(launcher, max_line_bytes=settings.max_line_bytes)
         async with trio.open_nursery() as nursery:
             await nursery.start(shared.run)
             yield shared

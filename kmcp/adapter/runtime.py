@@ -8,18 +8,18 @@ transports post client messages with ``Session.post`` and listen to a stream wit
 from __future__ import annotations
 
 import math
-import os
 import select
 import sys
 from collections import deque
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
 import trio
 
+from kmcp.adapter.inbox import Inbox as _Inbox
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess, describe_exit
 from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol.jsonrpc import Kind, Message
 from kmcp.adapter.protocol.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
 from kmcp.adapter.protocol.session_ids import SessionIds
@@ -65,7 +65,7 @@ class Session:
         self.end_reason = ""
         self.last_activity = trio.current_time()
         self._process: ServerProcess | None = None
-        self._write_lock = trio.Lock()
+        self._stdin: StdinWriter | None = None
         self._listeners: dict[int, Inbox] = {}
         # Both bounded in messages and in bytes (settings.event_log_bytes, settings.stream_buffer_bytes).
         self._log: deque[StreamItem] = deque()
@@ -174,53 +174,20 @@ class Session:
         pump_scope.cancel()
 
     async def _pump(self, process: ServerProcess) -> None:
-        """Split the server's stdout into lines and route each through the core."""
-        limit = self.settings.max_line_bytes
-        buffer = bytearray()
-        skipping = False
+        """Route each line of the server's stdout through the core."""
         core = self.core
-        stream = process.receive_stream
-        fd = stream.fileno() if isinstance(stream, trio.lowlevel.FdStream) else -1
-        chunk: bytes | bytearray
-        while True:
-            try:
-                if fd >= 0:  # a pipe: one readiness wait and one read per chunk, no extra scheduler round trips
-                    await trio.lowlevel.wait_readable(fd)
-                    chunk = os.read(fd, 1 << 16)
-                else:
-                    chunk = await stream.receive_some(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                return
-            if not chunk:
-                return
-            start = 0
-            if buffer:
-                scan = len(buffer)  # the buffered part holds no newline: search only the new bytes
-                buffer += chunk
-                data: bytes | bytearray = buffer
-            else:
-                scan = 0
-                data = chunk
-            while (newline := data.find(b"\n", scan)) >= 0:
-                if skipping:
-                    skipping = False
-                elif newline - start > limit:
-                    self._warn_oversized(limit)
-                else:
-                    now = trio.current_time()
-                    for delivery in core.from_server(bytes(data[start:newline]), now):
-                        self._deliver_now(delivery)
-                start = scan = newline + 1
-            rest = data[start:]
-            if len(rest) > limit:
-                self._warn_oversized(limit)
-                skipping = True
-                rest = b""
-            buffer = bytearray(rest)
+
+        def on_line(line: bytes) -> None:
+            for delivery in core.from_server(line, trio.current_time()):
+                self._deliver_now(delivery)
+
+        def on_chunk() -> None:
             if core.problems:
                 self._report_problems()
+
+        limit = self.settings.max_line_bytes
+        await read_lines(process.receive_stream, limit, on_line, on_chunk=on_chunk,
+                         on_oversized=lambda: self._warn_oversized(limit))
 
     _reported_at = -math.inf
     PROBLEM_LOG_INTERVAL = 10.0  # at most one line per session this often: a server printing junk cannot flood
@@ -318,29 +285,17 @@ class Session:
         if not data or self._process is None:
             return
         # A dead server is noticed by the stdout pump, which fails the pending requests.
-        stdin = self._process.send_stream
-        if isinstance(stdin, trio.lowlevel.FdStream) and not self._write_lock.locked():
-            # Nobody is mid-write: hand the bytes to the pipe at once (one message fits the pipe buffer almost
-            # always), without the lock's and the stream's scheduler round trips.
-            try:
-                written = os.write(stdin.fileno(), data)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                return
-            if written == len(data):
-                return
-            data = data[written:]
-        async with self._write_lock:
-            with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stdin.send_all(data)
+        if self._stdin is None:
+            self._stdin = StdinWriter(self._process.send_stream)
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self._stdin.write(data)
 
     def listen(self, stream: int, after: int | None = None, *, fresh: bool = False) -> Listening:
         """Attach a listener to ``stream`` (replacing any previous one), as a context manager giving its
         :class:`Inbox`. ``after``: replay logged events with a higher sequence number first (Last-Event-ID); on
         the standalone stream, unheard messages come first. ``fresh``: the stream was just opened for a POST
         whose messages are not posted yet."""
-        inbox = Inbox(self.settings.stream_buffer_bytes)
+        inbox = stream_inbox(self.settings.stream_buffer_bytes)
         if after is not None:
             for item in self._log:
                 if item.stream == stream and item.seq > after:
@@ -367,81 +322,16 @@ class Session:
         self.touch()
 
 
-class Inbox:
-    """What one listening HTTP response receives: a bounded queue the session fills without blocking and one
-    task drains (``EndOfChannel`` once it is closed and empty). A memory channel's generality (clones, many
-    receivers, blocking sends) is not needed here, and setting one up was a visible share of every request.
-    ``receive`` waits only when nothing is queued.
+Inbox = _Inbox[StreamItem]
 
-    Bounded by ``limit`` bytes of message data (and STREAM_BUFFER messages): ``send_nowait`` raises WouldBlock
-    past it, except into an empty queue, so one message larger than the bound still reaches a client that
-    reads."""
 
-    __slots__ = ("_bytes", "_closed", "_items", "_limit", "_waiter", "on_close")
+def _item_size(item: StreamItem) -> int:
+    return len(item.data)
 
-    def __init__(self, limit: int = 4 * 1024 * 1024) -> None:
-        self._items: deque[StreamItem] = deque()
-        self._bytes = 0
-        self._limit = limit
-        self._closed = False
-        self._waiter: trio.lowlevel.Task | None = None
-        self.on_close: Callable[[], None] | None = None  # called once when the session closes the inbox
 
-    def send_nowait(self, item: StreamItem) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the listener is gone")
-        if self._items and (self._bytes + len(item.data) > self._limit or len(self._items) >= STREAM_BUFFER):
-            raise trio.WouldBlock()
-        self.replay(item)
-
-    def replay(self, item: StreamItem) -> None:
-        """Queue ``item`` whatever the bound (what a new listener replays is bounded where it was kept)."""
-        self._items.append(item)
-        self._bytes += len(item.data)
-        self._wake()
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake()
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            trio.lowlevel.reschedule(self._waiter)
-            self._waiter = None
-
-    def receive_nowait(self) -> StreamItem:
-        if self._items:
-            item = self._items.popleft()
-            self._bytes -= len(item.data)
-            return item
-        if self._closed:
-            raise trio.EndOfChannel()
-        raise trio.WouldBlock()
-
-    async def receive(self) -> StreamItem:
-        if not self._items and not self._closed:
-            if self._waiter is not None:
-                raise trio.BusyResourceError("another task is already receiving")
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        return self.receive_nowait()
-
-    def __aiter__(self) -> Inbox:
-        return self
-
-    async def __anext__(self) -> StreamItem:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+def stream_inbox(limit: int) -> Inbox:
+    """A listener's inbox: ``limit`` bytes of message data, and at most STREAM_BUFFER messages."""
+    return Inbox(_item_size, limit, STREAM_BUFFER)
 
 
 class Listening:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
+from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError
 from kmcp.adapter.protocol.multiplexer import Multiplexer, Output, ToClient, ToServer
@@ -114,14 +115,15 @@ class SharedLauncher:
     fails the sessions attached to the old one, as their own process exiting would.
     """
 
-    def __init__(self, inner: Launcher, restart_delay: float = 1.0) -> None:
+    def __init__(self, inner: Launcher, restart_delay: float = 1.0, max_line_bytes: int = 64 << 20) -> None:
         self.inner = inner
         self.restart_delay = restart_delay
+        self.max_line_bytes = max_line_bytes
         self.mux = Multiplexer()
         self._clients: dict[int, _Client] = {}
         self._process: ServerProcess | None = None
         self._up = trio.Event()
-        self._write_lock = trio.Lock()
+        self._stdin: StdinWriter | None = None
 
     # -- the one real process ---------------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class SharedLauncher:
             try:
                 async with self.inner.launch("shared") as process:
                     self._process = process
+                    self._stdin = StdinWriter(process.send_stream)
                     self._up.set()
                     await self._pump(process)
                     code = await process.wait()
@@ -143,13 +146,9 @@ class SharedLauncher:
             await trio.sleep(self.restart_delay)
 
     async def _pump(self, process: ServerProcess) -> None:
-        pending = b""
-        async for chunk in process.receive_stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self.from_server(line)
+        await read_lines(process.receive_stream, self.max_line_bytes, self.from_server,
+                         on_oversized=lambda: print("kmcp adapter: shared server message over "
+                                                    f"{self.max_line_bytes} bytes dropped", file=sys.stderr))
 
     def _lost(self, code: int) -> None:
         """The process exited: every attached session sees its 'process' exit; state starts over."""
@@ -161,11 +160,9 @@ class SharedLauncher:
                 client.end(code)
 
     async def _write(self, lines: list[bytes]) -> None:
-        process = self._process
-        if process is None:
+        if self._process is None or self._stdin is None:
             raise trio.ClosedResourceError("the shared MCP server is not running")
-        async with self._write_lock:
-            await process.send_stream.send_all(b"".join(line + b"\n" for line in lines))
+        await self._stdin.write(b"".join(line + b"\n" for line in lines))
 
     # -- sessions ---------------------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ tool schemas.
 
 from __future__ import annotations
 
-import math
 import secrets
 import sys
 from collections import Counter
@@ -28,7 +27,9 @@ import trio
 
 from kmcp.adapter.http import Responder, sse_event
 from kmcp.adapter.httputil import JSON, SSE_HEADERS, jsonrpc_error
+from kmcp.adapter.inbox import Inbox
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
+from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, subscriptions
 from kmcp.adapter.protocol.era import ModernRequest
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
@@ -39,18 +40,32 @@ SPARES = 2
 _POOL_FAILURES = (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 PROBE_TIMEOUT = 10.0  # a server slower than this to answer its first request is taken for handshake-era
 PROCESS_EXITED = jsonrpc.encode({"code": jsonrpc.SERVER_GONE, "message": "the MCP server process exited"})
-LISTEN_BUFFER = 1024
+LISTEN_BUFFER = 1024  # change events queued for one listen stream whose client reads slowly (then dropped)
 EXCLUSIVE_EXTRA = 7  # processes a group may add beyond the pool's size for exclusive requests
-EXTRA_IDLE_SECONDS = 30.0  # change events queued for one listen stream whose client reads slowly (then dropped)
+EXTRA_IDLE_SECONDS = 30.0
 
 
-@dataclass(eq=False)
+def _load(pooled: PooledProcess) -> int:
+    return pooled.load
+
+
+def _message_size(message: Message) -> int:
+    return len(message.raw)
+
+
+def _mailbox(most: int = sys.maxsize) -> Inbox[Message]:
+    """Unbounded for a request (its response must never be dropped), ``most`` messages for a listen stream."""
+    return Inbox(_message_size, sys.maxsize if most == sys.maxsize else 64 << 20, most)
+
+
+@dataclass(eq=False, slots=True)
 class Ticket:
-    """One request in flight on a pooled process: what the process sent for it, in order."""
+    """One request in flight on a pooled process: what the process sent for it, in order (into an inbox of its
+    own, or one several tickets share: the parts of a listen stream)."""
 
     number: int
-    channel: trio.MemorySendChannel[Message]
-    receive: trio.MemoryReceiveChannel[Message]
+    inbox: Inbox[Message]
+    shared: bool = False
 
 
 @dataclass(eq=False)
@@ -70,30 +85,28 @@ class PooledProcess:
     on_free: Callable[[], None] | None = None
     scope: trio.CancelScope | None = None
     idle_since: float = 0.0
-    _lock: trio.Lock = field(default_factory=trio.Lock)
+    stdin: StdinWriter | None = None
 
     @property
     def load(self) -> int:
         return self.mux.in_flight - self.listens
 
     async def write(self, lines: list[bytes]) -> None:
-        if self.process is None or self.gone:
+        if self.stdin is None or self.gone:
             raise trio.ClosedResourceError("the pooled MCP server process is gone")
-        async with self._lock:
-            await self.process.send_stream.send_all(b"".join(line + b"\n" for line in lines))
+        await self.stdin.write(lines[0] + b"\n" if len(lines) == 1 else b"".join(line + b"\n" for line in lines))
 
-    def open_ticket(self, into: tuple[trio.MemorySendChannel[Message], trio.MemoryReceiveChannel[Message]]
-                    | None = None) -> Ticket:
-        """A ticket with a channel of its own, or (``into``) one more sender into a channel several share."""
-        send, receive = (into[0].clone(), into[1]) if into else trio.open_memory_channel[Message](math.inf)
-        ticket = Ticket(self.mux.attach(), send, receive)
+    def open_ticket(self, into: Inbox[Message] | None = None) -> Ticket:
+        """A ticket with an inbox of its own, or (``into``) one more sender into an inbox several share."""
+        ticket = Ticket(self.mux.attach(), into, True) if into is not None else Ticket(self.mux.attach(), _mailbox())
         self.tickets[ticket.number] = ticket
         return ticket
 
     def close_ticket(self, ticket: Ticket) -> None:
         self.mux.detach(ticket.number)
         self.tickets.pop(ticket.number, None)
-        ticket.channel.close()
+        if not ticket.shared:
+            ticket.inbox.close()
         if self.exclusive is ticket:
             self.exclusive = None
             if self.on_free is not None:
@@ -111,16 +124,17 @@ class PooledProcess:
         for output in self.mux.from_server(message):
             ticket = self.tickets.get(output.client)
             if ticket is not None:
-                with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    ticket.channel.send_nowait(output.message)  # WouldBlock: a listen whose client lags
+                with suppress(trio.WouldBlock, trio.ClosedResourceError):
+                    ticket.inbox.send_nowait(output.message)  # WouldBlock: a listen whose client lags
 
     def fail_all(self) -> None:
         """The process exited: every request on it ends with :data:`PROCESS_EXITED`."""
         self.gone = True
         for ticket in list(self.tickets.values()):
-            with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                ticket.channel.send_nowait(Message(Kind.RESPONSE, b"", error=PROCESS_EXITED))
-            ticket.channel.close()
+            with suppress(trio.WouldBlock, trio.ClosedResourceError):
+                ticket.inbox.send_nowait(Message(Kind.RESPONSE, b"", error=PROCESS_EXITED))
+            if not ticket.shared:
+                ticket.inbox.close()
         self.tickets.clear()
         self.mux.reset()
 
@@ -190,6 +204,12 @@ class StatelessPool:
         server send server requests) is *exclusive*: a stdio line ties neither log lines nor server requests to
         the request that caused them, so it gets a process with no other exclusive request on it. The group may
         then grow by :data:`EXCLUSIVE_EXTRA` processes, which end again once idle; beyond that it waits."""
+        if self.era == "modern" and not logs:  # the usual case, without allocating or a scheduler round trip
+            group = self._groups.get(b"")
+            if group:
+                least = min(group, key=_load)
+                if least.ready.is_set() and not least.gone and (not least.load or len(group) >= self.size):
+                    return least
         if not self._known.is_set():
             if not any(self._groups.values()):  # none started, or the last probe failed: ask a new process
                 self._grow(b"{}")
@@ -294,6 +314,7 @@ class StatelessPool:
         try:
             async with self.launcher.launch(name) as process:
                 pooled.process = process
+                pooled.stdin = StdinWriter(process.send_stream)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._pump, pooled, process)
                     # Failures are caught here, inside the nursery, so they never leave it as an exception group
@@ -326,8 +347,8 @@ class StatelessPool:
         """A legacy server's change notification, to every listener that asked for its kind."""
         for listener in list(self.listeners):
             if listener.filter.wants(message.method or "", message.params):
-                with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    listener.channel.send_nowait(subscriptions.tagged(message, listener.listen_id))
+                with suppress(trio.WouldBlock, trio.ClosedResourceError):
+                    listener.inbox.send_nowait(subscriptions.tagged(message, listener.listen_id))
 
     async def watch(self, uris: list[str], method: str) -> None:
         """Count ``uris`` in (``resources/subscribe``) or out; the server hears of a URI's first and last
@@ -349,7 +370,7 @@ class StatelessPool:
         """Open ``listen`` on one more modern process: its events go into the listen's one channel."""
         if pooled in listen.parts or pooled.gone:
             return
-        ticket = pooled.open_ticket(into=(listen.send, listen.receive))
+        ticket = pooled.open_ticket(into=listen.inbox)
         listen.parts[pooled] = ticket
         pooled.listens += 1
         with suppress(*_POOL_FAILURES):
@@ -367,14 +388,9 @@ class StatelessPool:
         return [p for p in self._groups.get(b"", []) if p.ready.is_set() and not p.gone]
 
     async def _pump(self, pooled: PooledProcess, process: ServerProcess) -> None:
-        pending = b""
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            async for chunk in process.receive_stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        pooled.route(line)
+        limit = self.settings.max_line_bytes
+        await read_lines(process.receive_stream, limit, pooled.route, on_oversized=lambda: print(
+            f"kmcp adapter: stateless pool: server message over {limit} bytes dropped", file=sys.stderr))
 
     async def _prepare(self, pooled: PooledProcess) -> None:
         """Learn the era (the first process only), then initialize a legacy process."""
@@ -407,7 +423,7 @@ class StatelessPool:
             await pooled.write([o.data for o in pooled.mux.from_client(ticket.number, request)
                                 if isinstance(o, ToServer)])
             with trio.move_on_after(seconds):
-                async for message in ticket.receive:
+                async for message in ticket.inbox:
                     if message.kind is Kind.RESPONSE:
                         return message
             return None
@@ -418,7 +434,7 @@ class StatelessPool:
         outputs = pooled.mux.from_client(ticket.number, message)
         for output in outputs:
             if isinstance(output, ToClient):
-                ticket.channel.send_nowait(output.message)
+                ticket.inbox.send_nowait(output.message)
         lines = [output.data for output in outputs if isinstance(output, ToServer)]
         if lines:
             await pooled.write(lines)
@@ -436,7 +452,7 @@ class Listener:
 
     filter: subscriptions.Filter
     listen_id: RequestId
-    channel: trio.MemorySendChannel[Message]
+    inbox: Inbox[Message]
 
 
 @dataclass(eq=False)
@@ -444,8 +460,7 @@ class ModernListen:
     """A listen stream passed through to every modern pooled process (a process hears only its own changes)."""
 
     request: Message
-    send: trio.MemorySendChannel[Message]
-    receive: trio.MemoryReceiveChannel[Message]
+    inbox: Inbox[Message]
     parts: dict[PooledProcess, Ticket] = field(default_factory=dict)
 
 
@@ -493,10 +508,9 @@ class _Exchange:
 async def answer(pool: StatelessPool, modern: ModernRequest, responder: Responder, *, want_json: bool,
                  want_sse: bool) -> None:
     """Run one modern request on a pooled process (or resume the suspended call it continues) and answer it."""
-    # A call that may stream (progress, logs, a round of input) answers as SSE when the client takes it, as SDK
-    # servers do; lists and reads answer as JSON.
-    streams = modern.method in continuations.MAY_SUSPEND and want_sse
-    exchange = _Exchange(responder, want_json and not streams, want_sse)
+    # JSON when the response is the first thing the server sends for the request (and the client takes JSON),
+    # as handshake-era sessions answer; an SSE stream once a notification comes first.
+    exchange = _Exchange(responder, want_json, want_sse)
     try:
         await _answer(pool, modern, exchange)
     except JsonRpcError as error:
@@ -611,13 +625,12 @@ async def _listen_legacy(pool: StatelessPool, modern: ModernRequest, exchange: _
     """Serve a listen for a handshake-era server: acknowledge what it advertises, then relay its changes."""
     granted = subscriptions.honoured(subscriptions.read_filter(modern.message.params), pooled.initialize_result)
     assert modern.id is not None
-    send, receive = trio.open_memory_channel[Message](LISTEN_BUFFER)
-    listener = Listener(granted, modern.id, send)
+    listener = Listener(granted, modern.id, _mailbox(LISTEN_BUFFER))
     pool.listeners.add(listener)
     try:
         await exchange.notify(subscriptions.acknowledgement(modern.id, granted), always=True)
         await pool.watch(granted.resource_subscriptions, "resources/subscribe")
-        await _relay(pool, exchange, receive, lambda message: True)
+        await _relay(pool, exchange, listener.inbox, lambda message: True)
     finally:
         pool.listeners.discard(listener)
         with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -627,8 +640,7 @@ async def _listen_legacy(pool: StatelessPool, modern: ModernRequest, exchange: _
 async def _listen_modern(pool: StatelessPool, modern: ModernRequest, exchange: _Exchange) -> None:
     """Pass a listen to every modern process (and to those started later); one acknowledgement reaches the
     client, then every process's events. It ends when the client leaves, or when a server answers it."""
-    send, receive = trio.open_memory_channel[Message](LISTEN_BUFFER)
-    listen = ModernListen(modern.message, send, receive)
+    listen = ModernListen(modern.message, _mailbox(LISTEN_BUFFER))
     pool.modern_listens.add(listen)
     acknowledged = False
 
@@ -645,7 +657,7 @@ async def _listen_modern(pool: StatelessPool, modern: ModernRequest, exchange: _
     try:
         for pooled in pool.modern_processes():
             await pool.join_listen(listen, pooled)
-        final = await _relay(pool, exchange, receive, deliver,
+        final = await _relay(pool, exchange, listen.inbox, deliver,
                              live=lambda: any(not p.gone for p in listen.parts))
         if final is not None:
             data, status = _final(pool, next(iter(listen.parts)), modern, final)
@@ -656,7 +668,7 @@ async def _listen_modern(pool: StatelessPool, modern: ModernRequest, exchange: _
             await pool.leave_listen(listen)
 
 
-async def _relay(pool: StatelessPool, exchange: _Exchange, receive: trio.MemoryReceiveChannel[Message],
+async def _relay(pool: StatelessPool, exchange: _Exchange, receive: Inbox[Message],
                  deliver: Callable[[Message], bool], live: Callable[[], bool] = lambda: True) -> Message | None:
     """Relay a listen's events, with keep-alives, until a response ends it (returned); a response from a
     process that went away ends it only when no process is left (``live``)."""
@@ -681,12 +693,12 @@ async def _next(ticket: Ticket, *, gathering: bool) -> Message | None:
     """The next message for the call; None when a round is being gathered and nothing more came in time."""
     if not gathering:
         try:
-            return await ticket.receive.receive()
+            return await ticket.inbox.receive()
         except trio.EndOfChannel:
             return Message(Kind.RESPONSE, b"", error=PROCESS_EXITED)
     with trio.move_on_after(GATHER_SECONDS):
         try:
-            return await ticket.receive.receive()
+            return await ticket.inbox.receive()
         except trio.EndOfChannel:
             return None
     return None

@@ -67,11 +67,12 @@ def url(replica: Replica) -> str:
 
 
 async def call(client: httpx.AsyncClient, endpoint: str, request_id: int,
-               extra: dict[str, Any] | None = None) -> httpx.Response:
+               extra: dict[str, Any] | None = None, accept: str = "application/json, text/event-stream"
+               ) -> httpx.Response:
     """A modern tools/call of the multi-round tool, as a 2026-07-28 client sends it (any replica will do)."""
     params = {"name": MULTI_ROUND, "arguments": {}, "_meta": META, **(extra or {})}
     body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+    headers = {"content-type": "application/json", "accept": accept,
                "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": MULTI_ROUND}
     return await client.post(endpoint, json=body, headers=headers)
 
@@ -100,7 +101,7 @@ async def test_a_round_started_on_one_replica_is_finished_through_another(tmp_pa
     with trio.fail_after(120):
         async with two_replicas(tmp_path) as (a, b), httpx.AsyncClient(timeout=60) as client:
             first = answer_of(await call(client, url(a), 1))
-            second = await call(client, url(b), 2, retry_of(first, 0))
+            second = await call(client, url(b), 2, retry_of(first, 0), accept="text/event-stream")
             assert second.headers["content-type"].startswith("text/event-stream")  # the owner's stream, relayed
             second_answer = answer_of(second)
             assert second_answer["id"] == 2

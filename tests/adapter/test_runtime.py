@@ -190,9 +190,9 @@ async def test_server_output_split_anywhere_and_oversized_lines_are_handled(nurs
 
 
 def test_inbox_is_bounded_in_bytes_but_takes_one_large_message_when_empty() -> None:
-    from kmcp.adapter.runtime import Inbox, StreamItem
+    from kmcp.adapter.runtime import StreamItem, stream_inbox
 
-    inbox = Inbox(100)
+    inbox = stream_inbox(100)
     inbox.send_nowait(StreamItem(1, 0, b"a" * 60, False, False))
     with pytest.raises(trio.WouldBlock):
         inbox.send_nowait(StreamItem(2, 0, b"b" * 60, False, False))
