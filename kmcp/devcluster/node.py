@@ -42,7 +42,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from kmcp.devcluster import dns
+from kmcp.devcluster import devnode, dns
 from kmcp.devcluster.binaries import (
     DnsToolchain,
     NodeToolchain,
@@ -378,6 +378,7 @@ class Node:
             self._step("kube-scheduler", lambda: self._start_scheduler(chain))
             self._step("kube-proxy", lambda: self._start_kube_proxy(chain))
             self._step("node Ready", self._wait_node_ready)
+            devnode.publish(self._record(), self._record_paths())
         except BaseException:
             self.stop()
             raise
@@ -407,6 +408,8 @@ class Node:
         if self._host is None:
             return
         by_name = {p.name: p for p in self.processes}
+        if "containerd" in by_name and by_name["containerd"].pid is not None:
+            devnode.unpublish(self._record(), self._record_paths())
         if "kube-scheduler" in by_name:  # no new pod may reach the kubelet while it drains
             stop_processes([by_name["kube-scheduler"]], self.stop_grace)
         if "kubelet" in by_name and by_name["kubelet"].running():
@@ -427,6 +430,14 @@ class Node:
             print(f"kmcp node teardown: {line}", file=sys.stderr)
 
     # -- helpers
+    def _record(self) -> devnode.DevNodeRecord:
+        pid = self.process("containerd").pid
+        assert pid is not None
+        return devnode.DevNodeRecord(str(self.containerd_socket), pid, str(self.control_plane.kubeconfig))
+
+    def _record_paths(self) -> list[Path]:
+        return [self.control_plane.directory / devnode.RECORD_NAME, devnode.default_record()]
+
     def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self.directory / "logs" / f"{name}.log")
         self.processes.append(proc)
