@@ -4,7 +4,7 @@ the ``kube-dns`` Service in ``kube-system`` at the Service range's tenth address
 
 A host process rather than a pod: it needs no image of its own and runs before the kubelet, so the first pod
 already resolves. The Service has no selector; an EndpointSlice names the node address, and kube-proxy DNATs
-``kube-dns:53`` to it like any other Service.
+``kube-dns:53`` to it like any other Service; the node starts only once a lookup through that Service answers.
 
 It serves only the cluster's zones (``cluster.local`` and the reverse zones): CoreDNS answers REFUSED for any other
 name, and the binary has no forward plugin, so nothing a pod asks ever leaves the machine.
@@ -13,6 +13,9 @@ name, and the binary has no forward plugin, so nothing a pod asks ever leaves th
 from __future__ import annotations
 
 import ipaddress
+import secrets
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,28 @@ def object_path(obj: Obj) -> str:
     meta = obj["metadata"]
     namespace = f"/namespaces/{meta['namespace']}" if "namespace" in meta else ""
     return f"{base}{namespace}/{_PLURALS[obj['kind']]}/{meta['name']}"
+
+
+def query_a(server: str, name: str, timeout: float = 5.0) -> tuple[int, list[str]]:
+    """One UDP A query: the response code and the IPv4 addresses in the answer section (how the node knows
+    kube-proxy already routes the Service to CoreDNS, and how the tests look names up without a resolver)."""
+    ident = secrets.randbelow(1 << 16)
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (server, 53))
+        reply = sock.recv(4096)
+    got_id, flags, _, answers, _, _ = struct.unpack("!HHHHHH", reply[:12])
+    if got_id != ident:
+        raise ValueError(f"DNS answer {got_id} to query {ident}")
+    offset = 12 + len(question) + 4
+    addresses = []
+    for _ in range(answers):
+        offset += 2 if reply[offset] & 0xC0 == 0xC0 else reply.index(b"\0", offset) + 1 - offset
+        rtype, _, _, length = struct.unpack("!HHIH", reply[offset:offset + 10])
+        offset += 10
+        if rtype == 1:
+            addresses.append(socket.inet_ntoa(reply[offset:offset + length]))
+        offset += length
+    return flags & 0xF, addresses

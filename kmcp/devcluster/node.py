@@ -377,6 +377,7 @@ class Node:
             self._step("kubelet", lambda: self._start_kubelet(chain))
             self._step("kube-scheduler", lambda: self._start_scheduler(chain))
             self._step("kube-proxy", lambda: self._start_kube_proxy(chain))
+            self._step("kube-dns", self._wait_kube_dns)
             self._step("node Ready", self._wait_node_ready)
             devnode.publish(self._record(), self._record_paths())
         except BaseException:
@@ -648,6 +649,13 @@ class Node:
                 return False
 
         self._wait(proc, "kube-proxy /healthz", healthy)
+
+    def _wait_kube_dns(self) -> None:
+        """Until kube-proxy has the kube-dns Service's rules, a pod's first lookup times out: wait for them."""
+        def answered() -> bool:
+            return dns.query_a(dns.KUBE_DNS_IP, "kubernetes.default.svc.cluster.local", timeout=0.5)[0] == 0
+
+        self._wait(self.process("kube-proxy"), f"kube-dns answering at {dns.KUBE_DNS_IP}", answered)
 
     def _wait_node_ready(self) -> None:
         def ready() -> bool:

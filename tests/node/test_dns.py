@@ -5,9 +5,6 @@ nothing outside the cluster's zones."""
 from __future__ import annotations
 
 import json
-import secrets
-import socket
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +22,6 @@ Obj = dict[str, Any]
 REFUSED, NXDOMAIN = 5, 3
 
 
-def query_a(server: str, name: str) -> tuple[int, list[str]]:
-    """One UDP A query: the response code and the IPv4 addresses in the answer section."""
-    ident = secrets.randbelow(1 << 16)
-    question = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
-    packet = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
-        sock.sendto(packet, (server, 53))
-        reply = sock.recv(4096)
-    got_id, flags, _, answers, _, _ = struct.unpack("!HHHHHH", reply[:12])
-    assert got_id == ident
-    offset = 12 + len(question) + 4
-    addresses = []
-    for _ in range(answers):
-        offset += 2 if reply[offset] & 0xC0 == 0xC0 else reply.index(b"\0", offset) + 1 - offset
-        rtype, _, _, length = struct.unpack("!HHIH", reply[offset:offset + 10])
-        offset += 10
-        if rtype == 1:
-            addresses.append(socket.inet_ntoa(reply[offset:offset + length]))
-        offset += length
-    return flags & 0xF, addresses
-
-
 def test_cluster_dns_answers_services_by_name_and_refuses_every_other_name(
         node_kube: Kube, dev_cluster: DevCluster) -> None:
     service = node_kube.read("v1", "Service", "kube-dns", "kube-system")
@@ -56,10 +30,10 @@ def test_cluster_dns_answers_services_by_name_and_refuses_every_other_name(
     assert kubernetes is not None
     # Through the Service (kube-proxy's DNAT) and at the process itself on the node address.
     for server in (dns.KUBE_DNS_IP, dev_cluster.node.node_ip):
-        assert query_a(server, "kubernetes.default.svc.cluster.local") == (0, [kubernetes["spec"]["clusterIP"]])
-        assert query_a(server, "kube-dns.kube-system.svc.cluster.local") == (0, [dns.KUBE_DNS_IP])
-        assert query_a(server, "nothing-here.default.svc.cluster.local")[0] == NXDOMAIN
-        assert query_a(server, "example.com") == (REFUSED, [])
+        assert dns.query_a(server, "kubernetes.default.svc.cluster.local") == (0, [kubernetes["spec"]["clusterIP"]])
+        assert dns.query_a(server, "kube-dns.kube-system.svc.cluster.local") == (0, [dns.KUBE_DNS_IP])
+        assert dns.query_a(server, "nothing-here.default.svc.cluster.local")[0] == NXDOMAIN
+        assert dns.query_a(server, "example.com") == (REFUSED, [])
 
 
 def test_a_pod_in_another_namespace_calls_tools_at_the_kagent_url_over_sse_and_streamable_http(
