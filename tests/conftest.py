@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kmcp.devcluster.binaries import ensure_binaries, ensure_node_binaries
+from kmcp.devcluster.binaries import ensure_binaries, ensure_dns_binaries, ensure_node_binaries
 from kmcp.devcluster.control_plane import ControlPlane
 from kmcp.devcluster.images import debian_rootfs_layer
 from kmcp.devcluster.node import unsupported_reason
@@ -48,10 +48,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         chain = ensure_binaries(log=False)
         print(f"\nkmcp control-plane binaries: {chain.directory}", file=sys.stderr)
     if any(item.get_closest_marker("node") for item in session.items) and unsupported_reason() is None:
-        # Cold: ~2 min of Go with the control plane's build cache, ~4 min of debootstrap; cached afterwards.
+        # Cold: ~2 min of Go with the control plane's build cache (+1.5 min CoreDNS), ~4 min of debootstrap;
+        # cached afterwards.
         node = ensure_node_binaries(log=False)
+        coredns = ensure_dns_binaries(log=False)
         rootfs = debian_rootfs_layer(log=False)
-        print(f"kmcp node binaries: {node.directory}; image root filesystem: {rootfs}", file=sys.stderr)
+        print(f"kmcp node binaries: {node.directory}, {coredns.directory}; image root filesystem: {rootfs}",
+              file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

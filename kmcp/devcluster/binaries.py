@@ -1,6 +1,6 @@
 """Build and cache the Kubernetes binaries from the Go module proxy: the control plane (kube-apiserver,
-kube-controller-manager, etcd) and, as a separate set only a real node pays for, the node (kubelet, kube-scheduler,
-kube-proxy and a static ``pause`` program for the sandbox image).
+kube-controller-manager, etcd) and, as separate sets only a real node pays for, the node (kubelet, kube-scheduler,
+kube-proxy and a static ``pause`` program for the sandbox image) and its cluster DNS (CoreDNS).
 
 k8s.io/kubernetes cannot be ``go install``-ed directly: its go.mod replaces every k8s.io staging module with a
 local directory. A throw-away wrapper module that requires it and maps each staging module to the published
@@ -24,8 +24,29 @@ from typing import ClassVar
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
+COREDNS_VERSION = "v1.15.0"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "etcd")
 NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "pause")
+DNS_BINARIES = ("coredns",)
+# Only what a cluster DNS answering from the apiserver needs, in CoreDNS's own plugin order (a subset of
+# core/dnsserver/zdirectives.go): no forward plugin is even compiled in, so no name can be sent off the machine.
+COREDNS_PLUGINS = ("bind", "ready", "health", "errors", "log", "cache", "kubernetes")
+COREDNS_MAIN = """package main
+
+import (
+\t"github.com/coredns/coredns/core/dnsserver"
+\t"github.com/coredns/coredns/coremain"
+{imports}
+)
+
+func init() {{
+\tdnsserver.Directives = []string{{{directives}}}
+}}
+
+func main() {{
+\tcoremain.Run()
+}}
+"""
 # The sandbox image's program: sleep until told to stop, reap whatever the kernel re-parents to it. Built with
 # CGO_ENABLED=0, so it is static and the image needs nothing else.
 PAUSE_SOURCE = """package main
@@ -83,6 +104,17 @@ class NodeToolchain(Toolchain):
     @property
     def directory(self) -> Path:
         return self.root / f"k8s-{KUBERNETES_VERSION}-node"
+
+
+@dataclass(frozen=True)
+class DnsToolchain(Toolchain):
+    """CoreDNS, in its own directory: its version moves independently of Kubernetes'."""
+
+    names: ClassVar[tuple[str, ...]] = DNS_BINARIES
+
+    @property
+    def directory(self) -> Path:
+        return self.root / f"coredns-{COREDNS_VERSION}"
 
 
 def default_cache_root() -> Path:
@@ -158,6 +190,21 @@ def _build_pause(workdir: Path, out: Path, log: bool) -> None:
     _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "pause"), "."], workdir, log)
 
 
+def coredns_main() -> str:
+    imports = "\n".join(f'\t_ "github.com/coredns/coredns/plugin/{name}"' for name in COREDNS_PLUGINS)
+    return COREDNS_MAIN.format(imports=imports, directives=", ".join(f'"{name}"' for name in COREDNS_PLUGINS))
+
+
+def _build_coredns(tmp: Path, out: Path, log: bool) -> None:
+    """CoreDNS's own main with a chosen plugin list: upstream's documented way to build a smaller CoreDNS."""
+    (tmp / "go.mod").write_text(f"module kmcp.local/corednsbuild\n\ngo 1.26\n\n"
+                                f"require github.com/coredns/coredns {COREDNS_VERSION}\n")
+    (tmp / "main.go").write_text(coredns_main())
+    _go(["mod", "tidy"], tmp, log)
+    ldflags = f"-s -w -X github.com/coredns/coredns/coremain.GitCommit={COREDNS_VERSION}"
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(out / "coredns"), "."], tmp, log)
+
+
 def _build_control_plane(tmp: Path, out: Path, log: bool) -> None:
     (tmp / "etcd").mkdir()
     (tmp / "k8s").mkdir()
@@ -205,20 +252,27 @@ def ensure_node_binaries(root: Path | None = None, log: bool = True) -> NodeTool
     return chain
 
 
+def ensure_dns_binaries(root: Path | None = None, log: bool = True) -> DnsToolchain:
+    """Return CoreDNS's toolchain, building it when missing."""
+    chain = DnsToolchain(root or default_cache_root())
+    _ensure(chain, _build_coredns, log)
+    return chain
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=None, help="cache root (default ~/.cache/kmcp/bin)")
     parser.add_argument("--print-dir", action="store_true", help="print the binaries' directory")
     parser.add_argument("--node", action="store_true",
-                        help="also build the node's binaries (kubelet, kube-scheduler, kube-proxy, pause)")
+                        help="also build the node's binaries (kubelet, kube-scheduler, kube-proxy, pause, coredns)")
     args = parser.parse_args(argv)
     chain = ensure_binaries(args.cache)
     if args.print_dir:
         print(chain.directory)
     if args.node:
-        node = ensure_node_binaries(args.cache)
-        if args.print_dir:
-            print(node.directory)
+        for node_chain in (ensure_node_binaries(args.cache), ensure_dns_binaries(args.cache)):
+            if args.print_dir:
+                print(node_chain.directory)
     return 0
 
 

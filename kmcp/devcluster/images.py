@@ -35,6 +35,7 @@ from kmcp import __version__
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_PACKAGES = ("python3", "ca-certificates")
+IMAGE_PYTHON = "3.11"  # bookworm's python3: compiled extensions put into an image must be built for it
 PAUSE_IMAGE = "registry.k8s.io/pause:kmcp-local"
 KMCP_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 KMCP_UID = 65532
@@ -65,6 +66,19 @@ class ImageArchive:
 
 # --------------------------------------------------------------------------------------------------------------
 # OCI layout
+
+
+def normalized_reference(tag: str) -> str:
+    """The name containerd's CRI looks up for ``tag`` (``my-server:0.1.0`` → ``docker.io/library/my-server:0.1.0``),
+    so a pod's ``image: my-server:0.1.0`` finds the imported archive."""
+    first, _, rest = tag.partition("/")
+    if not rest:
+        tag = f"docker.io/library/{tag}"
+    elif not ("." in first or ":" in first or first == "localhost"):
+        tag = f"docker.io/{tag}"
+    last = tag.rsplit("/", 1)[-1]
+    return tag if ":" in last or "@" in last else f"{tag}:latest"
+
 
 
 def _sha256_file(path: Path) -> str:
@@ -128,7 +142,7 @@ def write_oci_archive(out: Path, name: str, layers: Sequence[Path], config: dict
 
 
 @contextlib.contextmanager
-def _layer_tar(path: Path) -> Iterator[tarfile.TarFile]:
+def layer_tar(path: Path) -> Iterator[tarfile.TarFile]:
     partial = path.with_name(path.name + ".partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
         yield tar
@@ -155,7 +169,7 @@ def pause_image(pause_binary: Path, cache: Path | None = None) -> ImageArchive:
         return ImageArchive(PAUSE_IMAGE, out)
     cache.mkdir(parents=True, exist_ok=True)
     layer = cache / f"pause-{key}.layer.tar"
-    with _layer_tar(layer) as tar:
+    with layer_tar(layer) as tar:
         info = tar.gettarinfo(str(pause_binary), arcname="pause")
         info.uid = info.gid = 0
         info.uname = info.gname = ""
@@ -224,7 +238,7 @@ def _kmcp_layer(zipapp: Path, layer: Path, python: str) -> None:
         manager = stage / "manager"
         manager.write_text('#!/bin/sh\nexec kmcp controller "$@"\n')
         manager.chmod(0o755)
-        with _layer_tar(layer) as tar:
+        with layer_tar(layer) as tar:
             for entry in ("usr", "usr/local", "usr/local/bin", "opt"):
                 _dir_entry(tar, entry)
 
@@ -248,8 +262,7 @@ def kmcp_image(zipapp: Path, cache: Path | None = None, log: bool = True,
     out = cache / f"kmcp-{key}.oci.tar"
     if out.is_file():
         return ImageArchive(name, out)
-    # The zipapp's compiled extensions must match the image's Python: Debian bookworm's is 3.11.
-    python = shutil.which("python3.11") or sys.executable
+    python = shutil.which(f"python{IMAGE_PYTHON}") or sys.executable
     layer = cache / f"kmcp-{key}.layer.tar"
     _kmcp_layer(zipapp, layer, python)
     config = {
@@ -261,11 +274,11 @@ def kmcp_image(zipapp: Path, cache: Path | None = None, log: bool = True,
     }
     archive = write_oci_archive(out, name, [rootfs, layer], config)
     layer.unlink()
-    _prune(cache, "kmcp-*.oci.tar", keep=KEEP_KMCP_IMAGES)
+    prune(cache, "kmcp-*.oci.tar", keep=KEEP_KMCP_IMAGES)
     return archive
 
 
-def _prune(cache: Path, pattern: str, keep: int) -> None:
+def prune(cache: Path, pattern: str, keep: int) -> None:
     """Every source change makes a new kmcp image (~350 MB): keep only the newest few."""
     archives = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in archives[keep:]:

@@ -5,7 +5,8 @@
         cluster.kubeconfig                 # admin kubeconfig
         cluster.node.pod_subnet            # where pod IPs come from
 
-Everything lives in the cluster's directory (containerd's root, state and socket, the kubelet's root and pod logs,
+CoreDNS runs beside them (:mod:`kmcp.devcluster.dns`) for ``*.svc.cluster.local``. Everything lives in the
+cluster's directory (containerd's root, state and socket, the kubelet's root and pod logs,
 CNI configuration and IP allocations) or on the one bridge the node creates (``kmcp0``): the node IP is that
 bridge's address, pods are attached to it by the CNI bridge plugin without IP masquerading and without a default
 route, and the Service range is routed into it, so no pod or Service traffic can leave the machine. containerd
@@ -41,7 +42,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from kmcp.devcluster.binaries import NodeToolchain, ensure_binaries, ensure_node_binaries
+from kmcp.devcluster import devnode, dns
+from kmcp.devcluster.binaries import (
+    DnsToolchain,
+    NodeToolchain,
+    ensure_binaries,
+    ensure_dns_binaries,
+    ensure_node_binaries,
+)
 from kmcp.devcluster.control_plane import (
     SERVICE_CLUSTER_IP_RANGE,
     ControlPlane,
@@ -215,7 +223,8 @@ def cni_conflist(subnet: ipaddress.IPv4Network, gateway: str, ipam_dir: Path) ->
 
 
 def kubelet_config(*, node_ip: str, port: int, healthz_port: int, ca_file: Path, tls_cert: Path, tls_key: Path,
-                   runtime_socket: Path, resolv_conf: Path, pod_logs: Path, pod_subnet: str) -> dict[str, Any]:
+                   runtime_socket: Path, resolv_conf: Path, pod_logs: Path, pod_subnet: str,
+                   cluster_dns: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -234,7 +243,8 @@ def kubelet_config(*, node_ip: str, port: int, healthz_port: int, ca_file: Path,
         "failCgroupV1": False,  # cgroup v1 hosts: kubelet >= 1.35 refuses them unless told
         "failSwapOn": False,
         "resolvConf": str(resolv_conf),
-        "clusterDomain": "cluster.local",
+        "clusterDNS": [cluster_dns],
+        "clusterDomain": dns.CLUSTER_DOMAIN,
         "podLogsDir": str(pod_logs),
         "podCIDR": pod_subnet,
         "maxPods": 110,
@@ -290,6 +300,7 @@ class Node:
 
     control_plane: ControlPlane
     toolchain: NodeToolchain | None = None
+    dns_toolchain: DnsToolchain | None = None
     images: Sequence[ImageArchive] = ()
     start_timeout: float = 90.0
     stop_grace: float = 5.0
@@ -354,6 +365,7 @@ class Node:
             raise RuntimeError("the control plane must be started with with_node=True")
         started = time.monotonic()
         chain = self.toolchain = self.toolchain or ensure_node_binaries()
+        dns_chain = self.dns_toolchain = self.dns_toolchain or ensure_dns_binaries()
         try:
             if not self._network_ready:
                 self.create_network()
@@ -361,10 +373,13 @@ class Node:
             self._step("containerd", self._start_containerd)
             self._step("images", lambda: self._import_images([pause_image(chain.path("pause")), *self.images]))
             self._step("credentials", self._write_credentials)
+            self._step("coredns", lambda: self._start_coredns(dns_chain))
             self._step("kubelet", lambda: self._start_kubelet(chain))
             self._step("kube-scheduler", lambda: self._start_scheduler(chain))
             self._step("kube-proxy", lambda: self._start_kube_proxy(chain))
+            self._step("kube-dns", self._wait_kube_dns)
             self._step("node Ready", self._wait_node_ready)
+            devnode.publish(self._record(), self._record_paths())
         except BaseException:
             self.stop()
             raise
@@ -394,6 +409,8 @@ class Node:
         if self._host is None:
             return
         by_name = {p.name: p for p in self.processes}
+        if "containerd" in by_name and by_name["containerd"].pid is not None:
+            devnode.unpublish(self._record(), self._record_paths())
         if "kube-scheduler" in by_name:  # no new pod may reach the kubelet while it drains
             stop_processes([by_name["kube-scheduler"]], self.stop_grace)
         if "kubelet" in by_name and by_name["kubelet"].running():
@@ -414,6 +431,14 @@ class Node:
             print(f"kmcp node teardown: {line}", file=sys.stderr)
 
     # -- helpers
+    def _record(self) -> devnode.DevNodeRecord:
+        pid = self.process("containerd").pid
+        assert pid is not None
+        return devnode.DevNodeRecord(str(self.containerd_socket), pid, str(self.control_plane.kubeconfig))
+
+    def _record_paths(self) -> list[Path]:
+        return [self.control_plane.directory / devnode.RECORD_NAME, devnode.default_record()]
+
     def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self.directory / "logs" / f"{name}.log")
         self.processes.append(proc)
@@ -437,13 +462,14 @@ class Node:
                 raise NodeError(f"not ready: {what} after {self.start_timeout:.0f}s{last}")
             time.sleep(0.1)
 
-    def _api(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    def _api(self, method: str, path: str, body: object = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
         cp = self.control_plane
         ctx = ssl.create_default_context(cafile=str(cp.pki.ca_crt))
         ctx.load_cert_chain(str(cp.pki.admin_crt), str(cp.pki.admin_key))
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{cp.server}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": content_type})
         try:
             with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
                 return int(resp.status), json.loads(resp.read() or b"null")
@@ -516,13 +542,43 @@ class Node:
         _write_private(creds / "kubelet.key", serving.key_pem)
         for name, user, groups in (("kubelet", f"system:node:{NODE_NAME}", ["system:nodes"]),
                                    ("kube-scheduler", "system:kube-scheduler", []),
-                                   ("kube-proxy", "system:kube-proxy", [])):
+                                   ("kube-proxy", "system:kube-proxy", []),
+                                   ("coredns", dns.USER, [])):
             pair = issue_cert(ca, ca_key, user, organizations=groups, client=True)
             _write_private(self.directory / f"{name}.kubeconfig", kubeconfig_yaml(
                 cp.server, ca.cert_pem, user, client_cert_pem=pair.cert_pem,
                 client_key_pem=pair.key_pem).encode())
-        # Pods resolve nothing until a cluster DNS runs: their resolver points at loopback inside the pod.
+        # The kubelet appends this file's search list to every pod's and uses its nameserver only for pods with
+        # dnsPolicy Default: no search domain of this machine, no resolver of it. ClusterFirst pods ask kube-dns.
         (self.directory / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n")
+
+    def _start_coredns(self, chain: DnsToolchain) -> None:
+        """CoreDNS on the node address, then the RBAC it reads with and the ``kube-dns`` Service pointing at it;
+        Ready once its kubernetes plugin has synced with the apiserver."""
+        for obj in dns.rbac_objects():
+            self._apply(obj)
+        health, ready = free_port(), free_port()
+        config = self.directory / "Corefile"
+        config.write_text(dns.corefile(node_ip=self.node_ip, kubeconfig=self.directory / "coredns.kubeconfig",
+                                       health_port=health, ready_port=ready))
+        proc = self._launch("coredns", [str(chain.path("coredns")), "-conf", str(config), "-quiet"])
+
+        def synced() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ready}/ready", timeout=5) as r:
+                    return int(r.status) == 200
+            except urllib.error.HTTPError:
+                return False
+
+        self._wait(proc, "CoreDNS /ready (its kubernetes plugin synced)", synced)
+        for obj in dns.service_objects(self.node_ip):
+            self._apply(obj)
+
+    def _apply(self, obj: dict[str, Any]) -> None:
+        status, _ = self._api("PATCH", f"{dns.object_path(obj)}?fieldManager=kmcp-dev-node&force=true", obj,
+                              content_type="application/apply-patch+yaml")
+        if status not in (200, 201):
+            raise NodeError(f"applying {obj['kind']} {obj['metadata']['name']} failed: HTTP {status}")
 
     def _start_kubelet(self, chain: NodeToolchain) -> None:
         cp = self.control_plane
@@ -532,7 +588,8 @@ class Node:
             node_ip=self.node_ip, port=free_port(self.node_ip), healthz_port=healthz, ca_file=cp.pki.ca_crt,
             tls_cert=self.directory / "pki" / "kubelet.crt", tls_key=self.directory / "pki" / "kubelet.key",
             runtime_socket=self.containerd_socket, resolv_conf=self.directory / "resolv.conf",
-            pod_logs=self.directory / "pod-logs", pod_subnet=self.pod_subnet), indent=2) + "\n")
+            pod_logs=self.directory / "pod-logs", pod_subnet=self.pod_subnet, cluster_dns=dns.KUBE_DNS_IP),
+            indent=2) + "\n")
         proc = self._launch("kubelet", [
             str(chain.path("kubelet")),
             f"--config={config}",
@@ -592,6 +649,13 @@ class Node:
                 return False
 
         self._wait(proc, "kube-proxy /healthz", healthy)
+
+    def _wait_kube_dns(self) -> None:
+        """Until kube-proxy has the kube-dns Service's rules, a pod's first lookup times out: wait for them."""
+        def answered() -> bool:
+            return dns.query_a(dns.KUBE_DNS_IP, "kubernetes.default.svc.cluster.local", timeout=0.5)[0] == 0
+
+        self._wait(self.process("kube-proxy"), f"kube-dns answering at {dns.KUBE_DNS_IP}", answered)
 
     def _wait_node_ready(self) -> None:
         def ready() -> bool:
@@ -678,6 +742,7 @@ class DevCluster:
         started = time.monotonic()
         self.control_plane.toolchain = self.control_plane.toolchain or ensure_binaries()
         self.node.toolchain = self.node.toolchain or ensure_node_binaries()
+        self.node.dns_toolchain = self.node.dns_toolchain or ensure_dns_binaries()
         try:
             # The bridge first: the apiserver listens on the node's address, where pods reach it.
             self.node.create_network()

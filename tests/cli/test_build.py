@@ -97,18 +97,35 @@ def test_podman_when_docker_has_no_daemon(tools: FakeTools, project: Path) -> No
                              f"podman build -t srv:dev -f {project}/Dockerfile {project}"]
 
 
-def test_no_container_engine_is_a_clear_failure(tools: FakeTools, project: Path) -> None:
-    result = kmcp("build", "--project-dir", project, "-t", "srv:dev", env=tools.env())
+def test_no_container_engine_and_a_dockerfile_only_an_engine_can_build_is_a_clear_failure(
+        tools: FakeTools, tmp_path: Path) -> None:
+    go_project = tmp_path / "gosrv"
+    assert kmcp("init", "go", go_project).returncode == 0
+    result = kmcp("build", "--project-dir", go_project, "-t", "srv:dev", env=tools.env())
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("kmcp: error: no container engine: install Docker or Podman")
-    assert "Traceback" not in result.stderr
+    first, *rest = result.stderr.strip().splitlines()
+    assert first.startswith("kmcp: error: no container engine: install Docker or Podman")
+    assert "cannot do this Dockerfile: FROM golang" in first and not rest, result.stderr
 
 
 def test_engine_that_does_not_answer_info_is_named(tools: FakeTools, project: Path) -> None:
     tools.add("docker", info_exit=1)
-    result = kmcp("build", "--project-dir", project, "-t", "srv:dev", env=tools.env())
+    result = kmcp("build", "--project-dir", project, "-t", "srv:dev", "--push", env=tools.env())
     assert result.returncode == 1
     assert "no container engine: install Docker or Podman" in result.stderr and "docker info" in result.stderr
+    assert "--push needs it" in result.stderr
+    assert tools.calls() == ["docker info"]
+
+
+def test_load_dev_node_without_a_running_node_fails_before_building(tools: FakeTools, project: Path,
+                                                                   tmp_path: Path) -> None:
+    tools.add("docker")
+    cluster = tmp_path / "cluster"  # a cluster directory whose node never ran
+    cluster.mkdir()
+    result = kmcp("build", "--project-dir", project, "--load-dev-node", cluster, env=tools.env())
+    assert result.returncode == 1
+    assert f"--load-dev-node: no dev node recorded at {cluster / 'dev-node.json'}" in result.stderr
+    assert tools.calls() == []
 
 
 def test_failed_build_is_exit_1(tools: FakeTools, project: Path) -> None:

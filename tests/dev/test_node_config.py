@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kmcp.devcluster import dns
+from kmcp.devcluster.binaries import COREDNS_PLUGINS, coredns_main
 from kmcp.devcluster.control_plane import SERVICE_CLUSTER_IP_RANGE
 from kmcp.devcluster.images import PAUSE_IMAGE, write_oci_archive
 from kmcp.devcluster.node import (
@@ -59,8 +61,10 @@ def test_containerd_runs_from_its_own_directory_with_what_this_vm_needs(tmp_path
 def test_kubelet_accepts_cgroup_v1_and_binds_to_the_node_ip(tmp_path: Path) -> None:
     conf = kubelet_config(node_ip="10.213.0.1", port=10250, healthz_port=10248, ca_file=tmp_path / "ca",
                           tls_cert=tmp_path / "c", tls_key=tmp_path / "k", runtime_socket=tmp_path / "s",
-                          resolv_conf=tmp_path / "r", pod_logs=tmp_path / "logs", pod_subnet="10.213.0.0/24")
+                          resolv_conf=tmp_path / "r", pod_logs=tmp_path / "logs", pod_subnet="10.213.0.0/24",
+                          cluster_dns=dns.KUBE_DNS_IP)
     assert conf["failCgroupV1"] is False and conf["cgroupDriver"] == "cgroupfs"
+    assert conf["clusterDNS"] == ["10.0.0.10"] and conf["clusterDomain"] == "cluster.local"
     assert conf["address"] == "10.213.0.1" and conf["healthzBindAddress"] == "127.0.0.1"
     assert conf["readOnlyPort"] == 0 and conf["authentication"]["anonymous"]["enabled"] is False
 
@@ -88,3 +92,28 @@ def test_oci_archive_names_the_image_and_its_digests_match(tmp_path: Path) -> No
         config = json.loads(blob(manifest["config"]["digest"]))
         assert config["rootfs"]["diff_ids"] == [layer_desc["digest"]]
         assert config["config"] == {"Cmd": ["x"]}
+
+
+def test_coredns_serves_only_the_cluster_zones_on_the_node_address(tmp_path: Path) -> None:
+    text = dns.corefile(node_ip="10.213.0.1", kubeconfig=tmp_path / "k", health_port=1, ready_port=2)
+    assert text.splitlines()[0] == "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {"
+    assert "bind 10.213.0.1" in text and f"kubeconfig {tmp_path / 'k'}" in text
+    assert "health 127.0.0.1:1" in text and "ready 127.0.0.1:2" in text
+    assert "forward" not in text and "forward" not in COREDNS_PLUGINS
+    # Every plugin the Corefile names is compiled in; the directive order is CoreDNS's own.
+    used = {line.split()[0] for line in text.splitlines()[1:] if line.strip() and not line.strip().startswith("}")}
+    assert used - {"kubeconfig", "pods", "ttl"} <= set(COREDNS_PLUGINS)
+    assert 'dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}' \
+        in coredns_main()
+
+
+def test_kube_dns_service_sits_at_the_tenth_service_address_and_points_at_the_node() -> None:
+    service, endpoints = dns.service_objects("10.213.0.1")
+    assert ipaddress.ip_address(service["spec"]["clusterIP"]) in ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE)
+    assert service["spec"]["clusterIP"] == dns.KUBE_DNS_IP == "10.0.0.10"
+    assert "selector" not in service["spec"]
+    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "kube-dns"
+    assert endpoints["endpoints"][0]["addresses"] == ["10.213.0.1"]
+    assert dns.object_path(service) == "/api/v1/namespaces/kube-system/services/kube-dns"
+    assert dns.object_path(endpoints) == "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-node"
+    assert dns.object_path(dns.rbac_objects()[0]) == "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:coredns"
