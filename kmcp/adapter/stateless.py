@@ -16,6 +16,7 @@ tool schemas.
 
 from __future__ import annotations
 
+import math
 import secrets
 import sys
 from collections import Counter
@@ -30,7 +31,7 @@ from kmcp.adapter.httputil import JSON, SSE_HEADERS, jsonrpc_error
 from kmcp.adapter.inbox import Inbox
 from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
 from kmcp.adapter.pipes import StdinWriter, read_lines
-from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, subscriptions
+from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, param_headers, subscriptions
 from kmcp.adapter.protocol.era import ModernRequest
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
 from kmcp.adapter.protocol.multiplexer import Multiplexer, ToClient, ToServer
@@ -43,6 +44,8 @@ PROCESS_EXITED = jsonrpc.encode({"code": jsonrpc.SERVER_GONE, "message": "the MC
 LISTEN_BUFFER = 1024  # change events queued for one listen stream whose client reads slowly (then dropped)
 EXCLUSIVE_EXTRA = 7  # processes a group may add beyond the pool's size for exclusive requests
 EXTRA_IDLE_SECONDS = 30.0
+TOOLS_TTL = 60.0  # how long the tools' x-mcp-header properties are trusted before the list is read again
+TOOLS_PAGES = 20
 
 
 def _load(pooled: PooledProcess) -> int:
@@ -165,6 +168,9 @@ class StatelessPool:
         self.modern_listens: set[ModernListen] = set()
         self.watched: Counter[str] = Counter()  # legacy: resource URIs some listener subscribes to
         self._freed = trio.Event()  # set (and replaced) when an exclusive request lets go of its process
+        self.tool_headers = param_headers.ToolHeaders()
+        self._tools_read_at = -math.inf
+        self._tools_lock = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -172,6 +178,7 @@ class StatelessPool:
             task_status.started()
             if self.settings.stateless_warm:  # the first client pays no cold start, and learns the era at once
                 self._grow(b"{}")
+                nursery.start_soon(self._read_tools)  # nor the first tools/call the Mcp-Param-* check's list
             while True:
                 await trio.sleep(min(5.0, self.sealer.ttl / 2))
                 await self._expire_suspended()
@@ -341,10 +348,51 @@ class StatelessPool:
             for uri in list(self.watched):
                 await self._ask(pooled, subscriptions.resource_request("resources/subscribe", uri), 5.0)
 
+    # -- Mcp-Param-* ---------------------------------------------------------------------------------------------
+
+    async def param_problem(self, headers: dict[str, str], params: bytes) -> str | None:
+        """Why a tools/call's ``Mcp-Param-*`` headers contradict its arguments, by the tools' ``x-mcp-header``
+        properties (read with the adapter's own tools/list, again after TOOLS_TTL or when the list changed, and
+        once more before refusing, so a stale list never refuses a request the server's current tools allow)."""
+        fresh = False
+        if not self.tool_headers.known or trio.current_time() - self._tools_read_at > TOOLS_TTL:
+            fresh = await self._read_tools()
+        problem = self.tool_headers.check(headers, params)
+        if problem is not None and not fresh and await self._read_tools():
+            problem = self.tool_headers.check(headers, params)
+        return problem
+
+    async def _read_tools(self) -> bool:
+        """Read every page of the tool list; False when it could not be read (then nothing is refused)."""
+        started = trio.current_time()
+        async with self._tools_lock:
+            if self._tools_read_at >= started:
+                return True  # read by another request meanwhile
+            learned: dict[str, dict[str, str]] = {}
+            cursor: str | None = None
+            try:
+                pooled = await self.process_for(b"{}")
+                for _ in range(TOOLS_PAGES):
+                    answer = await self._ask(pooled, bridge.tools_list_request(pooled.era == "modern", cursor), 10.0)
+                    if answer is None or not answer.result:
+                        return False
+                    page, cursor = param_headers.read_tools(answer.result)
+                    learned.update(page)
+                    if cursor is None:
+                        break
+            except (*_POOL_FAILURES, JsonRpcError):
+                return False
+            self.tool_headers.forget()
+            self.tool_headers.learn(learned, complete=cursor is None)
+            self._tools_read_at = trio.current_time()
+            return True
+
     # -- subscriptions/listen ----------------------------------------------------------------------------------
 
     def publish(self, message: Message) -> None:
         """A legacy server's change notification, to every listener that asked for its kind."""
+        if message.method == subscriptions.TOOLS_CHANGED:
+            self._tools_read_at = -math.inf  # Mcp-Param-* checks read the list again
         for listener in list(self.listeners):
             if listener.filter.wants(message.method or "", message.params):
                 with suppress(trio.WouldBlock, trio.ClosedResourceError):
@@ -529,6 +577,12 @@ async def _answer(pool: StatelessPool, modern: ModernRequest, exchange: _Exchang
             pool.era != "modern" and pool.sealer.verifies(retry.state))):
         await _resume(pool, modern, exchange, retry)
         return
+    if modern.param_headers is not None:
+        problem = await pool.param_problem(modern.param_headers, modern.message.params)
+        if problem is not None:
+            error = era.EraError(400, era.HEADER_MISMATCH, f"Header mismatch: {problem}", modern.id)
+            await exchange.finish(error.body(), 400)
+            return
     capabilities = modern.envelope.capabilities
     suspends = method in continuations.MAY_SUSPEND
     asks, logs = suspends and bridge.may_ask(capabilities), suspends and modern.envelope.log_level is not None

@@ -265,6 +265,15 @@ async def test_modern_server_through_the_adapter_passes_every_required_scenario(
         next_suite: NextSuite, mcp2_python: Path, revision: str, tmp_path: Path) -> None:
     run = await run_through_adapter([str(mcp2_python), str(MODERN_SERVER)], next_suite, revision, tmp_path)
     assert_all_required_pass(run)
+    if revision == "2026-07-28":
+        assert_params_checked(run)
+
+
+def assert_params_checked(run: RequirementsRun) -> None:
+    """Mcp-Param-* against the tools' x-mcp-header properties: not scored by the suite, checked by the adapter
+    (a stdio server never sees the headers)."""
+    scenario = run.not_scored["http-custom-header-server-validation"]
+    assert scenario.ok and scenario.passed, scenario.failures
 
 
 async def test_legacy_twin_through_the_adapter_passes_the_2025_11_25_set(next_suite: NextSuite,
@@ -280,3 +289,4 @@ async def test_legacy_twin_bridged_to_2026_07_28_passes_all_but_the_bridge_ceili
     assert not run.missing, detail
     assert set(run.failures()) <= set(BRIDGE_CEILING), detail
     assert len(run.passed) >= len(run.required_names) - len(BRIDGE_CEILING), detail
+    assert_params_checked(run)

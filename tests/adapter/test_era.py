@@ -8,7 +8,7 @@ import base64
 import msgspec
 import pytest
 
-from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, subscriptions
+from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, param_headers, subscriptions
 from kmcp.adapter.protocol.era import EraError, ModernRequest
 
 META = {era.META_VERSION: "2026-07-28", era.META_CAPABILITIES: {}}
@@ -251,3 +251,56 @@ def test_a_malformed_listen_filter_is_invalid_params() -> None:
                                                     (b"not json", False)])
 def test_a_capability_set_that_lets_a_legacy_server_ask(capabilities: bytes, asks: bool) -> None:
     assert bridge.may_ask(capabilities) is asks
+
+
+# -- Mcp-Param-* -------------------------------------------------------------------------------------------------
+
+TOOLS_WITH_HEADERS = msgspec.json.encode({"tools": [
+    {"name": "routed", "inputSchema": {"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"}, "priority": {"type": "integer", "x-mcp-header":
+                                                                             "Priority"},
+        "verbose": {"type": "boolean", "x-mcp-header": "Verbose"}, "query": {"type": "string"}}}},
+    {"name": "plain", "inputSchema": {"type": "object"}}]})
+
+
+def known_headers() -> param_headers.ToolHeaders:
+    known = param_headers.ToolHeaders()
+    tools, cursor = param_headers.read_tools(TOOLS_WITH_HEADERS)
+    assert cursor is None and tools["plain"] == {}
+    known.learn(tools, complete=True)
+    return known
+
+
+def routed(**arguments: object) -> bytes:
+    return msgspec.json.encode({"name": "routed", "arguments": arguments})
+
+
+@pytest.mark.parametrize("headers", [
+    {"mcp-param-region": "eu-west1", "mcp-param-priority": "3", "mcp-param-verbose": "true"},
+    {"mcp-param-region": "=?base64?ZXUtd2VzdDE=?=", "mcp-param-priority": "3", "mcp-param-verbose": "true"},
+])
+def test_param_headers_that_mirror_the_arguments_pass(headers: dict[str, str]) -> None:
+    assert known_headers().check(headers, routed(region="eu-west1", priority=3, verbose=True, query="x")) is None
+
+
+def test_an_argument_left_out_needs_no_header_and_unknown_tools_are_not_checked() -> None:
+    known = known_headers()
+    assert known.check({"mcp-param-region": "a"}, routed(region="a")) is None
+    assert known.check({}, msgspec.json.encode({"name": "plain", "arguments": {"region": "x"}})) is None
+    assert known.check({}, msgspec.json.encode({"name": "unknown", "arguments": {}})) is None
+
+
+@pytest.mark.parametrize(("headers", "says"), [
+    ({}, "missing"),
+    ({"mcp-param-region": "us-east1"}, "is not the request's arguments.region"),
+    ({"mcp-param-region": "=?base64?!!!?="}, "not valid"),
+    ({"mcp-param-region": "eu\x01west"}, "cannot carry"),
+])
+def test_param_headers_that_contradict_the_body_are_refused(headers: dict[str, str], says: str) -> None:
+    problem = known_headers().check(headers, routed(region="eu-west1"))
+    assert problem is not None and says in problem
+
+
+def test_a_header_without_its_argument_is_a_mismatch() -> None:
+    problem = known_headers().check({"mcp-param-region": "eu"}, routed())
+    assert problem is not None and "arguments.region" in problem

@@ -68,6 +68,15 @@ def is_modern_discover(answer: Message) -> bool:
     return isinstance(versions, list) and any(v in era.MODERN_VERSIONS for v in versions)
 
 
+def tools_list_request(modern: bool, cursor: str | None = None) -> Message:
+    """The adapter's own ``tools/list`` (to learn the tools' ``x-mcp-header`` properties)."""
+    params: dict[str, object] = {"cursor": cursor} if cursor else {}
+    if modern:
+        params["_meta"] = {era.META_VERSION: era.MODERN_VERSION, era.META_CAPABILITIES: {},
+                           era.META_CLIENT_INFO: CLIENT_INFO}
+    return jsonrpc.parse_message(jsonrpc.request_bytes("kmcp-tools", "tools/list", jsonrpc.encode(params)))
+
+
 def initialize_request(capabilities: bytes) -> Message:
     params = b'{"protocolVersion":"' + BRIDGE_VERSION.encode() + b'","capabilities":' + (capabilities or b"{}") + \
         b',"clientInfo":' + jsonrpc.encode(CLIENT_INFO) + b"}"

@@ -39,7 +39,7 @@ REMOVED_METHODS = frozenset({"initialize", "ping", "logging/setLevel", "resource
                              "resources/unsubscribe", "notifications/initialized"})
 # Where Mcp-Name must mirror a param.
 NAMED_BY = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-_BASE64_VALUE = re.compile(r"=\?base64\?([A-Za-z0-9+/=]*)\?=")
+_BASE64_VALUE = re.compile(r"=\?base64\?(.*)\?=", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class Envelope:
 class ModernRequest:
     message: Message
     envelope: Envelope
+    param_headers: dict[str, str] | None = None  # tools/call: its Mcp-Param-* headers (names in lower case)
 
     @property
     def id(self) -> RequestId | None:
@@ -152,6 +153,9 @@ def check_modern(headers: dict[str, str], message: Message,
         return EraError(404, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {message.method} is not part of "
                         f"protocol {MODERN_VERSION}", request_id)
     envelope = Envelope(meta.version, bytes(meta.capabilities), bytes(meta.client_info), meta.log_level)
+    if message.method == "tools/call":
+        params_sent = {name: value for name, value in headers.items() if name.startswith("mcp-param-")}
+        return ModernRequest(message, envelope, params_sent)
     return ModernRequest(message, envelope)
 
 
