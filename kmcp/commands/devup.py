@@ -24,10 +24,11 @@ from typing import Any
 import httpx
 import trio
 
-from kmcp import crd, install, kube, podrunner, spec
+from kmcp import crd, install, kube, spec
 from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
 from kmcp.commands.deploy import wait_ready
+from kmcp.commands.devpod import LocalKubelet
 from kmcp.commands.install import wait_crd_established
 from kmcp.commands.run import kmcp_command, kmcp_env
 
@@ -68,34 +69,6 @@ def example_mcpserver() -> Obj:
                  "deployment": {"image": "kmcp.local/examples:echo", "cmd": command[0],
                                 "args": [*command[1:], "dev", "echo-server"]}},
     }
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# the kubelet's part
-
-
-def available_status(deployment: Obj, ready: bool) -> Obj:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    count = 1 if ready else 0
-    return {
-        "observedGeneration": deployment["metadata"].get("generation", 1),
-        "replicas": 1, "updatedReplicas": 1, "readyReplicas": count, "availableReplicas": count,
-        "unavailableReplicas": 1 - count,
-        "conditions": [{"type": "Available", "status": "True" if ready else "False",
-                        "reason": "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable",
-                        "message": "kmcp dev runs the pod locally" if ready else "the local pod is not ready",
-                        "lastUpdateTime": now, "lastTransitionTime": now}],
-    }
-
-
-async def report_availability(client: kube.Kube, state: podrunner.RunnerState) -> None:
-    """Keep the Deployment's status in step with the local pod's readiness, as a kubelet + deployment controller."""
-    while True:
-        deployment = await client.get(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE)
-        await client.patch_status(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE,
-                                  available_status(deployment, state.ready))
-        with trio.move_on_after(10):
-            await state.ready_changed.wait()
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -268,13 +241,13 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     example = example_mcpserver()
     await client.apply(example, resource=kube.MCPSERVERS)
     deployment = await _programmed_deployment(client, settings.startup_timeout)
-    pod = podrunner.translate(deployment, settings.directory / "pod", settings.port,
-                              adapter_command=[*kmcp_command(), "adapter"])
+    kubelet = LocalKubelet(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.directory / "pod", settings.port,
+                           adapter_command=[*kmcp_command(), "adapter"], startup_timeout=settings.startup_timeout,
+                           log=say)
     try:
-        state: podrunner.RunnerState = await nursery.start(podrunner.run_pod, pod, None, settings.startup_timeout)
+        await nursery.start(kubelet.run, deployment)
     except trio.TooSlowError:
         raise CommandFailed(f"the example pod did not become healthy on 127.0.0.1:{settings.port}") from None
-    nursery.start_soon(report_availability, client, state)
     await wait_ready(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.startup_timeout, Progress())
 
     url = f"http://127.0.0.1:{settings.port}/mcp"

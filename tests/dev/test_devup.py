@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,45 @@ def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> 
     assert port_closed(port)
     assert processes_using(directory) == []
     assert not (directory / "state.json").exists()
+
+
+def mcp_tools(port: int) -> list[str]:
+    """The example's tool names, through the real Streamable HTTP client."""
+    client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp"],
+                            capture_output=True, text=True, timeout=60)
+    assert client.returncode == 0, client.stderr
+    tools: list[str] = json.loads(client.stdout.strip().splitlines()[-1])["tools"]
+    return tools
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_deleting_the_example_stops_its_pod_but_not_the_dev_cluster(tmp_path: Path) -> None:
+    from tests.kubehelpers import Kube, wait_for
+
+    port = free_port()
+    directory = tmp_path / "dev"
+    up = kmcp("dev", "up", "--detach", "--dir", directory, "--port", str(port), timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with Kube.from_kubeconfig(directory / "cluster" / "admin.kubeconfig") as kube:
+            example = kube.read("kagent.dev/v1alpha1", "MCPServer", "echo", "default")
+            assert example is not None
+            assert kube.remove("kagent.dev/v1alpha1", "MCPServer", "echo", "default")
+            kube.wait_deleted("apps/v1", "Deployment", "echo", "default", timeout=60)  # the garbage collector
+            wait_for(lambda: port_closed(port) or None, timeout=20, description="the example pod stopped")
+            time.sleep(3)  # the old failure came on the next status poll after the Deployment went
+            pid = json.loads((directory / "state.json").read_text())["pid"]
+            os.kill(pid, 0)  # kmcp dev up is still running, and so is its apiserver
+            assert kube.read("v1", "Namespace", "default") is not None
+            # the example comes back when its MCPServer does, and answers MCP again
+            kube.create({"apiVersion": example["apiVersion"], "kind": example["kind"],
+                         "metadata": {"name": "echo", "namespace": "default"}, "spec": example["spec"]})
+            wait_for(lambda: not port_closed(port) or None, timeout=60, description="the example pod back")
+            assert mcp_tools(port) == ["add", "echo"]
+    finally:
+        down = kmcp("dev", "down", "--dir", directory, timeout=90)
+    log = (directory / "dev.log").read_text()
+    assert "Traceback" not in log, log
+    assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr + log
+    assert processes_using(directory) == []
