@@ -82,6 +82,13 @@ def api_errors(server: str) -> Iterator[None]:
         raise CommandFailed(unavailable_message(server, error)) from None
     except kube.ApiError as error:
         raise CommandFailed(api_error_message(error)) from None
+    except BaseExceptionGroup as group:  # raised in a nursery inside the block: the same one line
+        leaf = _leaf(group, (kube.ApiError,))
+        if not isinstance(leaf, kube.ApiError):
+            raise
+        message = unavailable_message(server, leaf) if isinstance(leaf, kube.ApiUnavailable) else \
+            api_error_message(leaf)
+        raise CommandFailed(message) from None
 
 
 def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

@@ -29,7 +29,7 @@ from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
 from kmcp.commands.deploy import wait_ready
 from kmcp.commands.devpod import LocalKubelet
-from kmcp.commands.install import wait_crd_established
+from kmcp.commands.install import wait_crd_established, wait_namespace_usable
 from kmcp.commands.run import kmcp_command, kmcp_env
 
 Obj = dict[str, Any]
@@ -226,6 +226,7 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     await wait_crd_established(client, crd_obj["metadata"]["name"], 60)
     from kmcp.commands.cluster import resource_of
 
+    await wait_namespace_usable(client, install.DEFAULT_NAMESPACE, settings.startup_timeout)
     for obj in install.install_objects():
         if obj["kind"] != "Deployment":  # no kubelet to run the controller's container: it runs here instead
             await client.apply(obj, resource=resource_of(obj))

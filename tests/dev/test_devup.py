@@ -208,3 +208,45 @@ def test_deleting_the_example_stops_its_pod_but_not_the_dev_cluster(tmp_path: Pa
     assert "Traceback" not in log, log
     assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr + log
     assert processes_using(directory) == []
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dev_up_waits_for_the_install_namespace_left_terminating(tmp_path: Path) -> None:
+    from tests.kubehelpers import Kube, wait_for
+
+    port = free_port()
+    directory = tmp_path / "dev"
+    admin = directory / "cluster" / "admin.kubeconfig"
+    held = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "namespace": "kmcp-system", "finalizers": ["kmcp.test/held"]}}
+    up = kmcp("dev", "up", "--detach", "--dir", directory, "--port", str(port), timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with Kube.from_kubeconfig(admin) as kube:
+            kube.create(held)
+            assert kube.remove("v1", "Namespace", "kmcp-system")  # as an uninstall cut short leaves it
+    finally:
+        assert kmcp("dev", "down", "--dir", directory, timeout=90).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    again = subprocess.Popen([sys.executable, "-m", "kmcp", "dev", "up", "--detach", "--dir", str(directory),
+                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        log = directory / "dev.log"
+        wait_for(lambda: "namespace kmcp-system is being deleted" in log.read_text() or None, timeout=120,
+                 description="the wait for the terminating namespace")
+        with Kube.from_kubeconfig(admin) as kube:
+            kube.request("PATCH", "/api/v1/namespaces/kmcp-system/configmaps/held",
+                         content=json.dumps({"metadata": {"finalizers": None}}),
+                         headers={"Content-Type": "application/merge-patch+json"})
+        out, err = again.communicate(timeout=240)
+        assert again.returncode == 0, out + err + log.read_text()
+        assert "Traceback" not in out + err + log.read_text()
+        assert mcp_tools(port) == ["add", "echo"]
+    finally:
+        if again.poll() is None:
+            again.kill()
+        down = kmcp("dev", "down", "--dir", directory, timeout=90)
+    assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr
+    assert processes_using(directory) == []
