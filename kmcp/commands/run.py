@@ -1,18 +1,24 @@
 """``kmcp run``: the project's stdio server behind ``kmcp adapter`` on 127.0.0.1, plus the MCP Inspector.
 
 The command comes from kmcp.yaml (``command``/``args``) or the framework's local default: ``python src/main.py``
-(``uv run python src/main.py`` when uv is on PATH and the project has a pyproject.toml), ``go run .`` for Go (the
-kmcp.yaml command of a Go project names the binary inside the image, which does not exist locally).
+run by the project's ``.venv`` when it has one (else ``uv run python src/main.py`` when uv is on PATH and the project
+has a pyproject.toml), ``go run .`` for Go (the kmcp.yaml command of a Go project names the binary inside the image,
+which does not exist locally).
+
+The start counts only once the server has answered tools/list through the adapter (``/health`` is the adapter's
+alone): a server that cannot start ends the command with its stderr tail.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
@@ -61,7 +68,10 @@ def server_command(project_dir: Path, project: spec.ProjectFile) -> list[str]:
     else:
         argv = ["python", "src/main.py"]
     if project.framework == "python" and argv[0] in ("python", "python3"):
-        if shutil.which("uv") and (project_dir / "pyproject.toml").exists():
+        venv_python = project_dir / ".venv" / "bin" / "python"
+        if venv_python.exists():  # the scaffold README's `python -m venv .venv && .venv/bin/pip install -e .`
+            argv = [str(venv_python), *argv[1:]]
+        elif shutil.which("uv") and (project_dir / "pyproject.toml").exists():
             argv = ["uv", "run", *argv]
         elif not shutil.which(argv[0]) and shutil.which("python3"):
             argv = ["python3", *argv[1:]]
@@ -103,15 +113,44 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def mcp_check_line(url: str) -> str:
     """One line saying the server answers tools/list, and on which revision (2026-07-28 first, as SDK clients try);
-    a failure is reported, not raised: the Inspector is how one finds out why."""
+    CommandFailed when it does not."""
     import trio
 
     from kmcp.commands.mcpcheck import check_mcp
 
-    try:
-        return trio.run(check_mcp, url).summary()
-    except CommandFailed as error:
-        return f"MCP check failed: {error}"
+    return trio.run(check_mcp, url).summary()
+
+
+class HeldStderr:
+    """The adapter's stderr, held back until the server has answered and passed through from then on: a start that
+    fails shows the server's last lines once, under the error, instead of interleaved with it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.lines: collections.deque[bytes] = collections.deque(maxlen=200)
+        self.passing = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            with self.lock:
+                if not self.passing:
+                    self.lines.append(line)
+                    continue
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+    def release(self) -> None:
+        with self.lock:
+            sys.stderr.buffer.write(b"".join(self.lines))
+            sys.stderr.flush()
+            self.passing = True
+
+    def tail(self, count: int = 12) -> str:
+        self.thread.join(timeout=2)  # the adapter has been stopped: its last lines are in
+        with self.lock:
+            return b"".join(list(self.lines)[-count:]).decode(errors="replace").rstrip()
 
 
 def inspector_text(url: str, argv: list[str]) -> str:
@@ -130,7 +169,10 @@ def run_project(request: RunRequest) -> int:
     adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{request.port}", "--warm-pool", "1",
                     "--", *argv]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL)
+    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    assert adapter.stderr is not None
+    held = HeldStderr(adapter.stderr)
     inspector: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + request.startup_timeout
@@ -143,8 +185,18 @@ def run_project(request: RunRequest) -> int:
                                     f"{request.startup_timeout:g}s")
             time.sleep(0.1)
         url = f"http://127.0.0.1:{request.port}/mcp"
+        try:
+            check = mcp_check_line(url)
+        except CommandFailed as error:
+            _stop(adapter)
+            hint = ""
+            if project.framework == "python" and not (project_dir / ".venv").exists():
+                hint = "\nno .venv in the project: python -m venv .venv && .venv/bin/pip install -e ."
+            raise CommandFailed(f"the MCP server did not start ({' '.join(argv)}): {error}\n"
+                                f"its stderr, through the adapter (last lines):\n{held.tail()}{hint}") from None
+        held.release()
         print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
-        print(mcp_check_line(url))
+        print(check)
         print(f"Streamable HTTP: {url}")
         print(f"SSE:             http://127.0.0.1:{request.port}/sse")
         print(inspector_text(url, argv), end="")

@@ -71,6 +71,59 @@ def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path, scaffold_pyt
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def start_run(project: Path, port: int, path: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(project), "--no-inspector",
+                             "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def read_until_ready(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    output = ""
+    for line in proc.stdout:
+        output += line
+        if line.startswith("Ctrl-C to stop."):
+            break
+    return output
+
+
+def test_run_uses_the_projects_virtualenv(tmp_path: Path, scaffold_python: Path) -> None:
+    """The scaffold README's `python -m venv .venv && .venv/bin/pip install -e .`: kmcp run must use that .venv even
+    when the `python` on PATH lacks the project's dependencies (here: /usr/bin only, no mcp there)."""
+    project = tmp_path / "venv-project"
+    assert kmcp("init", "python", project).returncode == 0
+    (project / ".venv").symlink_to(scaffold_python.parent.parent, target_is_directory=True)
+    port = free_port()
+    proc = start_run(project, port, "/usr/bin:/bin")
+    try:
+        output = read_until_ready(proc)
+        assert "MCP 2026-07-28: tools/list OK (1 tool)\n" in output, output
+        assert f"({project / '.venv' / 'bin' / 'python'} src/main.py)" in output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_run_fails_visibly_when_the_server_cannot_start(tmp_path: Path) -> None:
+    """No virtualenv and a `python3` without mcp: the server dies on import. The start fails, exit 1, with one error
+    line and the server's own stderr under it; /health alone must not make it look served."""
+    project = tmp_path / "broken"
+    assert kmcp("init", "python", project).returncode == 0
+    port = free_port()
+    proc = start_run(project, port, "/usr/bin:/bin")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, out + err
+    assert "Serving" not in out and "Ctrl-C" not in out
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("kmcp: error: the MCP server did not start (python3 src/main.py): "), err
+    assert "ModuleNotFoundError: No module named 'mcp'" in err
+    assert "ExceptionGroup" not in err and 'kmcp/commands' not in err  # the server's traceback, not kmcp's own
+    with socket.socket() as s:  # the adapter is gone
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_run_errors(tmp_path: Path) -> None:
     missing = kmcp("run", "--project-dir", tmp_path)
     assert missing.returncode == 2 and "no kmcp.yaml" in missing.stderr
