@@ -30,7 +30,7 @@ from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
 from kmcp.commands.deploy import wait_ready
 from kmcp.commands.devpod import LocalKubelet
 from kmcp.commands.install import wait_crd_established, wait_namespace_usable
-from kmcp.commands.run import kmcp_command, kmcp_env
+from kmcp.commands.run import kmcp_command, kmcp_env, port_free
 
 Obj = dict[str, Any]
 EXAMPLE_NAME = "echo"
@@ -88,16 +88,6 @@ async def check_example(url: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------------------
 # up
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_port() -> int:
@@ -177,7 +167,7 @@ async def dev_up(settings: DevSettings) -> int:
     from kmcp.devcluster.control_plane import ControlPlane, ControlPlaneError
 
     directory = settings.directory
-    if not _port_free(settings.port):
+    if not port_free(settings.port):
         raise CommandFailed(f"port {settings.port} on 127.0.0.1 is in use: pick another with --port")
     await trio.Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
     pod_dir = directory / "pod"

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -83,7 +84,7 @@ def server_command(project_dir: Path, project: spec.ProjectFile) -> list[str]:
 @dataclass(frozen=True)
 class RunRequest:
     project_dir: Path
-    port: int = spec.DEFAULT_PORT
+    port: int | None = None  # None: the default port, or the next free one
     inspector: bool = True
     startup_timeout: float = 30.0
 
@@ -160,14 +161,62 @@ def inspector_text(url: str, argv: list[str]) -> str:
             f"  (or Transport Type: STDIO, Command: {argv[0]}, Arguments: {' '.join(argv[1:])})\n")
 
 
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:PORT can be bound (a socket in TIME_WAIT does not count as in use)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(requested: int | None) -> tuple[int, str]:
+    """(port, what to tell the user): a --port in use is an error; the default in use moves to the next free one."""
+    if requested is not None:
+        if not port_free(requested):
+            raise CommandFailed(f"port {requested} on 127.0.0.1 is in use: pick another with --port")
+        return requested, ""
+    for port in range(spec.DEFAULT_PORT, spec.DEFAULT_PORT + 100):
+        if port_free(port):
+            moved = f"port {spec.DEFAULT_PORT} on 127.0.0.1 is in use: serving on port {port} instead"
+            return port, "" if port == spec.DEFAULT_PORT else moved
+    raise CommandFailed(f"ports {spec.DEFAULT_PORT}-{spec.DEFAULT_PORT + 99} on 127.0.0.1 are all in use: "
+                        "pick one with --port")
+
+
+def _await_start(adapter: subprocess.Popen[bytes], held: HeldStderr, port: int, within: float, argv: list[str],
+                 venv_hint: str) -> str:
+    """Wait for /health, then for tools/list through it (our adapter, bound before it answered anything); the
+    check line. CommandFailed with the held stderr tail when either does not come."""
+    deadline = time.monotonic() + within
+    while not _healthy(port):
+        if adapter.poll() is not None:
+            raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
+                                f"127.0.0.1:{port}:\n{held.tail()}")
+        if time.monotonic() > deadline:
+            raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{port} within {within:g}s")
+        time.sleep(0.1)
+    try:
+        return mcp_check_line(f"http://127.0.0.1:{port}/mcp")
+    except CommandFailed as error:
+        _stop(adapter)
+        raise CommandFailed(f"the MCP server did not start ({' '.join(argv)}): {error}\n"
+                            f"its stderr, through the adapter (last lines):\n{held.tail()}{venv_hint}") from None
+
+
 def run_project(request: RunRequest) -> int:
     project_dir = request.project_dir
     if not (project_dir / "kmcp.yaml").is_file():
         raise BadInput(f"{project_dir}: no kmcp.yaml (create a project with `kmcp init python {project_dir}`)")
     project = load_project(project_dir / "kmcp.yaml")
     argv = server_command(project_dir, project)
-    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{request.port}", "--warm-pool", "1",
-                    "--", *argv]
+    port, moved = choose_port(request.port)
+    venv_hint = ""
+    if project.framework == "python" and not (project_dir / ".venv").exists():
+        venv_hint = "\nno .venv in the project: python -m venv .venv && .venv/bin/pip install -e ."
+    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{port}", "--warm-pool", "1", "--", *argv]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
@@ -175,30 +224,15 @@ def run_project(request: RunRequest) -> int:
     held = HeldStderr(adapter.stderr)
     inspector: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + request.startup_timeout
-        while not _healthy(request.port):
-            if adapter.poll() is not None:
-                raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
-                                    f"127.0.0.1:{request.port} (is the port in use?)")
-            if time.monotonic() > deadline:
-                raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{request.port} within "
-                                    f"{request.startup_timeout:g}s")
-            time.sleep(0.1)
-        url = f"http://127.0.0.1:{request.port}/mcp"
-        try:
-            check = mcp_check_line(url)
-        except CommandFailed as error:
-            _stop(adapter)
-            hint = ""
-            if project.framework == "python" and not (project_dir / ".venv").exists():
-                hint = "\nno .venv in the project: python -m venv .venv && .venv/bin/pip install -e ."
-            raise CommandFailed(f"the MCP server did not start ({' '.join(argv)}): {error}\n"
-                                f"its stderr, through the adapter (last lines):\n{held.tail()}{hint}") from None
+        check = _await_start(adapter, held, port, request.startup_timeout, argv, venv_hint)
         held.release()
+        url = f"http://127.0.0.1:{port}/mcp"
+        if moved:
+            print(moved)
         print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
         print(check)
         print(f"Streamable HTTP: {url}")
-        print(f"SSE:             http://127.0.0.1:{request.port}/sse")
+        print(f"SSE:             http://127.0.0.1:{port}/sse")
         print(inspector_text(url, argv), end="")
         if request.inspector:
             npx = shutil.which("npx")
