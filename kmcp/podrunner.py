@@ -185,18 +185,25 @@ async def _stop(process: trio.Process, grace: float = 5.0) -> None:
 
 async def run_pod(pod: LocalPod, state: RunnerState | None = None, startup_timeout: float = 60.0,
                   *, task_status: trio.TaskStatus[RunnerState] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the pod until cancelled; reports started once the adapter is healthy and the server is running."""
+    """Run the pod until cancelled; reports started once the adapter is healthy and the server is running.
+
+    trio.TooSlowError (raised outside the nursery, so callers catch it plainly) when the startup probe never passes.
+    """
     state = state or RunnerState()
     async with trio.open_nursery() as nursery:
         await nursery.start(_run_container, pod.adapter, state, b"[kmcp-adapter]")
-        with trio.fail_after(startup_timeout):
+        with trio.move_on_after(startup_timeout) as startup:
             while True:  # startup probe: poll, as a kubelet does
                 if await _healthy(pod.port):
                     break
                 await trio.sleep(0.1)
-        await nursery.start(_run_container, pod.server, state, b"[mcp-server]")
-        state.set_ready(True)
-        task_status.started(state)
-        while True:  # readiness probe
-            await trio.sleep(1)
-            state.set_ready(await _healthy(pod.port))
+        if startup.cancelled_caught:
+            nursery.cancel_scope.cancel()
+        else:
+            await nursery.start(_run_container, pod.server, state, b"[mcp-server]")
+            state.set_ready(True)
+            task_status.started(state)
+            while True:  # readiness probe
+                await trio.sleep(1)
+                state.set_ready(await _healthy(pod.port))
+    raise trio.TooSlowError(f"the adapter did not answer {pod.health_url} within {startup_timeout:g}s")

@@ -97,3 +97,25 @@ def test_the_parser_imports_no_command_until_one_runs() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_validate_reports_every_problem_of_every_document_one_line_each() -> None:
+    text = ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\nspec:\n"
+            "  transportType: grpc\n  bogus: 1\n  deployment:\n    image: x\n    cmd: y\n    port: abc\n"
+            "    args: [ok, 7]\n    env: {1BAD: x}\n    volumeMounts: [{name: data, mountPath: rel}]\n"
+            "---\napiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: b}\n"
+            "spec: {transportType: stdio, deployment: {cmd: y}}\n"
+            "---\napiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: c}\n"
+            "spec: {transportType: stdio, deployment: {image: x, cmd: y}}\n")
+    result = kmcp("validate", "-f", "-", stdin=text)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"kmcp: error: - (document {n}): {problem}" for n, problem in [
+        (1, "spec.transportType: must be one of http, stdio"),
+        (1, "spec.bogus: unknown field (check the spelling)"),
+        (1, "spec.deployment.port: expected int, got str"),
+        (1, "spec.deployment.args[1]: expected str, got int"),
+        (1, "spec.deployment.env.1BAD: not a valid environment variable name"),
+        (1, "spec.deployment.volumeMounts[0].name: no volume named 'data' in spec.deployment.volumes"),
+        (1, "spec.deployment.volumeMounts[0].mountPath: must be an absolute path"),
+        (2, "spec.deployment.image: required"),
+    ]], result.stderr

@@ -85,10 +85,24 @@ class AdapterApp:
             await responder.respond(200, [(b"content-type", JSON)], b'{"status":"ok"}')
 
 
+class ListenError(Exception):
+    """The port cannot be bound (in use, not permitted): one line for the user, raised before any process starts."""
+
+
+async def bind(settings: AdapterSettings) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(settings.port, host=settings.host or None)
+    except OSError as error:
+        raise ListenError(f"cannot listen on {settings.host or '*'}:{settings.port}: "
+                          f"{error.strerror or error}") from None
+
+
 async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown: trio.Event, *,
                         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until ``shutdown`` is set, then drain: stop accepting, let in-flight requests finish (up to
-    ``drain_timeout``), end every session and its process. Reports the bound port once ready."""
+    ``drain_timeout``), end every session and its process. Binds first (ListenError), then starts the server
+    processes; reports the bound port once ready."""
+    listeners = await bind(settings)
     metrics = Metrics()
     table = SessionTable(settings, launcher, metrics)
     app = AdapterApp(settings, table, metrics)
@@ -108,7 +122,7 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
             app.streamable.pool = StatelessPool(settings, launcher)
             await nursery.start(app.streamable.pool.run)
         async with trio.open_nursery() as http:
-            port = await http.start(server.serve)
+            port = await http.start(server.serve, listeners)
             task_status.started(port)
             await shutdown.wait()
             app.stop.set()

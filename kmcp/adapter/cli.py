@@ -342,12 +342,28 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
+    from kmcp.adapter.app import ListenError
+
     try:
-        trio.run(run, settings, args)
+        try:
+            trio.run(run, settings, args)
+        except BaseExceptionGroup as group:  # raised inside a nursery: the one error it carries
+            raise _single(group) from None
     except _Usage as error:
         print(f"kmcp adapter: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ListenError as error:
+        print(f"kmcp adapter: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as error:
         print(f"kmcp adapter: {error.strerror or error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The only leaf of nested single-exception groups, else the group itself (a real multi-error stays whole)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

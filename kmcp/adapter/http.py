@@ -120,10 +120,12 @@ class HttpServer:
     _connections: set[_Connection] = field(default_factory=set)
     _quiet: trio.Event = field(default_factory=trio.Event)
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on settings.host:settings.port; reports the bound port; returns after a drain."""
-        host = self.settings.host or None
-        listeners = await trio.open_tcp_listeners(self.settings.port, host=host)
+    async def serve(self, listeners: list[trio.SocketListener] | None = None, *,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on ``listeners`` (bound by the caller, so a busy port fails before anything starts) or on
+        settings.host:settings.port; reports the bound port; returns after a drain."""
+        if listeners is None:
+            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
         port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as acceptors:

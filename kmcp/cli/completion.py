@@ -1,4 +1,4 @@
-"""`kmcp completion bash|zsh`: a completion script generated from the parser itself (see
+"""`kmcp completion bash|zsh|fish`: a completion script generated from the parser itself (see
 :mod:`kmcp.commands.completion`), so a new command or flag is covered without touching it."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from kmcp.errors import EXIT_OK
 
 def register(commands: Commands) -> None:
     p = commands.add("completion", completion_command, "print a shell completion script",
-                     "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)")
-    p.add_argument("shell", choices=("bash", "zsh"))
+                     "source <(kmcp completion bash)    # or, in ~/.zshrc: source <(kmcp completion zsh)\n"
+                     "  kmcp completion fish | source    # fish (~/.config/fish/config.fish)")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
 
 
 def completion_command(args: argparse.Namespace) -> int:

@@ -43,7 +43,9 @@ def _deploy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="--dry-run format")
     p.add_argument("--adapter-image", help="--dry-run: the controller's adapter image")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                   help="wait until the MCPServer is Ready (default: wait)")
+                   help="wait until the MCPServer is Ready (default: wait); a cluster that cannot run its pod "
+                        "(no node, no scheduler, an image it cannot pull, no deployment controller) fails within "
+                        "seconds, saying what is missing and where to look")
     p.add_argument("--timeout", type=seconds, default=300.0, help="how long to wait (default 5m)")
     p.add_argument("--no-inspector", action="store_true",
                    help="after Ready, do not port-forward 127.0.0.1:3000 or start the MCP Inspector")

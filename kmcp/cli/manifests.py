@@ -41,7 +41,18 @@ def render_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    count = sum(1 for _ in mcpservers(args.file))
+    """Every problem of every document, one line each (the last is the command's error), not only the first."""
+    from kmcp.validation import every_problem
+
+    count, lines = 0, []
+    for index, doc in mcpserver_documents(args.file):
+        found = every_problem(doc)
+        lines += [f"{args.file} (document {index + 1}): {problem}" for problem in found]
+        count += not found
+    if lines:
+        for line in lines[:-1]:
+            print(f"kmcp: error: {line}", file=sys.stderr)
+        raise BadInput(lines[-1])
     print(f"{args.file}: {count} valid MCPServer{'s' if count != 1 else ''}")
     return EXIT_OK
 
@@ -72,8 +83,9 @@ def _yaml_documents(path: str) -> Iterator[tuple[int, Any]]:
         raise BadInput(f"{where}: invalid YAML: {problem}") from None
 
 
-def mcpservers(path: str) -> Iterator[Any]:
-    """Every MCPServer in a (multi-document) YAML file, validated; other kinds are skipped with a note."""
+def mcpserver_documents(path: str) -> Iterator[tuple[int, Any]]:
+    """(index, document) of every would-be MCPServer in a (multi-document) YAML file; other kinds are skipped
+    with a note, and a file with none is BadInput."""
     from kmcp import spec
 
     found = False
@@ -83,10 +95,18 @@ def mcpservers(path: str) -> Iterator[Any]:
             print(f"kmcp: skipping {doc.get('kind')}/{name} (document {index + 1}): not an MCPServer",
                   file=sys.stderr)
             continue
+        found = True
+        yield index, doc
+    if not found:
+        raise BadInput(f"{path}: no MCPServer found")
+
+
+def mcpservers(path: str) -> Iterator[Any]:
+    """Every MCPServer in a (multi-document) YAML file, validated: the first problem is BadInput."""
+    from kmcp import spec
+
+    for index, doc in mcpserver_documents(path):
         try:
             yield spec.validated(doc)
         except spec.SpecError as error:
             raise BadInput(f"{path} (document {index + 1}): {error}") from None
-        found = True
-    if not found:
-        raise BadInput(f"{path}: no MCPServer found")

@@ -13,7 +13,8 @@ def register(commands: Commands) -> None:
     p = commands.add("run", run_command, "run the project's MCP server locally over HTTP (and open the MCP Inspector)",
                      "kmcp run --project-dir my-mcp-server --port 3000")
     p.add_argument("--project-dir", default=".", help="project directory with kmcp.yaml (default: .)")
-    p.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (default 3000)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default 3000, or the next free one when 3000 is in "
+                   "use; a --port in use is an error)")
     p.add_argument("--no-inspector", action="store_true", help="do not start the MCP Inspector (npx)")
 
 

@@ -35,7 +35,13 @@ def init_command(args: argparse.Namespace) -> int:
     print(f"created {args.framework} MCP server project in {directory}:")
     for path in written:
         print(f"  {path.relative_to(directory)}")
-    print(f"next: kmcp build --project-dir {directory} -t <image>:latest")
+    if args.framework == "python":  # kmcp run uses the project's .venv (or uv run when uv is on PATH)
+        print(f"next: python -m venv {directory}/.venv && {directory}/.venv/bin/pip install -e {directory}"
+              "   # or: uv sync")
+        print(f"      kmcp run --project-dir {directory}   # http://127.0.0.1:3000/mcp and the MCP Inspector")
+    else:
+        print(f"next: kmcp run --project-dir {directory}   # http://127.0.0.1:3000/mcp and the MCP Inspector")
+    print(f"then: kmcp build --project-dir {directory} -t <image>:latest")
     return EXIT_OK
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import trio
@@ -45,15 +47,29 @@ def describe(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')} {where}{meta.get('name')}"
 
 
+def kubeconfig_paths(kubeconfig: str | None, environ: Mapping[str, str]) -> list[str]:
+    """The files a kubeconfig is read from, as kubectl picks them: --kubeconfig, else $KUBECONFIG's list, else
+    ~/.kube/config."""
+    if kubeconfig:
+        return [kubeconfig]
+    listed = [path for path in environ.get("KUBECONFIG", "").split(os.pathsep) if path]
+    return listed or [str(Path.home() / ".kube" / "config")]
+
+
 def load_kube_config(kubeconfig: str | None) -> kube.KubeConfig:
-    """kube.load_config with its many failure modes turned into one line."""
+    """kube.load_config with its many failure modes turned into one line naming the file(s) it tried."""
+    paths = kubeconfig_paths(kubeconfig, os.environ)
+    in_cluster = kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if not in_cluster and not any(Path(path).exists() for path in paths):
+        source = "--kubeconfig" if kubeconfig else "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "default"
+        raise BadInput(f"kubeconfig not found: {', '.join(paths)} ({source}; pass --kubeconfig FILE or set "
+                       "$KUBECONFIG, e.g. to the one `kmcp dev up` prints)")
     try:
         return kube.load_config(kubeconfig)
     except FileNotFoundError as error:
-        raise BadInput(f"kubeconfig not found: {error.filename or kubeconfig}") from None
+        raise BadInput(f"kubeconfig not found: {error.filename or ', '.join(paths)}") from None
     except Exception as error:  # the kubernetes package raises ConfigException and friends
-        where = kubeconfig or "$KUBECONFIG / ~/.kube/config"
-        raise BadInput(f"cannot load kubeconfig {where}: {error}") from None
+        raise BadInput(f"cannot load kubeconfig {', '.join(paths)}: {' '.join(str(error).split())}") from None
 
 
 def api_error_message(error: kube.ApiError) -> str:
@@ -82,6 +98,13 @@ def api_errors(server: str) -> Iterator[None]:
         raise CommandFailed(unavailable_message(server, error)) from None
     except kube.ApiError as error:
         raise CommandFailed(api_error_message(error)) from None
+    except BaseExceptionGroup as group:  # raised in a nursery inside the block: the same one line
+        leaf = _leaf(group, (kube.ApiError,))
+        if not isinstance(leaf, kube.ApiError):
+            raise
+        message = unavailable_message(server, leaf) if isinstance(leaf, kube.ApiUnavailable) else \
+            api_error_message(leaf)
+        raise CommandFailed(message) from None
 
 
 def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

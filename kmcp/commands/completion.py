@@ -1,7 +1,9 @@
-"""`kmcp completion bash|zsh`: shell completion generated from the argparse parser, so every command is covered.
+"""`kmcp completion bash|zsh|fish`: shell completion generated from the argparse parser, so every command is
+covered.
 
-The script lists each command's options and positional choices; options that take a path complete files (or
-directories for --project-dir). Modes with their own parsers (controller, adapter) complete by name only.
+The script lists each command's options and positional choices (a command with subcommands, like ``dev``, offers
+their names and all their options); options that take a path complete files (or directories for --project-dir).
+Hidden options are left out. Modes with their own parsers (controller, adapter) complete by name only.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-SHELLS = ("bash", "zsh")
+SHELLS = ("bash", "zsh", "fish")
 # Options whose value is a path; everything else that takes a value gets no word list.
 FILE_OPTIONS = frozenset({"-f", "--file", "--kubeconfig", "--dockerfile", "--values"})
 DIR_OPTIONS = frozenset({"--project-dir", "--dir"})
@@ -42,19 +44,32 @@ def describe(parser: argparse.ArgumentParser) -> list[CommandInfo]:
     infos: list[CommandInfo] = []
     for name, command in sub.choices.items():
         info = CommandInfo(name, helps.get(name, ""))
-        for action in command._actions:
-            if not action.option_strings:
-                if action.choices and not isinstance(action, argparse._SubParsersAction):
-                    info.positional_choices += [str(c) for c in action.choices]
-                continue
-            takes_value = action.nargs != 0
-            for option in action.option_strings:
-                (info.value_options if takes_value else info.flags).append(option)
-                info.option_help[option] = (action.help or "").replace("%(default)s", str(action.default))
-                if action.choices:
-                    info.option_choices[option] = [str(c) for c in action.choices]
+        _add_actions(info, command)
         infos.append(info)
     return infos
+
+
+def _add_actions(info: CommandInfo, parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS:
+            continue
+        if isinstance(action, argparse._SubParsersAction):  # `dev up|down|...`: the names, then their options
+            info.positional_choices += [str(c) for c in action.choices]
+            for subcommand in action.choices.values():
+                _add_actions(info, subcommand)
+            continue
+        if not action.option_strings:
+            if action.choices:
+                info.positional_choices += [str(c) for c in action.choices]
+            continue
+        takes_value = action.nargs != 0
+        for option in action.option_strings:
+            if option in info.option_help:
+                continue  # the same option in two subcommands
+            (info.value_options if takes_value else info.flags).append(option)
+            info.option_help[option] = (action.help or "").replace("%(default)s", str(action.default))
+            if action.choices:
+                info.option_choices[option] = [str(c) for c in action.choices]
 
 
 def _words(items: list[str]) -> str:
@@ -164,5 +179,40 @@ def zsh_script(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines)
 
 
+def _fish_quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _fish_option(option: str) -> str:
+    return f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
+
+
+def fish_script(parser: argparse.ArgumentParser) -> str:
+    infos = describe(parser)
+    prog = parser.prog
+    lines = [f"# fish completion for {prog}; load it with: {prog} completion fish | source",
+             f"complete -c {prog} -f"]
+    for info in infos:
+        lines.append(f"complete -c {prog} -n __fish_use_subcommand -a {info.name} -d {_fish_quote(info.help)}")
+    for info in infos:
+        head = f"complete -c {prog} -n '__fish_seen_subcommand_from {info.name}'"
+        if info.positional_choices:
+            lines.append(f"{head} -a {_fish_quote(' '.join(info.positional_choices))}")
+        for option in info.flags:
+            lines.append(f"{head} {_fish_option(option)} -d {_fish_quote(info.option_help.get(option, ''))}")
+        for option in info.value_options:
+            if option in info.option_choices:
+                value = f"-x -a {_fish_quote(' '.join(info.option_choices[option]))}"
+            elif option in DIR_OPTIONS:
+                value = "-x -a '(__fish_complete_directories)'"
+            elif option in FILE_OPTIONS:
+                value = "-r -F"
+            else:
+                value = "-x"
+            lines.append(f"{head} {_fish_option(option)} {value} -d {_fish_quote(info.option_help.get(option, ''))}")
+    return "\n".join(lines) + "\n"
+
+
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
-    return bash_script(parser) if shell == "bash" else zsh_script(parser)
+    scripts = {"bash": bash_script, "zsh": zsh_script, "fish": fish_script}
+    return scripts[shell](parser)

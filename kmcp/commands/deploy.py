@@ -8,6 +8,7 @@ know the command to wrap. ``--dry-run`` prints the MCPServer and exactly what th
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from kmcp import kube, render, spec
 from kmcp.commands.cluster import Progress, condition, event_lines, recent_events
+from kmcp.commands.podchain import find_stuck_link, stuck_report
 from kmcp.errors import BadInput, CommandFailed
 
 Obj = dict[str, Any]
@@ -26,6 +28,7 @@ Obj = dict[str, Any]
 IMAGE_COMMANDS: dict[str, tuple[str, list[str]]] = {"python": ("python", ["src/main.py"]), "go": ("/app/server", [])}
 PACKAGE_IMAGES = {"npx": "node:22-slim", "uvx": "ghcr.io/astral-sh/uv:python3.12-bookworm-slim"}
 INSPECTOR_URL = "http://127.0.0.1:3000/mcp"
+DIAGNOSE_AFTER = 5.0  # seconds Programmed and not Ready before the cluster's pod chain is read for a missing link
 
 
 def load_project(path: Path) -> spec.ProjectFile:
@@ -187,9 +190,14 @@ async def apply_mcpserver(client: kube.Kube, obj: Obj) -> Obj:
         raise CommandFailed(f"the apiserver rejected the MCPServer: {error.message}") from None
 
 
-async def wait_ready(client: kube.Kube, name: str, namespace: str, within: float, progress: Progress) -> Obj:
-    """Poll the MCPServer until Ready; Accepted=False fails at once (the spec will not change by itself)."""
+async def wait_ready(client: kube.Kube, name: str, namespace: str, within: float, progress: Progress, *,
+                     diagnose_after: float | None = None) -> Obj:
+    """Poll the MCPServer until Ready; Accepted=False fails at once (the spec will not change by itself). With
+    ``diagnose_after``, once Programmed that long without being Ready, a missing link in the cluster (no node, no
+    scheduler, an image that cannot be pulled: :mod:`kmcp.commands.podchain`) fails it too, naming where to look."""
     started = trio.current_time()
+    programmed_at: float | None = None
+    checked_at = -math.inf
     obj: Obj = {}
     with trio.move_on_after(within):
         while True:
@@ -197,6 +205,15 @@ async def wait_ready(client: kube.Kube, name: str, namespace: str, within: float
             if ready(obj):
                 progress.done(f"mcpserver {namespace}/{name} is Ready")
                 return obj
+            now = trio.current_time()
+            if (condition(obj, "Programmed") or {}).get("status") == "True" and diagnose_after is not None:
+                programmed_at = now if programmed_at is None else programmed_at
+                if now - programmed_at >= diagnose_after and now - checked_at >= 2:
+                    checked_at = now
+                    link = await find_stuck_link(client, name, namespace)
+                    if link is not None:
+                        progress.done()
+                        raise CommandFailed(stuck_report(f"mcpserver {namespace}/{name}", name, namespace, link))
             accepted = condition(obj, "Accepted")
             generation = (obj.get("metadata") or {}).get("generation", 0)
             if accepted and accepted.get("status") == "False" and \
@@ -227,7 +244,8 @@ async def deploy(client: kube.Kube, obj: Obj, *, wait: bool, within: float) -> O
           f"{(live.get('metadata') or {}).get('generation', '?')})", flush=True)
     if not wait:
         return live
-    return await wait_ready(client, meta["name"], meta["namespace"], within, Progress())
+    return await wait_ready(client, meta["name"], meta["namespace"], within, Progress(),
+                            diagnose_after=DIAGNOSE_AFTER)
 
 
 def print_objects(objects: list[Obj], output: str) -> None:

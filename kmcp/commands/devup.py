@@ -24,12 +24,14 @@ from typing import Any
 import httpx
 import trio
 
-from kmcp import crd, install, kube, podrunner, spec
+from kmcp import crd, install, kube, spec
 from kmcp.commands import CommandFailed
 from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
 from kmcp.commands.deploy import wait_ready
-from kmcp.commands.install import wait_crd_established
-from kmcp.commands.run import kmcp_command, kmcp_env
+from kmcp.commands.devbuild import build_binaries
+from kmcp.commands.devpod import LocalKubelet
+from kmcp.commands.install import wait_crd_established, wait_namespace_usable
+from kmcp.commands.run import kmcp_command, kmcp_env, port_free
 
 Obj = dict[str, Any]
 EXAMPLE_NAME = "echo"
@@ -48,6 +50,7 @@ class DevSettings:
     port: int = spec.DEFAULT_PORT
     check: bool = False
     startup_timeout: float = 120.0
+    detached: bool = False  # this process is the background half of `kmcp dev up --detach`
 
     @property
     def state_file(self) -> Path:
@@ -71,34 +74,6 @@ def example_mcpserver() -> Obj:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# the kubelet's part
-
-
-def available_status(deployment: Obj, ready: bool) -> Obj:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    count = 1 if ready else 0
-    return {
-        "observedGeneration": deployment["metadata"].get("generation", 1),
-        "replicas": 1, "updatedReplicas": 1, "readyReplicas": count, "availableReplicas": count,
-        "unavailableReplicas": 1 - count,
-        "conditions": [{"type": "Available", "status": "True" if ready else "False",
-                        "reason": "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable",
-                        "message": "kmcp dev runs the pod locally" if ready else "the local pod is not ready",
-                        "lastUpdateTime": now, "lastTransitionTime": now}],
-    }
-
-
-async def report_availability(client: kube.Kube, state: podrunner.RunnerState) -> None:
-    """Keep the Deployment's status in step with the local pod's readiness, as a kubelet + deployment controller."""
-    while True:
-        deployment = await client.get(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE)
-        await client.patch_status(kube.DEPLOYMENTS, EXAMPLE_NAME, EXAMPLE_NAMESPACE,
-                                  available_status(deployment, state.ready))
-        with trio.move_on_after(10):
-            await state.ready_changed.wait()
-
-
-# ------------------------------------------------------------------------------------------------------------------
 # --check: the CLI's MCP client (kmcp.commands.mcpcheck), 2026-07-28 first
 
 
@@ -115,16 +90,6 @@ async def check_example(url: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------------------
 # up
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_port() -> int:
@@ -204,7 +169,7 @@ async def dev_up(settings: DevSettings) -> int:
     from kmcp.devcluster.control_plane import ControlPlane, ControlPlaneError
 
     directory = settings.directory
-    if not _port_free(settings.port):
+    if not port_free(settings.port):
         raise CommandFailed(f"port {settings.port} on 127.0.0.1 is in use: pick another with --port")
     await trio.Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
     pod_dir = directory / "pod"
@@ -212,12 +177,15 @@ async def dev_up(settings: DevSettings) -> int:
     os.environ.update(kmcp_env())  # the pod's processes (podrunner) start `kmcp adapter` and the example from here
 
     started = time.monotonic()
-    say(f"starting the local control plane (state in {directory / 'cluster'})")
     from kmcp.devcluster.binaries import Toolchain, default_cache_root
 
     if not Toolchain(default_cache_root()).complete():
         say("first run: building etcd, kube-apiserver and kube-controller-manager from Go source "
             f"(about 9 minutes, once; cached in {default_cache_root()})")
+        await trio.to_thread.run_sync(write_state, settings, {"phase": "building"})
+        await build_binaries([*kmcp_command(), "dev", "build"], kmcp_env(), say)
+    await trio.to_thread.run_sync(write_state, settings, {"phase": "starting"})
+    say(f"starting the local control plane (state in {directory / 'cluster'})")
     control_plane = ControlPlane(workdir=directory / "cluster")
     try:
         await trio.to_thread.run_sync(control_plane.start)
@@ -235,8 +203,15 @@ async def dev_up(settings: DevSettings) -> int:
         with trio.CancelScope(shield=True):
             say("stopping the local control plane")
             await trio.to_thread.run_sync(control_plane.stop)
-            await trio.to_thread.run_sync(_forget_state, settings)
     return 0
+
+
+def write_state(settings: DevSettings, fields: dict[str, Any]) -> None:
+    """state.json: this process and how far it got, so `kmcp dev down` finds it from the first moment on (a start
+    still building can be stopped) and `--detach` knows when it is Ready. Replaced whole, never seen half-written."""
+    partial = settings.state_file.with_suffix(".tmp")
+    partial.write_text(json.dumps({"pid": os.getpid(), **fields}))
+    partial.replace(settings.state_file)
 
 
 def _forget_state(settings: DevSettings) -> None:
@@ -253,6 +228,7 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     await wait_crd_established(client, crd_obj["metadata"]["name"], 60)
     from kmcp.commands.cluster import resource_of
 
+    await wait_namespace_usable(client, install.DEFAULT_NAMESPACE, settings.startup_timeout)
     for obj in install.install_objects():
         if obj["kind"] != "Deployment":  # no kubelet to run the controller's container: it runs here instead
             await client.apply(obj, resource=resource_of(obj))
@@ -268,13 +244,13 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     example = example_mcpserver()
     await client.apply(example, resource=kube.MCPSERVERS)
     deployment = await _programmed_deployment(client, settings.startup_timeout)
-    pod = podrunner.translate(deployment, settings.directory / "pod", settings.port,
-                              adapter_command=[*kmcp_command(), "adapter"])
+    kubelet = LocalKubelet(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.directory / "pod", settings.port,
+                           adapter_command=[*kmcp_command(), "adapter"], startup_timeout=settings.startup_timeout,
+                           log=say)
     try:
-        state: podrunner.RunnerState = await nursery.start(podrunner.run_pod, pod, None, settings.startup_timeout)
+        await nursery.start(kubelet.run, deployment)
     except trio.TooSlowError:
         raise CommandFailed(f"the example pod did not become healthy on 127.0.0.1:{settings.port}") from None
-    nursery.start_soon(report_availability, client, state)
     await wait_ready(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.startup_timeout, Progress())
 
     url = f"http://127.0.0.1:{settings.port}/mcp"
@@ -284,13 +260,14 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
     say(f"  SSE:             http://127.0.0.1:{settings.port}/sse")
     say(f"  export KUBECONFIG={admin_kubeconfig}")
     say("  then: kmcp get -A   |   kmcp status echo   |   MCP Inspector: Transport Type Streamable HTTP, URL " + url)
-    state_doc = {"pid": os.getpid(), "url": url, "kubeconfig": str(admin_kubeconfig), "port": settings.port}
-    await trio.Path(settings.state_file).write_text(json.dumps(state_doc))
+    ready = {"phase": "ready", "url": url, "kubeconfig": str(admin_kubeconfig), "port": settings.port}
     if settings.check:
+        await trio.to_thread.run_sync(write_state, settings, ready)
         for line in await check_example(url):
             say(line)
         return
-    say("Ctrl-C (or kmcp dev down) stops everything.")
+    say("kmcp dev down stops everything." if settings.detached else "Ctrl-C (or kmcp dev down) stops everything.")
+    await trio.to_thread.run_sync(write_state, settings, ready)  # after the last line: --detach shows them all
     await trio.sleep_forever()
 
 
@@ -298,9 +275,15 @@ def run_dev_up(settings: DevSettings) -> int:
     existing = running_state(settings)
     if existing is not None:
         raise CommandFailed(f"kmcp dev is already running from {settings.directory} (pid {existing['pid']}, "
-                            f"{existing.get('url')}): stop it with `kmcp dev down`")
+                            f"{describe_state(existing)}): stop it with `kmcp dev down`")
 
     async def main() -> int:
+        try:
+            return await run_until_signalled()
+        finally:
+            _forget_state(settings)
+
+    async def run_until_signalled() -> int:
         async with trio.open_nursery() as nursery:
             result: list[int] = []
 
@@ -324,10 +307,10 @@ def run_dev_up(settings: DevSettings) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# detach / down
+# the state file (kmcp dev down and --detach read it: kmcp.commands.devdetach)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -343,55 +326,11 @@ def running_state(settings: DevSettings) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     pid = state.get("pid")
-    return state if isinstance(pid, int) and _alive(pid) else None
+    return state if isinstance(pid, int) and pid_alive(pid) else None
 
 
-def run_detached(settings: DevSettings) -> int:
-    """Start `kmcp dev up` in the background (own session, log in DIR/dev.log); return once it is Ready."""
-    existing = running_state(settings)
-    if existing is not None:
-        raise CommandFailed(f"kmcp dev is already running (pid {existing['pid']}, {existing.get('url')})")
-    settings.directory.mkdir(parents=True, exist_ok=True)
-    settings.state_file.unlink(missing_ok=True)
-    log_path = settings.directory / "dev.log"
-    argv = [*kmcp_command(), "dev", "up", "--dir", str(settings.directory), "--port", str(settings.port)]
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=kmcp_env(),
-                                 start_new_session=True)
-    deadline = time.monotonic() + settings.startup_timeout + 60
-    while True:
-        state = running_state(settings)
-        if state is not None and state.get("pid") == child.pid:
-            break
-        if child.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise CommandFailed(f"kmcp dev up exited with code {child.returncode}; {log_path}:\n{tail}")
-        if time.monotonic() > deadline:
-            child.terminate()
-            raise CommandFailed(f"kmcp dev up was not ready in time; see {log_path}")
-        time.sleep(0.2)
-    print(f"kmcp dev is up in the background (pid {child.pid}, log {log_path})")
-    print(f"  Streamable HTTP: {state['url']}")
-    print(f"  export KUBECONFIG={state['kubeconfig']}")
-    print("  stop it with: kmcp dev down" + ("" if settings.directory == default_directory()
-                                                else f" --dir {settings.directory}"))
-    return 0
-
-
-def run_dev_down(settings: DevSettings, within: float = 60.0) -> int:
-    state = running_state(settings)
-    if state is None:
-        print(f"kmcp dev is not running (no live state in {settings.directory})")
-        return 0
-    pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + within
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            raise CommandFailed(f"kmcp dev (pid {pid}) did not stop within {within:g}s")
-        time.sleep(0.2)
-    print(f"kmcp dev stopped (pid {pid})")
-    return 0
+def describe_state(state: dict[str, Any]) -> str:
+    return str(state.get("url") or f"{state.get('phase', 'starting')}, not Ready yet")
 
 
 def echo_server() -> int:

@@ -65,6 +65,31 @@ async def wait_crd_established(client: kube.Kube, name: str, within: float) -> N
     raise CommandFailed(f"CustomResourceDefinition {name} not Established after {within:g}s")
 
 
+async def wait_namespace_usable(client: kube.Kube, name: str, within: float, out: Any = None) -> None:
+    """A namespace being deleted refuses new objects (403 NamespaceTerminating): wait until the namespace
+    controller has emptied and removed it, saying so, rather than fail on the first apply."""
+    try:
+        namespace = await client.get(kube.NAMESPACES, name)
+    except kube.NotFound:
+        return
+    if not namespace["metadata"].get("deletionTimestamp"):
+        return
+    print(f"namespace {name} is being deleted (a kmcp uninstall?): waiting up to {within:g}s for it to be gone",
+          file=out or sys.stdout, flush=True)
+    with trio.move_on_after(within):
+        while True:
+            await trio.sleep(0.5)
+            try:
+                namespace = await client.get(kube.NAMESPACES, name)
+            except kube.NotFound:
+                return
+    blocking = [f"{c.get('type')}: {c.get('message')}" for c in (namespace.get("status") or {}).get("conditions", [])
+                if c.get("status") == "True"]
+    raise CommandFailed(f"namespace {name} is still being deleted after {within:g}s"
+                        + (f" ({'; '.join(blocking)[:300]})" if blocking else "")
+                        + f": see `kubectl get namespace {name} -o yaml`")
+
+
 def _deployment_progress(dep: Obj | None) -> tuple[bool, str]:
     """(available, one-line summary) of a Deployment's status."""
     if dep is None:
@@ -137,6 +162,7 @@ async def apply_install(client: kube.Kube, request: InstallRequest, out: Any = N
     """Server-side apply every install object (CRD first, Established before the rest)."""
     out = out or sys.stdout
     applied = []
+    await wait_namespace_usable(client, request.namespace, request.timeout, out)
     for obj in objects_for(request):
         live = await client.apply(obj, resource=resource_of(obj))
         applied.append(live)

@@ -1,18 +1,25 @@
 """``kmcp run``: the project's stdio server behind ``kmcp adapter`` on 127.0.0.1, plus the MCP Inspector.
 
 The command comes from kmcp.yaml (``command``/``args``) or the framework's local default: ``python src/main.py``
-(``uv run python src/main.py`` when uv is on PATH and the project has a pyproject.toml), ``go run .`` for Go (the
-kmcp.yaml command of a Go project names the binary inside the image, which does not exist locally).
+run by the project's ``.venv`` when it has one (else ``uv run python src/main.py`` when uv is on PATH and the project
+has a pyproject.toml), ``go run .`` for Go (the kmcp.yaml command of a Go project names the binary inside the image,
+which does not exist locally).
+
+The start counts only once the server has answered tools/list through the adapter (``/health`` is the adapter's
+alone): a server that cannot start ends the command with its stderr tail.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
@@ -61,7 +69,10 @@ def server_command(project_dir: Path, project: spec.ProjectFile) -> list[str]:
     else:
         argv = ["python", "src/main.py"]
     if project.framework == "python" and argv[0] in ("python", "python3"):
-        if shutil.which("uv") and (project_dir / "pyproject.toml").exists():
+        venv_python = project_dir / ".venv" / "bin" / "python"
+        if venv_python.exists():  # the scaffold README's `python -m venv .venv && .venv/bin/pip install -e .`
+            argv = [str(venv_python), *argv[1:]]
+        elif shutil.which("uv") and (project_dir / "pyproject.toml").exists():
             argv = ["uv", "run", *argv]
         elif not shutil.which(argv[0]) and shutil.which("python3"):
             argv = ["python3", *argv[1:]]
@@ -73,7 +84,7 @@ def server_command(project_dir: Path, project: spec.ProjectFile) -> list[str]:
 @dataclass(frozen=True)
 class RunRequest:
     project_dir: Path
-    port: int = spec.DEFAULT_PORT
+    port: int | None = None  # None: the default port, or the next free one
     inspector: bool = True
     startup_timeout: float = 30.0
 
@@ -103,15 +114,44 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def mcp_check_line(url: str) -> str:
     """One line saying the server answers tools/list, and on which revision (2026-07-28 first, as SDK clients try);
-    a failure is reported, not raised: the Inspector is how one finds out why."""
+    CommandFailed when it does not."""
     import trio
 
     from kmcp.commands.mcpcheck import check_mcp
 
-    try:
-        return trio.run(check_mcp, url).summary()
-    except CommandFailed as error:
-        return f"MCP check failed: {error}"
+    return trio.run(check_mcp, url).summary()
+
+
+class HeldStderr:
+    """The adapter's stderr, held back until the server has answered and passed through from then on: a start that
+    fails shows the server's last lines once, under the error, instead of interleaved with it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.lines: collections.deque[bytes] = collections.deque(maxlen=200)
+        self.passing = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            with self.lock:
+                if not self.passing:
+                    self.lines.append(line)
+                    continue
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+    def release(self) -> None:
+        with self.lock:
+            sys.stderr.buffer.write(b"".join(self.lines))
+            sys.stderr.flush()
+            self.passing = True
+
+    def tail(self, count: int = 12) -> str:
+        self.thread.join(timeout=2)  # the adapter has been stopped: its last lines are in
+        with self.lock:
+            return b"".join(list(self.lines)[-count:]).decode(errors="replace").rstrip()
 
 
 def inspector_text(url: str, argv: list[str]) -> str:
@@ -121,32 +161,78 @@ def inspector_text(url: str, argv: list[str]) -> str:
             f"  (or Transport Type: STDIO, Command: {argv[0]}, Arguments: {' '.join(argv[1:])})\n")
 
 
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:PORT can be bound (a socket in TIME_WAIT does not count as in use)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(requested: int | None) -> tuple[int, str]:
+    """(port, what to tell the user): a --port in use is an error; the default in use moves to the next free one."""
+    if requested is not None:
+        if not port_free(requested):
+            raise CommandFailed(f"port {requested} on 127.0.0.1 is in use: pick another with --port")
+        return requested, ""
+    for port in range(spec.DEFAULT_PORT, spec.DEFAULT_PORT + 100):
+        if port_free(port):
+            moved = f"port {spec.DEFAULT_PORT} on 127.0.0.1 is in use: serving on port {port} instead"
+            return port, "" if port == spec.DEFAULT_PORT else moved
+    raise CommandFailed(f"ports {spec.DEFAULT_PORT}-{spec.DEFAULT_PORT + 99} on 127.0.0.1 are all in use: "
+                        "pick one with --port")
+
+
+def _await_start(adapter: subprocess.Popen[bytes], held: HeldStderr, port: int, within: float, argv: list[str],
+                 venv_hint: str) -> str:
+    """Wait for /health, then for tools/list through it (our adapter, bound before it answered anything); the
+    check line. CommandFailed with the held stderr tail when either does not come."""
+    deadline = time.monotonic() + within
+    while not _healthy(port):
+        if adapter.poll() is not None:
+            raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
+                                f"127.0.0.1:{port}:\n{held.tail()}")
+        if time.monotonic() > deadline:
+            raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{port} within {within:g}s")
+        time.sleep(0.1)
+    try:
+        return mcp_check_line(f"http://127.0.0.1:{port}/mcp")
+    except CommandFailed as error:
+        _stop(adapter)
+        raise CommandFailed(f"the MCP server did not start ({' '.join(argv)}): {error}\n"
+                            f"its stderr, through the adapter (last lines):\n{held.tail()}{venv_hint}") from None
+
+
 def run_project(request: RunRequest) -> int:
     project_dir = request.project_dir
     if not (project_dir / "kmcp.yaml").is_file():
         raise BadInput(f"{project_dir}: no kmcp.yaml (create a project with `kmcp init python {project_dir}`)")
     project = load_project(project_dir / "kmcp.yaml")
     argv = server_command(project_dir, project)
-    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{request.port}", "--warm-pool", "1",
-                    "--", *argv]
+    port, moved = choose_port(request.port)
+    venv_hint = ""
+    if project.framework == "python" and not (project_dir / ".venv").exists():
+        venv_hint = "\nno .venv in the project: python -m venv .venv && .venv/bin/pip install -e ."
+    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{port}", "--warm-pool", "1", "--", *argv]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL)
+    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    assert adapter.stderr is not None
+    held = HeldStderr(adapter.stderr)
     inspector: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + request.startup_timeout
-        while not _healthy(request.port):
-            if adapter.poll() is not None:
-                raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
-                                    f"127.0.0.1:{request.port} (is the port in use?)")
-            if time.monotonic() > deadline:
-                raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{request.port} within "
-                                    f"{request.startup_timeout:g}s")
-            time.sleep(0.1)
-        url = f"http://127.0.0.1:{request.port}/mcp"
+        check = _await_start(adapter, held, port, request.startup_timeout, argv, venv_hint)
+        held.release()
+        url = f"http://127.0.0.1:{port}/mcp"
+        if moved:
+            print(moved)
         print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
-        print(mcp_check_line(url))
+        print(check)
         print(f"Streamable HTTP: {url}")
-        print(f"SSE:             http://127.0.0.1:{request.port}/sse")
+        print(f"SSE:             http://127.0.0.1:{port}/sse")
         print(inspector_text(url, argv), end="")
         if request.inspector:
             npx = shutil.which("npx")

@@ -125,6 +125,15 @@ def default_cache_root() -> Path:
     return Path(base) / "kmcp" / "bin"
 
 
+def _step(log: bool, text: str) -> None:
+    """One line per build step, for whoever shows the build's progress (``kmcp dev up`` reads them)."""
+    if log:
+        print(f"{STEP_PREFIX}{text}", file=sys.stderr, flush=True)
+
+
+STEP_PREFIX = "kmcp build step: "
+
+
 def _go(args: list[str], cwd: Path, log: bool) -> str:
     env = dict(os.environ, GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0")
     proc = subprocess.run(
@@ -160,11 +169,13 @@ def _write_module(workdir: Path, name: str, requires: dict[str, str], replaces: 
 
 def _build_kubernetes(workdir: Path, out: Path, log: bool, names: tuple[str, ...]) -> None:
     staging_version = "v0." + KUBERNETES_VERSION.removeprefix("v1.")
+    _step(log, f"downloading k8s.io/kubernetes {KUBERNETES_VERSION} (Go modules)")
     staging = _staging_modules(workdir)
     commands = [f"k8s.io/kubernetes/cmd/{name}" for name in names]
     _write_module(workdir, "kmcp.local/k8sbuild", {"k8s.io/kubernetes": KUBERNETES_VERSION},
                   {mod: staging_version for mod in staging}, commands)
     _go(["mod", "tidy"], workdir, log)
+    _step(log, f"building {', '.join(names)} {KUBERNETES_VERSION}")
     major, minor = KUBERNETES_VERSION.removeprefix("v").split(".")[:2]
     ldflags = " ".join([
         "-s", "-w",
@@ -179,7 +190,9 @@ def _build_kubernetes(workdir: Path, out: Path, log: bool, names: tuple[str, ...
 def _build_etcd(workdir: Path, out: Path, log: bool) -> None:
     _write_module(workdir, "kmcp.local/etcdbuild", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, {},
                   ["go.etcd.io/etcd/server/v3"])
+    _step(log, f"downloading etcd {ETCD_VERSION} (Go modules)")
     _go(["mod", "tidy"], workdir, log)
+    _step(log, f"building etcd {ETCD_VERSION}")
     _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"],
         workdir, log)
 
@@ -187,6 +200,7 @@ def _build_etcd(workdir: Path, out: Path, log: bool) -> None:
 def _build_pause(workdir: Path, out: Path, log: bool) -> None:
     (workdir / "go.mod").write_text("module kmcp.local/pause\n\ngo 1.26\n")
     (workdir / "main.go").write_text(PAUSE_SOURCE)
+    _step(log, "building pause")
     _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "pause"), "."], workdir, log)
 
 

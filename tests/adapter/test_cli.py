@@ -118,3 +118,20 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_busy_port_is_one_line_and_exit_1_before_any_server_starts(tmp_path: Path) -> None:
+    import socket
+
+    marker = tmp_path / "started"
+    server = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close(); import time; time.sleep(30)"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", "--",
+                                 *server], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"kmcp adapter: cannot listen on 127.0.0.1:{port}: Address already in use"], result.stderr
+    assert not marker.exists()  # bound first: no warm or stateless server process was started

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from kmcp.commands.deploy import conditions_summary, failing_condition, ready
 from kmcp.commands.install import image_for
 from kmcp.commands.secrets import parse_dotenv
 from kmcp.errors import BadInput
+from tests.cli.helpers import kmcp
 
 NOW = datetime.datetime(2026, 1, 2, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -50,3 +53,19 @@ def test_condition_summary_and_the_failing_condition() -> None:
 def test_install_image_from_version() -> None:
     assert image_for(None, "0.2.0") == "ghcr.io/kagent-dev/kmcp/controller:0.2.0"
     assert image_for("example.test/kmcp:dev", "0.2.0") == "example.test/kmcp:dev"
+
+
+def test_a_missing_or_broken_kubeconfig_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    default = kmcp("get", "-A", env=env)
+    assert (default.returncode, default.stderr.splitlines()) == (2, [
+        f"kmcp: error: kubeconfig not found: {tmp_path}/.kube/config (default; pass --kubeconfig FILE or set "
+        "$KUBECONFIG, e.g. to the one `kmcp dev up` prints)"])
+    listed = kmcp("status", "x", env={**env, "KUBECONFIG": f"{tmp_path}/a:{tmp_path}/b"})
+    assert listed.returncode == 2
+    assert listed.stderr.startswith(f"kmcp: error: kubeconfig not found: {tmp_path}/a, {tmp_path}/b ($KUBECONFIG;")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("clusters: [\n")
+    parsed = kmcp("get", "-A", "--kubeconfig", broken, env=env)
+    assert parsed.returncode == 2 and len(parsed.stderr.splitlines()) == 1, parsed.stderr
+    assert parsed.stderr.startswith(f"kmcp: error: cannot load kubeconfig {broken}: ")

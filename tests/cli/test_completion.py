@@ -59,5 +59,33 @@ def test_zsh_script_names_every_command() -> None:
 
 
 def test_unknown_shell_is_a_usage_error() -> None:
-    result = kmcp("completion", "fish")
+    result = kmcp("completion", "tcsh")
     assert result.returncode == 2
+
+
+def test_bash_completes_subcommands_and_their_options_but_no_hidden_one(bash_script: str) -> None:
+    assert {"up", "down", "build", "echo-server"} <= set(bash_complete(bash_script, "kmcp", "dev", ""))
+    options = bash_complete(bash_script, "kmcp", "dev", "up", "--")
+    assert {"--detach", "--check", "--port", "--dir"} <= set(options)
+    assert "--background" not in options  # what --detach starts, not for users
+
+
+def test_fish_completes_commands_subcommands_options_and_choices() -> None:
+    result = kmcp("completion", "fish")
+    assert result.returncode == 0 and result.stdout.startswith("# fish completion for kmcp")
+    for command in COMMANDS:
+        assert f"-n __fish_use_subcommand -a {command} " in result.stdout
+    if not shutil.which("fish"):
+        pytest.skip("fish is not installed (scripts/setup installs it): the script was checked as text only")
+
+    def complete(line: str) -> list[str]:
+        proc = subprocess.run(["fish", "--no-config", "-c", f"source; complete -C {line!r}"], input=result.stdout,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return [entry.split("\t")[0] for entry in proc.stdout.splitlines()]
+
+    assert set(complete("kmcp ")) >= set(COMMANDS)
+    assert {"up", "down", "build"} <= set(complete("kmcp dev "))
+    assert {"--detach", "--check"} <= set(complete("kmcp dev up --"))
+    assert set(complete("kmcp render -o ")) == {"yaml", "json"}
+    assert complete("kmcp completion f") == ["fish"]

@@ -228,3 +228,26 @@ def test_port_forward_reaches_the_apiserver_for_a_ready_pod(kube: Kube, kubeconf
         _, err = proc.communicate(timeout=30)
     assert "kmcp: port-forward: the apiserver refused the port-forward (404)" in err, err
     assert "Traceback" not in err
+
+
+def test_deploy_where_no_node_can_run_the_pod_says_so_within_seconds(kube: Kube, kubeconfig: Path, namespace: str,
+                                                                      installed: object,
+                                                                      ns_controller: ControllerProcess,
+                                                                      tmp_path: Path) -> None:
+    """The test control plane has no kubelet (no Node), no scheduler and no deployment controller: deploy must not
+    sit out its timeout saying 'waiting for the Deployment controller', but name the first missing piece."""
+    import time
+
+    directory = project(tmp_path, name="stranded")
+    started = time.monotonic()
+    result = kmcp("deploy", "--file", directory / "kmcp.yaml", "--image", "stranded:1", "-n", namespace,
+                  "--no-inspector", "--timeout", "120s", "--kubeconfig", kubeconfig, timeout=150)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert took < 30, f"took {took:.0f}s"
+    lines = [line for line in result.stderr.splitlines() if line.startswith("kmcp: error:")]
+    assert lines == [f"kmcp: error: mcpserver {namespace}/stranded cannot become Ready: no node: the cluster has no "
+                     "kubelet registered (no Node objects), so nothing can run its pod"], result.stderr
+    assert "kubectl get nodes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert kube.read("kagent.dev/v1alpha1", "MCPServer", "stranded", namespace) is not None  # left applied

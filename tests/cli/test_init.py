@@ -29,6 +29,10 @@ def test_init_python_writes_the_guides_layout(tmp_path: Path) -> None:
     result = kmcp("init", "python", project, "--description", "Tools for my team")
     assert result.returncode == 0, result.stderr
     assert files_in(project) == PYTHON_FILES
+    steps = result.stdout.split("next: ", 1)[1].splitlines()  # the guide's next step is run, in its .venv
+    assert steps[0].startswith(f"python -m venv {project}/.venv && {project}/.venv/bin/pip install -e {project}")
+    assert steps[1].split()[:3] == ["kmcp", "run", "--project-dir"]
+    assert steps[2] == f"then: kmcp build --project-dir {project} -t <image>:latest"
     config = spec.decode_project(yaml.safe_load((project / "kmcp.yaml").read_text()))
     assert (config.name, config.framework, config.description) == ("my-mcp-server", "python", "Tools for my team")
     assert (config.command, config.args) == ("python", ["src/main.py"])

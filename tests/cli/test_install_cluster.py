@@ -166,3 +166,25 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a duration" in bad.stderr
     help_text = kmcp("install", "--help")
     assert help_text.returncode == 0 and "example:" in help_text.stdout
+
+
+def test_install_into_a_namespace_still_being_deleted_says_so_in_one_line(
+        private_cluster: tuple[Path, Kube]) -> None:
+    kubeconfig, client = private_cluster
+    client.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "held"}})
+    client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "held", "namespace": "held", "finalizers": ["kmcp.test/held"]}})
+    client.remove("v1", "Namespace", "held")
+    try:
+        result = kmcp("install", "--kubeconfig", kubeconfig, "-n", "held", "--no-wait", "--timeout", "3s")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "namespace held is being deleted" in result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kmcp: error: namespace held is still being deleted after 3s"), \
+            result.stderr
+        assert "kubectl get namespace held -o yaml" in lines[0]
+        assert "applied" not in result.stdout  # nothing applied before the namespace could take objects
+    finally:
+        client.request("PATCH", "/api/v1/namespaces/held/configmaps/held",
+                       content=json.dumps({"metadata": {"finalizers": None}}),
+                       headers={"Content-Type": "application/merge-patch+json"})

@@ -3,8 +3,10 @@ Streamable HTTP on 127.0.0.1, and Ctrl-C stops the adapter and the server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,6 +71,95 @@ def test_run_serves_the_scaffolded_server_over_http(tmp_path: Path, scaffold_pyt
     assert proc.returncode == 0
     with socket.socket() as s:  # the adapter is gone
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def start_run(project: Path, port: int, path: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(project), "--no-inspector",
+                             "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def read_until_ready(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    output = ""
+    for line in proc.stdout:
+        output += line
+        if line.startswith("Ctrl-C to stop."):
+            break
+    return output
+
+
+def test_run_uses_the_projects_virtualenv(tmp_path: Path, scaffold_python: Path) -> None:
+    """The scaffold README's `python -m venv .venv && .venv/bin/pip install -e .`: kmcp run must use that .venv even
+    when the `python` on PATH lacks the project's dependencies (here: /usr/bin only, no mcp there)."""
+    project = tmp_path / "venv-project"
+    assert kmcp("init", "python", project).returncode == 0
+    (project / ".venv").symlink_to(scaffold_python.parent.parent, target_is_directory=True)
+    port = free_port()
+    proc = start_run(project, port, "/usr/bin:/bin")
+    try:
+        output = read_until_ready(proc)
+        assert "MCP 2026-07-28: tools/list OK (1 tool)\n" in output, output
+        assert f"({project / '.venv' / 'bin' / 'python'} src/main.py)" in output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_run_fails_visibly_when_the_server_cannot_start(tmp_path: Path) -> None:
+    """No virtualenv and a `python3` without mcp: the server dies on import. The start fails, exit 1, with one error
+    line and the server's own stderr under it; /health alone must not make it look served."""
+    project = tmp_path / "broken"
+    assert kmcp("init", "python", project).returncode == 0
+    port = free_port()
+    proc = start_run(project, port, "/usr/bin:/bin")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, out + err
+    assert "Serving" not in out and "Ctrl-C" not in out
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("kmcp: error: the MCP server did not start (python3 src/main.py): "), err
+    assert "ModuleNotFoundError: No module named 'mcp'" in err
+    assert "ExceptionGroup" not in err and 'kmcp/commands' not in err  # the server's traceback, not kmcp's own
+    with socket.socket() as s:  # the adapter is gone
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_on_a_busy_port(tmp_path: Path, scaffold_python: Path) -> None:
+    """--port PORT in use: one line, exit 1 (another server answering /health there must not look like ours).
+    Without --port, the default 3000 in use: the next free port, said so."""
+    project = tmp_path / "busy"
+    assert kmcp("init", "python", project).returncode == 0
+    path = os.pathsep.join([str(scaffold_python.parent), "/usr/bin", "/bin"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = start_run(project, port, path)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert err.strip().splitlines() == [
+        f"kmcp: error: port {port} on 127.0.0.1 is in use: pick another with --port"], err
+    assert "Serving" not in out
+
+    with socket.socket() as default:
+        default.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):  # else someone else holds 3000: the same case
+            default.bind(("127.0.0.1", 3000))
+            default.listen()
+        env = {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "kmcp", "run", "--project-dir", str(project),
+                                 "--no-inspector"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            output = read_until_ready(proc)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+    moved = re.search(r"port 3000 on 127\.0\.0\.1 is in use: serving on port (\d+) instead", output)
+    assert moved is not None, output + err
+    assert f"Streamable HTTP: http://127.0.0.1:{moved.group(1)}/mcp" in output
+    assert "Traceback" not in err and proc.returncode == 0
 
 
 def test_run_errors(tmp_path: Path) -> None:

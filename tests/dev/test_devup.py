@@ -3,12 +3,15 @@ run by the pod runner, Ready reported by the controller, and a real MCP client t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,8 +129,10 @@ def test_dev_up_errors_are_one_line(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = kmcp("dev", "up", "--check", "--dir", tmp_path / "dev", "--port", str(port))
+        detached = kmcp("dev", "up", "--detach", "--dir", tmp_path / "dev", "--port", str(port))
     assert result.returncode == 1
     assert result.stderr.strip() == f"kmcp: error: port {port} on 127.0.0.1 is in use: pick another with --port"
+    assert (detached.returncode, detached.stdout, detached.stderr) == (1, "", result.stderr)
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "KMCP_BIN_CACHE": str(tmp_path / "no-binaries")}
     if shutil.which("go", path=env["PATH"]):
@@ -165,3 +170,153 @@ def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> 
     assert port_closed(port)
     assert processes_using(directory) == []
     assert not (directory / "state.json").exists()
+
+
+def mcp_tools(port: int) -> list[str]:
+    """The example's tool names, through the real Streamable HTTP client."""
+    client = subprocess.run([sys.executable, str(HTTP_CLIENT), f"http://127.0.0.1:{port}/mcp"],
+                            capture_output=True, text=True, timeout=60)
+    assert client.returncode == 0, client.stderr
+    tools: list[str] = json.loads(client.stdout.strip().splitlines()[-1])["tools"]
+    return tools
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_deleting_the_example_stops_its_pod_but_not_the_dev_cluster(tmp_path: Path) -> None:
+    from tests.kubehelpers import Kube, wait_for
+
+    port = free_port()
+    directory = tmp_path / "dev"
+    up = kmcp("dev", "up", "--detach", "--dir", directory, "--port", str(port), timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with Kube.from_kubeconfig(directory / "cluster" / "admin.kubeconfig") as kube:
+            example = kube.read("kagent.dev/v1alpha1", "MCPServer", "echo", "default")
+            assert example is not None
+            assert kube.remove("kagent.dev/v1alpha1", "MCPServer", "echo", "default")
+            kube.wait_deleted("apps/v1", "Deployment", "echo", "default", timeout=60)  # the garbage collector
+            wait_for(lambda: port_closed(port) or None, timeout=20, description="the example pod stopped")
+            time.sleep(3)  # the old failure came on the next status poll after the Deployment went
+            pid = json.loads((directory / "state.json").read_text())["pid"]
+            os.kill(pid, 0)  # kmcp dev up is still running, and so is its apiserver
+            assert kube.read("v1", "Namespace", "default") is not None
+            # the example comes back when its MCPServer does, and answers MCP again
+            kube.create({"apiVersion": example["apiVersion"], "kind": example["kind"],
+                         "metadata": {"name": "echo", "namespace": "default"}, "spec": example["spec"]})
+            wait_for(lambda: not port_closed(port) or None, timeout=60, description="the example pod back")
+            assert mcp_tools(port) == ["add", "echo"]
+    finally:
+        down = kmcp("dev", "down", "--dir", directory, timeout=90)
+    log = (directory / "dev.log").read_text()
+    assert "Traceback" not in log, log
+    assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr + log
+    assert processes_using(directory) == []
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dev_up_waits_for_the_install_namespace_left_terminating(tmp_path: Path) -> None:
+    from tests.kubehelpers import Kube, wait_for
+
+    port = free_port()
+    directory = tmp_path / "dev"
+    admin = directory / "cluster" / "admin.kubeconfig"
+    held = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "namespace": "kmcp-system", "finalizers": ["kmcp.test/held"]}}
+    up = kmcp("dev", "up", "--detach", "--dir", directory, "--port", str(port), timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with Kube.from_kubeconfig(admin) as kube:
+            kube.create(held)
+            assert kube.remove("v1", "Namespace", "kmcp-system")  # as an uninstall cut short leaves it
+    finally:
+        assert kmcp("dev", "down", "--dir", directory, timeout=90).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    again = subprocess.Popen([sys.executable, "-m", "kmcp", "dev", "up", "--detach", "--dir", str(directory),
+                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        log = directory / "dev.log"
+        wait_for(lambda: "namespace kmcp-system is being deleted" in log.read_text() or None, timeout=120,
+                 description="the wait for the terminating namespace")
+        with Kube.from_kubeconfig(admin) as kube:
+            kube.request("PATCH", "/api/v1/namespaces/kmcp-system/configmaps/held",
+                         content=json.dumps({"metadata": {"finalizers": None}}),
+                         headers={"Content-Type": "application/merge-patch+json"})
+        out, err = again.communicate(timeout=240)
+        assert again.returncode == 0, out + err + log.read_text()
+        assert "Traceback" not in out + err + log.read_text()
+        assert mcp_tools(port) == ["add", "echo"]
+    finally:
+        if again.poll() is None:
+            again.kill()
+        down = kmcp("dev", "down", "--dir", directory, timeout=90)
+    assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr
+    assert processes_using(directory) == []
+
+
+FAKE_GO = """#!{python}
+import json, os, sys, time
+if sys.argv[1:2] == ["build"]:  # the first compile of the first build: hang, as a 9-minute build does
+    open({record!r}, "w").write(json.dumps({{"pid": os.getpid()}}))
+    print("fake go: compiling", file=sys.stderr, flush=True)
+    time.sleep(600)
+"""
+
+
+def _kill_leftovers(directory: Path, record: Path) -> None:
+    """Only when the test fails: what the broken start left running (found by its own directory, or its record)."""
+    import signal
+
+    pids = [int(line.split()[0]) for line in processes_using(directory)]
+    if record.exists():
+        pids.append(json.loads(record.read_text())["pid"])
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_first_detached_start_shows_its_build_and_dev_down_stops_it(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    from tests.kubehelpers import wait_for
+
+    bin_dir, record, directory = tmp_path / "bin", tmp_path / "go-build.json", tmp_path / "dev"
+    bin_dir.mkdir()
+    (bin_dir / "go").write_text(FAKE_GO.format(python=sys.executable, record=str(record)))
+    (bin_dir / "go").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KMCP_BIN_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-m", "kmcp", "dev", "up", "--detach", "--dir", str(directory),
+                               "--port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=env)
+    lines: list[str] = []
+    assert parent.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(parent.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: record.exists() or None, timeout=60, description="the build's first compile")
+        # the terminal says what is being built, and how long it has taken so far
+        wait_for(lambda: any("building etcd" in line for line in lines) or None, timeout=30,
+                 description=f"the build step on the terminal: {lines}")
+        wait_for(lambda: any(re.search(r"still building etcd .*\[\d+s\]", line) for line in lines) or None,
+                 timeout=60, description=f"the elapsed time on the terminal: {lines}")
+        parent.send_signal(signal.SIGINT)  # the user stops waiting: the start goes on in the background
+        parent.wait(timeout=20)
+        reader.join(timeout=5)
+        assert any("kmcp dev down" in line for line in lines[-3:]), lines
+        down = kmcp("dev", "down", "--dir", directory, timeout=60)
+        assert down.returncode == 0 and "kmcp dev stopped" in down.stdout, down.stdout + down.stderr
+        build_pid = json.loads(record.read_text())["pid"]
+        wait_for(lambda: not Path(f"/proc/{build_pid}").exists() or None, timeout=10,
+                 description="the build's go process to be stopped")
+        assert processes_using(directory) == []
+        log = (directory / "dev.log").read_text()
+        assert "Traceback" not in log and "Traceback" not in "".join(lines), log
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        _kill_leftovers(directory, record)
