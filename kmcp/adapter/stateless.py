@@ -152,6 +152,8 @@ class StatelessPool:
         self.era = settings.server_era if settings.server_era != "auto" else ""
         self.size = max(settings.stateless_pool, 1)
         self._known = trio.Event()  # the era is known
+        self._probe_ended = trio.Event()  # set (and replaced) when a probe ends, answered or not
+        self._probe_failure = ""
         if self.era:
             self._known.set()
         self._groups: dict[bytes, list[PooledProcess]] = {}
@@ -217,11 +219,14 @@ class StatelessPool:
                 least = min(group, key=_load)
                 if least.ready.is_set() and not least.gone and (not least.load or len(group) >= self.size):
                     return least
-        if not self._known.is_set():
-            if not any(self._groups.values()):  # none started, or the last probe failed: ask a new process
-                self._grow(b"{}")
-            with trio.fail_after(PROBE_TIMEOUT + 5):
-                await self._known.wait()
+        with trio.fail_after(PROBE_TIMEOUT + 5):
+            while not self._known.is_set():
+                if not any(self._groups.values()):  # none started, or the last probe failed: ask a new process
+                    self._grow(b"{}")
+                ended = self._probe_ended
+                await ended.wait()
+                if not self._known.is_set():  # that probe failed: this request fails now, the next asks anew
+                    raise LaunchError(self._probe_failure or "the MCP server did not answer its first request")
         if self.era == "legacy":
             self._grow_spare()  # only once modern clients show up: an idle adapter runs one extra process
         key = b"" if self.era == "modern" else bridge.canonical(capabilities)
@@ -329,7 +334,7 @@ class StatelessPool:
                     try:
                         await self._prepare(pooled)
                     except _POOL_FAILURES as error:
-                        print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
+                        self._failed(error)
                     else:
                         pooled.ready.set()
                         pooled.idle_since = trio.current_time()
@@ -337,7 +342,19 @@ class StatelessPool:
                         await process.wait()
                     nursery.cancel_scope.cancel()
         except _POOL_FAILURES as error:
-            print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
+            self._failed(error)
+        finally:
+            if not self._known.is_set():  # it was probing: whoever waits on the probe hears it failed
+                self._end_probe()
+
+    def _failed(self, error: BaseException) -> None:
+        print(f"kmcp adapter: stateless pool: {error}", file=sys.stderr, flush=True)
+        if not self._known.is_set():
+            self._probe_failure = str(error) or type(error).__name__
+
+    def _end_probe(self) -> None:
+        self._probe_ended.set()
+        self._probe_ended = trio.Event()
 
     async def _on_ready(self, pooled: PooledProcess) -> None:
         """A new process joins the open listen streams (modern) or the resource subscriptions (legacy)."""
@@ -439,16 +456,20 @@ class StatelessPool:
         limit = self.settings.max_line_bytes
         await read_lines(process.receive_stream, limit, pooled.route, on_oversized=lambda: print(
             f"kmcp adapter: stateless pool: server message over {limit} bytes dropped", file=sys.stderr))
+        pooled.fail_all()  # its stdout is closed: nothing more can answer what is in flight, so say so now
 
     async def _prepare(self, pooled: PooledProcess) -> None:
         """Learn the era (the first process only), then initialize a legacy process."""
         if not self.era:
             answer = await self._ask(pooled, bridge.discover_probe(), PROBE_TIMEOUT)
+            if answer is not None and _server_gone(answer):
+                raise LaunchError("the MCP server exited before it answered its first request (server/discover)")
             if answer is None:  # no verdict: the probe may have fixed a modern server's era, so this process is
                 # spent, and the next request asks a new one
                 raise LaunchError(f"the MCP server did not answer server/discover in {PROBE_TIMEOUT:g} s")
             self.era = "modern" if bridge.is_modern_discover(answer) else "legacy"
             self._known.set()
+            self._end_probe()
             print(f"kmcp adapter: the MCP server speaks the {'2026-07-28' if self.era == 'modern' else 'handshake'}"
                   " protocol era: 2026-07-28 requests are " + ("passed through" if self.era == "modern" else
                                                                 "bridged"), file=sys.stderr, flush=True)
@@ -468,8 +489,12 @@ class StatelessPool:
     async def _ask(self, pooled: PooledProcess, request: Message, seconds: float) -> Message | None:
         ticket = pooled.open_ticket()
         try:
-            await pooled.write([o.data for o in pooled.mux.from_client(ticket.number, request)
-                                if isinstance(o, ToServer)])
+            try:
+                await pooled.write([o.data for o in pooled.mux.from_client(ticket.number, request)
+                                    if isinstance(o, ToServer)])
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                raise LaunchError(f"the MCP server exited (or closed its stdin) before it answered "
+                                  f"{request.method}") from None
             with trio.move_on_after(seconds):
                 async for message in ticket.inbox:
                     if message.kind is Kind.RESPONSE:

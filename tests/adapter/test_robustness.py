@@ -244,3 +244,15 @@ async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_
                 assert response.status == 503, response
                 assert response.json()["id"] == 5
         assert (await adapter.request("GET", "/health")).status == 200
+
+
+async def test_a_server_that_exits_at_once_is_reported_without_waiting_out_the_probe() -> None:
+    """Its stdout closing ends what waits on it: no PROBE_TIMEOUT (10 s) per request, and no era guessed from
+    an exit (a crashed modern server must not be bridged as a handshake-era one)."""
+    from kmcp.adapter import stateless
+
+    async with running_adapter(["sh", "-c", "exit 3"]) as adapter:
+        with trio.fail_after(stateless.PROBE_TIMEOUT * 0.6):
+            response = await adapter.request("POST", "/mcp", MODERN_LIST, MODERN_HEADERS)
+        assert response.status == 503, response
+        assert "exited" in response.json()["error"]["message"]
