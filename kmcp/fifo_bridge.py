@@ -15,12 +15,9 @@ container start), so the adapter notices a restarted mcp-server container and fa
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,10 +166,6 @@ def open_fifo_rdwr(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-def is_would_block(error: OSError) -> bool:
-    return error.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
-
-
 class BridgeLost(Exception):
     """The mcp-server container's script is gone or restarted: its processes are lost."""
 
@@ -301,14 +294,3 @@ class FifoBridge:
         if not process._exited.is_set():
             self._finish(process, -9)
         await process.stdout.aclose()
-
-
-@asynccontextmanager
-async def open_bridge(root: Path) -> AsyncIterator[FifoBridge]:
-    async with trio.open_nursery() as nursery:
-        bridge = FifoBridge(root)
-        await nursery.start(bridge.run)
-        try:
-            yield bridge
-        finally:
-            nursery.cancel_scope.cancel()

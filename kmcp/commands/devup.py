@@ -331,10 +331,3 @@ def running_state(settings: DevSettings) -> dict[str, Any] | None:
 
 def describe_state(state: dict[str, Any]) -> str:
     return str(state.get("url") or f"{state.get('phase', 'starting')}, not Ready yet")
-
-
-def echo_server() -> int:
-    from kmcp.examples_server import main
-
-    return main()
-
