@@ -89,7 +89,7 @@ def _env(container: Mapping[str, Any], secret_env: Mapping[str, Mapping[str, str
         source = item.get("valueFrom") or {}
         if (source.get("fieldRef") or {}).get("fieldPath") == "status.podIP":
             env[item["name"]] = LOCAL_POD_IP
-        key_ref = source.get("secretKeyRef") or {}
+        key_ref = source.get("secretKeyRef") or source.get("configMapKeyRef") or {}
         value = secret_env.get(key_ref.get("name", ""), {}).get(key_ref.get("key", ""))
         if value is not None:  # a missing optional key leaves the variable unset, as a kubelet does
             env[item["name"]] = value

@@ -7,6 +7,8 @@ stops and the dev cluster stays up; a Deployment that comes back, or whose pod t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +44,37 @@ def status_is_current(deployment: Obj, ready: bool) -> bool:
                 and status.get("readyReplicas", 0) == (1 if ready else 0))
 
 
+def referenced_sources(deployment: Obj) -> tuple[set[str], set[str]]:
+    """The Secrets and ConfigMaps the pod's containers take environment variables from (by name)."""
+    secrets: set[str] = set()
+    config_maps: set[str] = set()
+    pod_spec = deployment["spec"]["template"]["spec"]
+    for container in [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]:
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                secrets.add(source["secretRef"].get("name", ""))
+            if "configMapRef" in source:
+                config_maps.add(source["configMapRef"].get("name", ""))
+        for item in container.get("env", []):
+            value_from = item.get("valueFrom") or {}
+            if "secretKeyRef" in value_from:
+                secrets.add(value_from["secretKeyRef"].get("name", ""))
+            if "configMapKeyRef" in value_from:
+                config_maps.add(value_from["configMapKeyRef"].get("name", ""))
+    return secrets - {""}, config_maps - {""}
+
+
+def secret_values(secret: Obj) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key, encoded in (secret.get("data") or {}).items():
+        try:
+            values[key] = base64.b64decode(encoded).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            continue  # binary data cannot be an environment variable's value
+    values.update(secret.get("stringData") or {})
+    return values
+
+
 def pod_identity(deployment: Obj) -> tuple[str, str]:
     """What makes a new pod: another Deployment object (same name, new uid) or a changed pod template."""
     template = json.dumps(deployment["spec"]["template"], sort_keys=True)
@@ -72,7 +105,8 @@ class LocalKubelet:
         not start are reported in the log and retried when the Deployment changes."""
         started = False
         while True:
-            pod = podrunner.translate(deployment, self.workdir, self.port, adapter_command=list(self.adapter_command))
+            pod = podrunner.translate(deployment, self.workdir, self.port, adapter_command=list(self.adapter_command),
+                                      secret_env=await self._env_sources(deployment))
             async with trio.open_nursery() as nursery:
                 try:
                     state: podrunner.RunnerState = await nursery.start(podrunner.run_pod, pod, None,
@@ -94,6 +128,21 @@ class LocalKubelet:
             else:
                 self.log(f"deployment {self.key} changed: restarting its local pod")
             deployment = following
+
+    async def _env_sources(self, deployment: Obj) -> dict[str, dict[str, str]]:
+        """What a kubelet reads for the pod's env: its Secrets' and ConfigMaps' data, by name (a missing one
+        leaves its variables unset, as an optional reference does; the session-key Secret may come later)."""
+        secrets, config_maps = referenced_sources(deployment)
+        sources: dict[str, dict[str, str]] = {}
+        for resource, names in ((kube.SECRETS, secrets), (kube.CONFIG_MAPS, config_maps)):
+            for name in sorted(names):
+                try:
+                    found = await self.client.get(resource, name, self.namespace)
+                except kube.ApiError:  # missing, not readable, or the apiserver away for a moment
+                    continue
+                values = secret_values(found) if resource is kube.SECRETS else dict(found.get("data") or {})
+                sources.setdefault(name, {}).update(values)
+        return sources
 
     async def _get(self) -> Obj | None:
         """The Deployment, or None once deleted; a moment without the apiserver is retried, not fatal."""

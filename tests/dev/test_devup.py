@@ -113,6 +113,10 @@ def test_dev_up_detach_then_get_then_down(tmp_path: Path) -> None:
     assert port_closed(port)
     assert processes_using(directory) == []
     assert "not running" in kmcp("dev", "down", "--dir", directory).stdout
+    # The local kubelet reads the pod's Secrets as a kubelet does: the adapter got the session key, so it does
+    # not warn that forwarding between replicas is off (it did, on every dev up).
+    log = (directory / "dev.log").read_text()
+    assert "--peer-address without" not in log, log
 
 
 def test_dev_usage() -> None:

@@ -95,3 +95,23 @@ async def test_sdk_clients_use_the_rendered_pod(tmp_path: Path, mode: str) -> No
         # Each session had its own server process, started by serve.sh in the 'mcp-server container'.
         assert state.server_starts == 1 and state.adapter_starts == 1
         nursery.cancel_scope.cancel()
+
+
+def test_the_local_kubelet_reads_what_a_kubelet_reads_for_env() -> None:
+    from kmcp.commands import devpod
+
+    deployment = {"spec": {"template": {"spec": {
+        "initContainers": [{"name": "mcp-adapter", "env": [
+            {"name": "KMCP_SESSION_KEY", "valueFrom": {"secretKeyRef": {"name": "s-key", "key": "key"}}}]}],
+        "containers": [{"name": "mcp-server", "envFrom": [{"secretRef": {"name": "creds"}},
+                                                          {"configMapRef": {"name": "settings"}}],
+                        "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "m"}}}]}],
+    }}}}
+    assert devpod.referenced_sources(deployment) == ({"s-key", "creds"}, {"settings", "flags"})
+    secret = {"data": {"key": "c2VjcmV0", "bin": "//79"}, "stringData": {"extra": "x"}}
+    assert devpod.secret_values(secret) == {"key": "secret", "extra": "x"}  # binary data is no env value
+    from kmcp import podrunner
+
+    env = podrunner._env(deployment["spec"]["template"]["spec"]["containers"][0],
+                         {"creds": {"TOKEN": "t"}, "settings": {"LEVEL": "debug"}, "flags": {"m": "fast"}})
+    assert env == {"TOKEN": "t", "LEVEL": "debug", "MODE": "fast"}
