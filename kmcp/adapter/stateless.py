@@ -205,14 +205,16 @@ class StatelessPool:
             for notice in notices:
                 await self.send(pooled, ticket, notice)
 
-    async def process_for(self, capabilities: bytes, *, asks: bool = False, logs: bool = False) -> PooledProcess:
+    async def process_for(self, capabilities: bytes, *, asks: bool = False, logs: bool = False,
+                          internal: bool = False) -> PooledProcess:
         """A ready process for a request declaring ``capabilities`` (legacy processes are initialized with
         them; modern ones serve every set). Starts one when the group is not full and all are busy.
 
         A request that ``logs`` (a log level in its envelope), or that ``asks`` (a call that may make a legacy
         server send server requests) is *exclusive*: a stdio line ties neither log lines nor server requests to
         the request that caused them, so it gets a process with no other exclusive request on it. The group may
-        then grow by :data:`EXCLUSIVE_EXTRA` processes, which end again once idle; beyond that it waits."""
+        then grow by :data:`EXCLUSIVE_EXTRA` processes, which end again once idle; beyond that it waits.
+        ``internal``: the adapter's own request (its tool list), which is no sign that modern clients came."""
         if self.era == "modern" and not logs:  # the usual case, without allocating or a scheduler round trip
             group = self._groups.get(b"")
             if group:
@@ -227,7 +229,7 @@ class StatelessPool:
                 await ended.wait()
                 if not self._known.is_set():  # that probe failed: this request fails now, the next asks anew
                     raise LaunchError(self._probe_failure or "the MCP server did not answer its first request")
-        if self.era == "legacy":
+        if self.era == "legacy" and not internal:
             self._grow_spare()  # only once modern clients show up: an idle adapter runs one extra process
         key = b"" if self.era == "modern" else bridge.canonical(capabilities)
         exclusive = self.exclusive(asks, logs)
@@ -388,7 +390,7 @@ class StatelessPool:
             learned: dict[str, dict[str, str]] = {}
             cursor: str | None = None
             try:
-                pooled = await self.process_for(b"{}")
+                pooled = await self.process_for(b"{}", internal=True)  # the warm process: no spares for it
                 for _ in range(TOOLS_PAGES):
                     answer = await self._ask(pooled, bridge.tools_list_request(pooled.era == "modern", cursor), 10.0)
                     if answer is None or not answer.result:

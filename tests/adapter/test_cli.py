@@ -88,8 +88,9 @@ async def test_real_process_serves_then_drains_on_sigterm_without_leaving_childr
         response = await request(port, "POST", "/mcp", init, {"content-type": "application/json",
                                                               "accept": "application/json, text/event-stream"})
         assert response.status == 200
+        await trio.sleep(1)  # the pool has probed its warm process and read its tool list by now
         children = _children(process.pid)
-        assert len(children) == 2  # the session's process, and the warm one of the 2026-07-28 pool
+        assert len(children) == 2  # the session's process, and the warm one of the 2026-07-28 pool (no spares)
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(15):
             code = await process.wait()
