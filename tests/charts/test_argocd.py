@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.charts.conftest import CHARTS, ROOT, Render, manager
+from tests.charts.conftest import CHARTS, ROOT, Render, manager, run_helm
 
 EXAMPLES = ROOT / "examples" / "argocd"
 
@@ -130,3 +130,33 @@ def test_inline_values_render_with_the_chart(render: Render, tmp_path: Path) -> 
     container = manager(objects)
     assert "--leader-elect" in container["args"]
     assert container["resources"] == yaml.safe_load(inline)["resources"]
+
+
+def test_every_value_file_a_chart_source_names_ships_in_that_chart() -> None:
+    """A chart-repository source reads valueFiles from inside the chart package (not from Git): the file the
+    guide's example 02 names must be there, or the Application cannot sync."""
+    named = [(source["chart"], value_file) for _, app in APPS for source in sources(app) if "chart" in source
+             for value_file in source.get("helm", {}).get("valueFiles", []) if not value_file.startswith("$")]
+    assert ("kmcp", "values-prod.yaml") in named
+    for chart, value_file in named:
+        assert (CHARTS / chart / value_file).is_file(), (chart, value_file)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_the_shipped_values_files_render_and_pass_the_schema(render: Render) -> None:
+    for value_file in ("values-prod.yaml", "values-ha.yaml"):
+        objects = render("kmcp", "-f", CHARTS / "kmcp" / value_file)
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        assert deployment["spec"]["replicas"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize(("setting", "says"), [("controler.replicaCount=3", "controler"),
+                                               ("controller.replicaCount=abc", "replicaCount"),
+                                               ("image.pullPolicy=Sometimes", "pullPolicy")])
+def test_the_values_schema_refuses_typos_and_wrong_types(helm: Path, setting: str, says: str) -> None:
+    result = run_helm(helm, "template", "kmcp", CHARTS / "kmcp", "--set", setting)
+    assert result.returncode != 0, result.stdout[:500]
+    assert says in result.stderr, result.stderr
