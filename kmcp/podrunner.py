@@ -9,10 +9,8 @@ waits for its startup probe, then the main container, and restarts either one wh
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 import trio
 
 from kmcp import spec
+from kmcp.processes import stop_process
 
 ADAPTER_CONTAINER = "kmcp-adapter"
 SERVER_CONTAINER = "mcp-server"
@@ -173,14 +172,7 @@ async def _run_container(container: LocalContainer, state: RunnerState, log_pref
 
 
 async def _stop(process: trio.Process, grace: float = 5.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with trio.move_on_after(grace):
-        await process.wait()
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
+    await stop_process(process, grace, group=True)
 
 
 async def run_pod(pod: LocalPod, state: RunnerState | None = None, startup_timeout: float = 60.0,

@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import trio
+
+from kmcp.processes import stop_process
 
 
 class ServerProcess(Protocol):
@@ -88,19 +90,7 @@ async def _forward_stderr(stream: trio.abc.ReceiveStream, prefix: bytes) -> None
 
 async def end_process(process: trio.Process, grace: float) -> None:
     """The MCP stdio shutdown: close stdin, wait; SIGTERM, wait; SIGKILL. Always reaps the child."""
-    with trio.CancelScope(shield=True):
-        if process.stdin is not None:
-            with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await process.stdin.aclose()
-        with trio.move_on_after(grace):
-            await process.wait()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(grace):
-                await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    await stop_process(process, grace, close_stdin=True)
 
 
 class LocalLauncher:

@@ -32,6 +32,7 @@ from kmcp.commands.devbuild import build_binaries
 from kmcp.commands.devpod import LocalKubelet
 from kmcp.commands.install import wait_crd_established, wait_namespace_usable
 from kmcp.commands.run import kmcp_command, kmcp_env, port_free
+from kmcp.processes import stop_process
 
 Obj = dict[str, Any]
 EXAMPLE_NAME = "echo"
@@ -123,15 +124,7 @@ async def _run_controller(settings: DevSettings, kubeconfig: Path, probe_port: i
     try:
         code = await process.wait()
     finally:
-        if process.returncode is None:
-            with trio.CancelScope(shield=True):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                with trio.move_on_after(10):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+        await stop_process(process, 10, group=True)
     raise CommandFailed(f"the controller exited with code {code}; see {log_path}")
 
 
