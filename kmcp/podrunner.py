@@ -19,11 +19,9 @@ from typing import Any
 
 import trio
 
-from kmcp import spec
+from kmcp.podcontract import ADAPTER_CONTAINER, BRIDGE_SCRIPT, SERVER_CONTAINER
 from kmcp.processes import stop_process
 
-ADAPTER_CONTAINER = "kmcp-adapter"
-SERVER_CONTAINER = "mcp-server"
 LOCAL_POD_IP = "127.0.0.1"  # what status.podIP means here: the pod's ports are bound to loopback
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -120,7 +118,7 @@ def translate(deployment: Mapping[str, Any], workdir: Path, port: int,
     if args[:1] == ["adapter"] and command[-1:] == ["adapter"]:
         args = args[1:]
     server_command = [str(c) for c in server.get("command", [])] + [str(a) for a in server.get("args", [])]
-    if server_command[:2] != ["/bin/sh", f"{spec.BRIDGE_PATH}/serve.sh"]:
+    if server_command[:2] != ["/bin/sh", BRIDGE_SCRIPT]:
         raise PodSpecError("mcp-server does not run through /kmcp/serve.sh: not a kmcp stdio pod")
     server_argv = ["/bin/sh", str(bridge_dir / "serve.sh"), *server_command[2:]]
     return LocalPod(

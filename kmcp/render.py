@@ -16,12 +16,16 @@ import msgspec
 import yaml
 
 from kmcp import __version__, spec
+from kmcp.podcontract import (
+    ADAPTER_CONTAINER,
+    BRIDGE_SCRIPT,
+    POD_IP_ENV,
+    SERVER_CONTAINER,
+    SESSION_KEY_ENV,
+)
 
 MANAGED_BY = "kmcp"
 CONFIG_HASH_ANNOTATION = "kmcp.kagent.dev/config-hash"
-ADAPTER_CONTAINER = "kmcp-adapter"
-SERVER_CONTAINER = "mcp-server"
-BRIDGE_SCRIPT = f"{spec.BRIDGE_PATH}/serve.sh"
 ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
@@ -30,9 +34,6 @@ ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
 # the binding names its MCPServer by labels: app.kubernetes.io/instance and this one.
 AUTH_BINDING_FINALIZER = "kmcp.kagent.dev/auth-binding"
 SERVER_NAMESPACE_LABEL = "kmcp.kagent.dev/mcpserver-namespace"
-# Replicas: the adapter's pod IP and the key its session ids are signed with (kmcp/adapter/protocol/session_ids.py).
-POD_IP_ENV = "KMCP_POD_IP"
-SESSION_KEY_ENV = "KMCP_SESSION_KEY"
 SESSION_KEY_SECRET_SUFFIX = "-session-key"
 SESSION_KEY_SECRET_KEY = "key"
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta, field
 
+from kmcp import podcontract
+
 GROUP = "kagent.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -24,7 +26,7 @@ DEFAULT_PORT = 3000
 
 # Names of the pod's own volumes and paths; user volumes and mounts must not collide with them.
 BRIDGE_VOLUME = "kmcp"
-BRIDGE_PATH = "/kmcp"
+BRIDGE_PATH = podcontract.BRIDGE_PATH
 RESERVED_VOLUME_PREFIX = "kmcp-"
 CONFIG_VOLUME = "kmcp-config"
 CONFIG_PATH = "/config"

@@ -19,9 +19,9 @@ from kmcp.adapter.http import parse_listen
 from kmcp.adapter.launcher import Launcher, LocalLauncher
 from kmcp.adapter.protocol.session_ids import MIN_KEY_BYTES, parse_peer_address
 from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings, TracingSettings
+from kmcp.podcontract import SESSION_KEY_ENV
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SESSION_KEY_ENV = "KMCP_SESSION_KEY"  # the replicas' shared HMAC key (from the MCPServer's Secret in a pod)
 
 
 class _Usage(Exception):
