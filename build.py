@@ -8,6 +8,7 @@ pre-unpacks it at build time so a read-only root filesystem works.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ ROOT = Path(__file__).resolve().parent
 
 def build(output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
+    # pip builds the project in-tree, and setuptools' build/lib keeps modules that were since moved or deleted:
+    # they would ship in the zipapp beside their new selves.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run(
         [
             sys.executable, "-m", "shiv",

@@ -6,19 +6,19 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from kmcp.adapter.http import HttpServer, Request, Responder
-from kmcp.adapter.httputil import JSON, text
-from kmcp.adapter.launcher import Launcher
-from kmcp.adapter.legacy_sse import MESSAGE_PATH, LegacySse
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.runtime import SessionTable
+from kmcp.adapter.server.http import HttpServer, Request, Responder
+from kmcp.adapter.server.httputil import JSON, text
+from kmcp.adapter.sessions.runtime import SessionTable
 from kmcp.adapter.settings import AdapterSettings
-from kmcp.adapter.streamable import StreamableHttp
-from kmcp.adapter.websocket import WebSocketTransport
+from kmcp.adapter.stdio.launcher import Launcher
+from kmcp.adapter.transports.legacy_sse import MESSAGE_PATH, LegacySse
+from kmcp.adapter.transports.streamable import StreamableHttp
+from kmcp.adapter.transports.websocket import WebSocketTransport
 
 if TYPE_CHECKING:
     from kmcp.adapter.auth import AuthGate
-    from kmcp.adapter.forwarding import Forwarder
+    from kmcp.adapter.server.forwarding import Forwarder
 
 _METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, served unauthenticated
 _PROBE_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics"})
@@ -36,7 +36,7 @@ class AdapterApp:
         self.websocket = WebSocketTransport(settings, table, self.stop)
         self.forwarder: Forwarder | None = None
         if table.ids.forwarding:
-            from kmcp.adapter.forwarding import Forwarder  # only with replicas: start-up time
+            from kmcp.adapter.server.forwarding import Forwarder  # only with replicas: start-up time
 
             self.forwarder = Forwarder(table.ids, settings, metrics, self.stop)
             self.streamable.forwarder = self.legacy.forwarder = self.forwarder
@@ -117,7 +117,7 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
             nursery.start_soon(tracing.export)
         await nursery.start(table.run)
         if settings.server_era != "off":
-            from kmcp.adapter.stateless import StatelessPool
+            from kmcp.adapter.sessions.stateless import StatelessPool
 
             app.streamable.pool = StatelessPool(settings, launcher)
             await nursery.start(app.streamable.pool.run)

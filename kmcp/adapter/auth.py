@@ -16,9 +16,9 @@ import trio
 from kmcp.adapter.auth_client import FetchError
 from kmcp.adapter.auth_jwt import JwtVerifier, TokenInvalid
 from kmcp.adapter.auth_kube import KubeReviewer, NotAuthorized
-from kmcp.adapter.http import Request, Responder
-from kmcp.adapter.httputil import JSON
 from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.server.http import Request, Responder
+from kmcp.adapter.server.httputil import JSON
 from kmcp.adapter.settings import AuthSettings
 
 METADATA_PATH = "/.well-known/oauth-protected-resource"

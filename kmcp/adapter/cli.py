@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import trio
 
-from kmcp.adapter.http import parse_listen
-from kmcp.adapter.launcher import Launcher, LocalLauncher
 from kmcp.adapter.protocol.session_ids import MIN_KEY_BYTES, parse_peer_address
+from kmcp.adapter.server.http import parse_listen
 from kmcp.adapter.settings import AccessReview, AdapterSettings, AuthSettings, TracingSettings
+from kmcp.adapter.stdio.launcher import Launcher, LocalLauncher
 from kmcp.podcontract import SESSION_KEY_ENV
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -287,7 +287,7 @@ async def open_launcher(settings: AdapterSettings, args: argparse.Namespace) -> 
         if args.session_mode != "shared":
             yield launcher
             return
-        from kmcp.adapter.shared import SharedLauncher
+        from kmcp.adapter.sessions.shared import SharedLauncher
 
         shared = SharedLauncher(launcher, max_line_bytes=settings.max_line_bytes)
         async with trio.open_nursery() as nursery:
@@ -300,7 +300,7 @@ async def open_launcher(settings: AdapterSettings, args: argparse.Namespace) -> 
 async def _open_process_launcher(settings: AdapterSettings, args: argparse.Namespace) -> AsyncIterator[Launcher]:
     if args.bridge:
         try:
-            from kmcp.adapter.fifo_launcher import open_fifo_launcher  # type: ignore[import-not-found,unused-ignore]
+            from kmcp.adapter.stdio.fifo_launcher import open_fifo_launcher  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise _Usage(f"--bridge {args.bridge}: the FIFO launcher is not available in this build") from None
         async with open_fifo_launcher(args.bridge, settings) as launcher:

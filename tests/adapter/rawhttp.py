@@ -13,8 +13,8 @@ import msgspec
 import trio
 
 from kmcp.adapter.app import serve_adapter
-from kmcp.adapter.launcher import LocalLauncher
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import LocalLauncher
 
 SERVERS = Path(__file__).resolve().parent.parent / "servers"
 RAW_SERVER = [sys.executable, str(SERVERS / "raw_server.py")]

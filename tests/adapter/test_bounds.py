@@ -10,8 +10,8 @@ import msgspec
 import pytest
 import trio
 
-from kmcp.adapter import httputil
-from kmcp.adapter.runtime import Session
+from kmcp.adapter.server import httputil
+from kmcp.adapter.sessions.runtime import Session
 from tests.adapter.rawhttp import Adapter, open_sse, running_adapter
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from kmcp.adapter.cli import main, parse_settings
-from kmcp.adapter.http import parse_listen
+from kmcp.adapter.server.http import parse_listen
 from tests.adapter.rawhttp import RAW_SERVER, request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
 
 def test_bridge_without_a_fifo_launcher_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "kmcp.adapter.fifo_launcher", None)  # as in a build without it
+    monkeypatch.setitem(sys.modules, "kmcp.adapter.stdio.fifo_launcher", None)  # as in a build without it
     assert main(["--listen", "127.0.0.1:0", "--bridge", str(tmp_path)]) == 2
     assert "FIFO launcher" in capsys.readouterr().err
 

@@ -18,9 +18,9 @@ import pytest
 import trio
 
 from kmcp.adapter.app import serve_adapter
-from kmcp.adapter.forwarding import CALL_GONE
-from kmcp.adapter.launcher import LocalLauncher
+from kmcp.adapter.server.forwarding import CALL_GONE
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import LocalLauncher
 from tests.adapter.rawhttp import request
 from tests.adapter.test_forwarding import KEY, Replica, counter, free_port, wait_healthy
 

@@ -19,10 +19,10 @@ import pytest
 import trio
 
 from kmcp.adapter.app import serve_adapter
-from kmcp.adapter.forwarding import FORWARDED_HEADER
-from kmcp.adapter.launcher import LocalLauncher
 from kmcp.adapter.protocol.session_ids import SessionIds
+from kmcp.adapter.server.forwarding import FORWARDED_HEADER
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import LocalLauncher
 from tests.adapter.rawhttp import FASTMCP_SERVER, RAW_SERVER, Adapter, request
 
 KEY = b"replicas-share-this-key-0123456789"

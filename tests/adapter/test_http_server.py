@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from kmcp.adapter.http import HttpServer, Request, Responder, is_disconnect
+from kmcp.adapter.server.http import HttpServer, Request, Responder, is_disconnect
 from kmcp.adapter.settings import AdapterSettings
 from tests.adapter.rawhttp import eventually, request
 

@@ -7,8 +7,8 @@ import h11
 import pytest
 import trio
 
-from kmcp.adapter.http import HttpServer, Request, Responder
 from kmcp.adapter.protocol import httpfast
+from kmcp.adapter.server.http import HttpServer, Request, Responder
 from kmcp.adapter.settings import AdapterSettings
 
 SESSION = b"mcp-session-id: 0123456789abcdef0123456789abcdef\r\n"

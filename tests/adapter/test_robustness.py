@@ -234,7 +234,7 @@ MODERN_LIST = msgspec.json.encode({"jsonrpc": "2.0", "id": 5, "method": "tools/l
                          ids=["never-answers", "exits-at-once"])
 async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_up(
         command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from kmcp.adapter import stateless
+    from kmcp.adapter.sessions import stateless
 
     monkeypatch.setattr(stateless, "PROBE_TIMEOUT", 0.3)
     async with running_adapter(command) as adapter:
@@ -249,7 +249,7 @@ async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_
 async def test_a_server_that_exits_at_once_is_reported_without_waiting_out_the_probe() -> None:
     """Its stdout closing ends what waits on it: no PROBE_TIMEOUT (10 s) per request, and no era guessed from
     an exit (a crashed modern server must not be bridged as a handshake-era one)."""
-    from kmcp.adapter import stateless
+    from kmcp.adapter.sessions import stateless
 
     async with running_adapter(["sh", "-c", "exit 3"]) as adapter:
         with trio.fail_after(stateless.PROBE_TIMEOUT * 0.6):

@@ -13,12 +13,12 @@ import pytest
 import trio
 import trio.testing
 
-from kmcp.adapter.launcher import ServerProcess
 from kmcp.adapter.metrics import Metrics
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.session import STANDALONE
-from kmcp.adapter.runtime import SessionTable, TooManySessions
+from kmcp.adapter.sessions.runtime import SessionTable, TooManySessions
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import ServerProcess
 
 
 class FakeProcess:
@@ -155,7 +155,7 @@ async def test_child_stderr_is_forwarded_line_by_line_with_the_session_prefix(
     import io
     import types
 
-    from kmcp.adapter.launcher import _forward_stderr
+    from kmcp.adapter.stdio.launcher import _forward_stderr
 
     sink = io.BytesIO()
     monkeypatch.setattr("sys.stderr", types.SimpleNamespace(buffer=sink))
@@ -190,7 +190,7 @@ async def test_server_output_split_anywhere_and_oversized_lines_are_handled(nurs
 
 
 def test_inbox_is_bounded_in_bytes_but_takes_one_large_message_when_empty() -> None:
-    from kmcp.adapter.runtime import StreamItem, stream_inbox
+    from kmcp.adapter.sessions.runtime import StreamItem, stream_inbox
 
     inbox = stream_inbox(100)
     inbox.send_nowait(StreamItem(1, 0, b"a" * 60, False, False))

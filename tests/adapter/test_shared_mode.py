@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from kmcp.adapter.app import serve_adapter
-from kmcp.adapter.launcher import LocalLauncher
+from kmcp.adapter.sessions.shared import SharedLauncher
 from kmcp.adapter.settings import AdapterSettings
-from kmcp.adapter.shared import SharedLauncher
+from kmcp.adapter.stdio.launcher import LocalLauncher
 from tests.adapter.rawhttp import FASTMCP_SERVER, Adapter
 from tests.adapter.test_sdk_clients import check_full_session, run_client
 

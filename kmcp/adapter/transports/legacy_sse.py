@@ -4,8 +4,11 @@ arrives on the stream. kagent's RemoteMCPServer URLs (``http://svc:3000/sse``) u
 
 from __future__ import annotations
 
-from kmcp.adapter.http import Request, Responder, sse_event
-from kmcp.adapter.httputil import (
+from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
+from kmcp.adapter.server.http import Request, Responder, sse_event
+from kmcp.adapter.server.httputil import (
     SSE_HEADERS,
     Transport,
     accepts,
@@ -15,11 +18,8 @@ from kmcp.adapter.httputil import (
     pump_sse,
     text,
 )
-from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.protocol import jsonrpc
-from kmcp.adapter.protocol.jsonrpc import JsonRpcError
-from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
-from kmcp.adapter.runtime import TooManySessions
+from kmcp.adapter.sessions.runtime import TooManySessions
+from kmcp.adapter.stdio.launcher import LaunchError
 
 MESSAGE_PATH = "/message"
 

@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 
 import trio
 
-from kmcp.adapter.http import Responder, sse_event
-from kmcp.adapter.httputil import JSON, SSE_HEADERS, jsonrpc_error
-from kmcp.adapter.inbox import Inbox
-from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
-from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol import bridge, continuations, era, jsonrpc, param_headers, subscriptions
 from kmcp.adapter.protocol.era import ModernRequest
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
 from kmcp.adapter.protocol.multiplexer import Multiplexer, ToClient, ToServer
+from kmcp.adapter.server.http import Responder, sse_event
+from kmcp.adapter.server.httputil import JSON, SSE_HEADERS, jsonrpc_error
+from kmcp.adapter.sessions.inbox import Inbox
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import Launcher, LaunchError, ServerProcess
+from kmcp.adapter.stdio.pipes import StdinWriter, read_lines
 
 SPARES = 2
 _POOL_FAILURES = (LaunchError, OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import h11
 import trio
 
-from kmcp.adapter.http import Headers, Request, Responder
-from kmcp.adapter.httputil import jsonrpc_error
 from kmcp.adapter.metrics import Metrics
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.session_ids import SessionIds
+from kmcp.adapter.server.http import Headers, Request, Responder
+from kmcp.adapter.server.httputil import jsonrpc_error
 from kmcp.adapter.settings import AdapterSettings
 
 FORWARDED_HEADER = "x-kmcp-forwarded"

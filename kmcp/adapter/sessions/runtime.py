@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import trio
 
-from kmcp.adapter.inbox import Inbox as _Inbox
-from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess, describe_exit
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol.jsonrpc import Kind, Message
 from kmcp.adapter.protocol.session import STANDALONE, ClientOutcome, Delivery, SessionClosed, SessionCore
 from kmcp.adapter.protocol.session_ids import SessionIds
+from kmcp.adapter.sessions.inbox import Inbox as _Inbox
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import Launcher, LaunchError, ServerProcess, describe_exit
+from kmcp.adapter.stdio.pipes import StdinWriter, read_lines
 
 STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow (also a byte bound)
 

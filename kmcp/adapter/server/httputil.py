@@ -7,13 +7,13 @@ from urllib.parse import urlsplit
 
 import trio
 
-from kmcp.adapter.http import Headers, Request, Responder, sse_event
 from kmcp.adapter.protocol import jsonrpc
-from kmcp.adapter.runtime import Inbox, SessionTable
+from kmcp.adapter.server.http import Headers, Request, Responder, sse_event
+from kmcp.adapter.sessions.runtime import Inbox, SessionTable
 from kmcp.adapter.settings import AdapterSettings
 
 if TYPE_CHECKING:
-    from kmcp.adapter.forwarding import Forwarder
+    from kmcp.adapter.server.forwarding import Forwarder
 
 
 class Transport:

@@ -1,6 +1,6 @@
 """``--session-mode shared``: every MCP session talks to one long-lived server process.
 
-:class:`SharedLauncher` is a :class:`~kmcp.adapter.launcher.Launcher` like any other, so sessions and transports
+:class:`SharedLauncher` is a :class:`~kmcp.adapter.stdio.launcher.Launcher` like any other, so sessions and transports
 are unchanged: each session gets a virtual process whose stdin/stdout are multiplexed onto the real one. What is
 rewritten so sessions cannot see or answer each other is the sans-IO
 :class:`~kmcp.adapter.protocol.multiplexer.Multiplexer`; this module is only its trio shell.
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import trio
 
-from kmcp.adapter.launcher import Launcher, LaunchError, ServerProcess
-from kmcp.adapter.pipes import StdinWriter, read_lines
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError
 from kmcp.adapter.protocol.multiplexer import Multiplexer, Output, ToClient, ToServer
+from kmcp.adapter.stdio.launcher import Launcher, LaunchError, ServerProcess
+from kmcp.adapter.stdio.pipes import StdinWriter, read_lines
 
 
 class _LineSender(trio.abc.SendStream):

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from kmcp.adapter.http import Request, Responder
-from kmcp.adapter.httputil import STREAM_FLUSH_GRACE, Transport, origin_allowed, text
-from kmcp.adapter.launcher import LaunchError
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError
 from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
-from kmcp.adapter.runtime import Inbox, Session, TooManySessions
+from kmcp.adapter.server.http import Request, Responder
+from kmcp.adapter.server.httputil import STREAM_FLUSH_GRACE, Transport, origin_allowed, text
+from kmcp.adapter.sessions.runtime import Inbox, Session, TooManySessions
+from kmcp.adapter.stdio.launcher import LaunchError
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection

@@ -1,6 +1,6 @@
 """``--bridge DIR``: server processes start in the pod's mcp-server container, through serve.sh and FIFOs.
 
-Implements the same :class:`~kmcp.adapter.launcher.Launcher` protocol as ``LocalLauncher``, so sessions, the
+Implements the same :class:`~kmcp.adapter.stdio.launcher.Launcher` protocol as ``LocalLauncher``, so sessions, the
 warm pool and every transport work unchanged. The wire protocol lives in :mod:`kmcp.fifo_bridge`.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import trio
 
-from kmcp.adapter.launcher import LaunchError, ServerProcess
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import LaunchError, ServerProcess
 from kmcp.fifo_bridge import BridgeLost, BridgeProcess, FifoBridge
 
 

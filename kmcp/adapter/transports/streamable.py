@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import trio
 
-from kmcp.adapter import stateless
-from kmcp.adapter.http import Headers, Request, Responder, sse_event
-from kmcp.adapter.httputil import (
+from kmcp.adapter.protocol import continuations, era, jsonrpc
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
+from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
+from kmcp.adapter.server.http import Headers, Request, Responder, sse_event
+from kmcp.adapter.server.httputil import (
     JSON,
     SSE_HEADERS,
     Transport,
@@ -23,12 +25,10 @@ from kmcp.adapter.httputil import (
     pump_sse,
     text,
 )
-from kmcp.adapter.launcher import LaunchError
-from kmcp.adapter.protocol import continuations, era, jsonrpc
-from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind
-from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
-from kmcp.adapter.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
+from kmcp.adapter.sessions import stateless
+from kmcp.adapter.sessions.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
 from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
+from kmcp.adapter.stdio.launcher import LaunchError
 
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
@@ -146,7 +146,7 @@ class StreamableHttp(Transport):
             try:
                 await stateless.answer(self.pool, checked, responder, want_json=want_json, want_sse=want_sse)
             except continuations.HeldElsewhere as held:  # a retry of a round another replica holds
-                from kmcp.adapter.forwarding import relay_continuation  # only with replicas: start-up time
+                from kmcp.adapter.server.forwarding import relay_continuation  # only with replicas: start-up time
 
                 await relay_continuation(self.forwarder, request, responder, held.owner, checked.id)
 
