@@ -462,6 +462,10 @@ class Kube:
         except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
             raise unavailable(error, "WATCH", path) from error
 
+    async def server_version(self) -> tuple[int, int]:
+        """The apiserver's (major, minor) from /version, for rules that changed between Kubernetes versions."""
+        return parse_server_version(await self.request("GET", "/version"))
+
     # -- helpers for the controller's side channels
     async def create_event(self, namespace: str, event: Obj) -> Obj:
         return await self.create(EVENTS, event, namespace)
@@ -474,6 +478,22 @@ class Kube:
 
     async def update_lease(self, namespace: str, lease: Obj) -> Obj:
         return await self.replace(LEASES, lease, namespace)
+
+
+def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int]:
+    """(major, minor) of a /version answer. Some providers say minor "32+"; gitVersion ("v1.37.0-gke.1") is the
+    fallback when major/minor are missing."""
+    def leading_int(text: str) -> int | None:
+        digits = text[: len(text) - len(text.lstrip("0123456789"))]
+        return int(digits) if digits else None
+
+    major, minor = leading_int(str(info.get("major", ""))), leading_int(str(info.get("minor", "")))
+    if major is None or minor is None:
+        parts = str(info.get("gitVersion", "")).lstrip("v").split(".")
+        major, minor = (leading_int(parts[0]), leading_int(parts[1])) if len(parts) >= 2 else (None, None)
+    if major is None or minor is None:
+        raise ValueError(f"no Kubernetes version in {dict(info)!r}")
+    return major, minor
 
 
 def _plural_of(path: str) -> str:

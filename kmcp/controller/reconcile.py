@@ -256,18 +256,21 @@ def server_status(obj: Obj, observed: Observed, now: str) -> Obj:
     return status
 
 
-def decode(obj: Obj) -> tuple[spec.MCPServer | None, list[spec.Problem]]:
-    """The MCPServer as Structs and what keeps kmcp from running it; no server when it does not even decode."""
+def decode(obj: Obj, kube_version: tuple[int, int] | None = None) -> tuple[spec.MCPServer | None, list[spec.Problem]]:
+    """The MCPServer as Structs and what keeps kmcp from running it on an apiserver of ``kube_version``; no server
+    when it does not even decode."""
     try:
         server = spec.decode_mcpserver(obj)
-        return server, spec.semantic_problems(server)
+        return server, spec.semantic_problems(server, kube_version)
     except spec.SpecError as exc:
         return None, exc.problems
 
 
 class Reconciler:
-    def __init__(self, client: kube.Kube, caches: Caches, settings: ControllerSettings, identity: str) -> None:
+    def __init__(self, client: kube.Kube, caches: Caches, settings: ControllerSettings, identity: str,
+                 kube_version: tuple[int, int] | None = None) -> None:
         self.client = client
+        self.kube_version = kube_version  # the apiserver's (major, minor): which env var names it takes
         self.caches = caches
         self.settings = settings
         self.identity = identity
@@ -287,7 +290,7 @@ class Reconciler:
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             await self._forget(key, obj)
             return
-        server, problems = decode(obj)
+        server, problems = decode(obj, self.kube_version)
         observed = Observed(problems)
         error: ReconcileError | None = None
         if server is not None and render.render_auth_binding(server) is None:

@@ -202,6 +202,24 @@ def test_stdio_without_cmd_is_not_accepted(kube: Kube, namespace: str,
                          for e in events_about(kube, "nocmd", namespace)), timeout=5, description="event")
 
 
+def test_env_var_names_follow_the_apiservers_version(kube: Kube, namespace: str,
+                                                     shared_controller: ControllerProcess) -> None:
+    """The apiserver here is >= 1.32: it takes any printable ASCII env var name but "=", so the controller does too
+    (and the Deployment it applies is the proof that the apiserver agrees)."""
+    assert int(kube.get("/version").json()["minor"].rstrip("+")) >= 32
+    kube.create(mcpserver("digit", namespace, env={"1BAD": "x", "my var": "y"}))
+    live = wait_condition(kube, "digit", namespace, "Programmed", "True")
+    assert condition(live, "Accepted")["status"] == "True"  # type: ignore[index]
+    (container,) = pod_spec(kube, "digit", namespace)["containers"]
+    assert {(e["name"], e.get("value")) for e in container["env"]} >= {("1BAD", "x"), ("my var", "y")}
+
+    kube.create(mcpserver("equals", namespace, env={"A=B": "x"}))
+    live = wait_condition(kube, "equals", namespace, "Accepted", "False", reason="InvalidSpec")
+    assert "spec.deployment.env.A=B: an environment variable name may not contain '='" in \
+        condition(live, "Accepted")["message"]  # type: ignore[index]
+    assert kube.read("apps/v1", "Deployment", "equals", namespace) is None
+
+
 def test_deleting_the_mcpserver_garbage_collects_every_child(kube: Kube, namespace: str,
                                                              shared_controller: ControllerProcess) -> None:
     kube.apply(mcpserver("gone", namespace))

@@ -464,3 +464,11 @@ def test_the_owner_index_follows_puts_replacements_and_discards() -> None:
     informer.discard(("ns", "a"))
     informer.discard(("ns", "missing"))
     assert informer.owned_by("uid-1") == [] and informer.get("ns", "a") is None
+
+
+def test_the_server_version_is_read_as_providers_write_it() -> None:
+    assert kube.parse_server_version({"major": "1", "minor": "37", "gitVersion": "v1.37.0"}) == (1, 37)
+    assert kube.parse_server_version({"major": "1", "minor": "32+", "gitVersion": "v1.32.3-gke.1"}) == (1, 32)
+    assert kube.parse_server_version({"major": "", "minor": "", "gitVersion": "v1.31.2-eks-7f9249a"}) == (1, 31)
+    with pytest.raises(ValueError, match="no Kubernetes version"):
+        kube.parse_server_version({"gitVersion": "unknown"})
