@@ -25,6 +25,8 @@ BRIDGE_SCRIPT = f"{spec.BRIDGE_PATH}/serve.sh"
 ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
+# The name of `kmcp install`'s and of the Helm release "kmcp"; another release names its own <fullname>-adapter-auth
+# and tells its controller (RenderSettings.adapter_auth_cluster_role), so two releases never share one.
 ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
 # Held by an MCPServer while its auth ClusterRoleBinding exists (the controller deletes the binding, then drops it);
 # the binding names its MCPServer by labels: app.kubernetes.io/instance and this one.
@@ -44,6 +46,7 @@ class RenderSettings:
     adapter_image: str = DEFAULT_ADAPTER_IMAGE
     adapter_image_pull_policy: str = "IfNotPresent"
     cluster_domain: str = "cluster.local"
+    adapter_auth_cluster_role: str = ADAPTER_AUTH_CLUSTER_ROLE  # what `auth: kubernetes` binds; the install's own
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -227,7 +230,7 @@ def auth_binding_name(server: spec.MCPServer) -> str:
     return f"{readable}-{digest}"
 
 
-def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
+def render_auth_binding(server: spec.MCPServer, settings: RenderSettings = RenderSettings()) -> dict[str, Any] | None:
     """With ``auth: kubernetes`` the adapter reviews tokens as the pod's ServiceAccount, which needs the
     cluster-scoped review APIs: only a ClusterRoleBinding can grant them. Cluster-scoped, so it cannot be owned by
     the namespaced MCPServer (no ownerReferences): whoever applies it also deletes it with the MCPServer."""
@@ -241,7 +244,7 @@ def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
         "kind": "ClusterRoleBinding",
         "metadata": {"name": auth_binding_name(server), "labels": labels},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": ADAPTER_AUTH_CLUSTER_ROLE},
+                    "name": settings.adapter_auth_cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": service_account_name(server), "namespace": namespace}],
     }
 
@@ -370,7 +373,7 @@ def render(server: spec.MCPServer, settings: RenderSettings = RenderSettings(),
     service_account = render_service_account(server)
     if service_account is not None:
         objects.append(service_account)
-    binding = render_auth_binding(server)
+    binding = render_auth_binding(server, settings)
     if binding is not None:  # before the pods: their first token review must already be allowed
         objects.append(binding)
     objects.append(render_service(server))

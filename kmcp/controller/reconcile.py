@@ -293,7 +293,7 @@ class Reconciler:
         server, problems = decode(obj, self.kube_version)
         observed = Observed(problems)
         error: ReconcileError | None = None
-        if server is not None and render.render_auth_binding(server) is None:
+        if server is not None and render.render_auth_binding(server, self.settings.render) is None:
             # auth switched off (or never on): no binding may stay behind. An undecodable spec leaves the running
             # adapter, and the binding it may rely on, as they are.
             try:
@@ -377,6 +377,9 @@ class Reconciler:
             if live is not None and drift is None:
                 result = live
             else:
+                if live is not None and child["kind"] == "ClusterRoleBinding" and \
+                        live.get("roleRef") != child["roleRef"]:
+                    await self._delete_for_new_role_ref(live, cache)
                 if live is not None:
                     log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                              "name": meta["name"], "field": drift}})
@@ -390,6 +393,18 @@ class Reconciler:
                 deployment = result
         await self._prune(server, {(o["kind"], o["metadata"]["name"]) for o in rendered})
         return deployment
+
+    async def _delete_for_new_role_ref(self, live: Obj, cache: Informer) -> None:
+        """A binding's roleRef cannot change (the apiserver refuses the apply): one that refers to another
+        ClusterRole, e.g. after the release was renamed and so its adapter-auth role, is deleted to be created
+        anew with the right one."""
+        name = str(live["metadata"]["name"])
+        with failing_as("ApplyFailed", f"could not replace ClusterRoleBinding {name}"), \
+                contextlib.suppress(kube.NotFound):
+            await self.client.delete(cache.resource, name)
+        cache.discard(("", name))
+        log.info("deleted for a new roleRef", extra={"kv": {"kind": "ClusterRoleBinding", "name": name,
+                                                           "role": (live.get("roleRef") or {}).get("name")}})
 
     async def _ensure_session_key(self, server: spec.MCPServer) -> None:
         """Create the Secret holding the key the adapter replicas sign session ids with, once: a random key

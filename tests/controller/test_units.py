@@ -402,7 +402,8 @@ def test_install_objects_carry_the_guides_names() -> None:
     assert container["name"] == "manager" and container["command"] == ["kmcp"]
     assert container["args"] == ["controller", "--leader-elect", "--health-probe-bind-address=:8081",
                                  "--metrics-bind-address=:8443", "--metrics-secure"]
-    assert container["env"] == [{"name": "KMCP_ADAPTER_IMAGE", "value": container["image"]}]
+    assert container["env"] == [{"name": "KMCP_ADAPTER_IMAGE", "value": container["image"]},
+                                {"name": "KMCP_ADAPTER_AUTH_CLUSTER_ROLE", "value": "kmcp-adapter-auth"}]
     assert container["image"] == "ghcr.io/kagent-dev/kmcp/controller:0.1.0"
     assert container["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
                                       "requests": {"cpu": "10m", "memory": "64Mi"}}
