@@ -9,7 +9,8 @@ MCPServer with ``auth: kubernetes`` holds kmcp's finalizer until the controller 
 ClusterRoleBinding, so removing the controller first would leave those MCPServers, and then the CRD, Terminating
 forever. Only then are the install objects deleted, in reverse order with foreground propagation. When no
 controller is left to do it, ``--remove-finalizers`` does the controller's part: delete the bindings, then remove
-kmcp's own finalizer (never anyone else's).
+kmcp's own finalizer (never anyone else's). ``--keep-crd`` keeps the MCPServers and says in one line how many are
+left without a controller, and how to remove them later.
 """
 
 from __future__ import annotations
@@ -349,3 +350,25 @@ async def run_uninstall(client: kube.Kube, request: InstallRequest) -> None:
         if scope.cancelled_caught:
             raise CommandFailed(f"timed out after {request.timeout:g}s waiting for {waiting_for} to be deleted")
     print(f"kmcp uninstalled: removed {len(removed)} objects")
+    if not request.include_crd:
+        warning = left_behind_warning(await _list_servers(client) or [], request.namespace)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+
+
+def left_behind_warning(servers: list[Obj], namespace: str) -> str | None:
+    """One line about the MCPServers ``--keep-crd`` leaves without a controller, or None when there are none: one
+    holding kmcp's finalizer can no longer be deleted (its delete waits for a controller to remove the auth
+    binding first), so the line says how many, which, and the two ways out."""
+    if not servers:
+        return None
+    names = ", ".join(_key(s) for s in servers[:5]) + (", ..." if len(servers) > 5 else "")
+    line = f"kmcp: warning: {len(servers)} MCPServer(s) remain with no controller to reconcile them ({names})"
+    held = sum(render.AUTH_BINDING_FINALIZER in _finalizers(s) for s in servers)
+    flag = "" if namespace == install.DEFAULT_NAMESPACE else f" --namespace {namespace}"
+    if not held:
+        return line + "; reinstall with `kmcp install`, or delete them with `kubectl delete mcpservers --all -A`"
+    verb, them = ("holds", "it") if held == 1 else ("hold", "them")
+    return (line + f"; {held} {verb} finalizer {render.AUTH_BINDING_FINALIZER}, so deleting {them} would wait for a "
+            f"controller: reinstall with `kmcp install{flag}`, or delete them all (the CRD too) with "
+            f"`kmcp uninstall{flag} --remove-finalizers`")
