@@ -47,6 +47,8 @@ class RenderSettings:
     adapter_image_pull_policy: str = "IfNotPresent"
     cluster_domain: str = "cluster.local"
     adapter_auth_cluster_role: str = ADAPTER_AUTH_CLUSTER_ROLE  # what `auth: kubernetes` binds; the install's own
+    # An OTLP/HTTP collector for the adapters' spans (one per JSON-RPC request); "" renders no tracing at all.
+    adapter_otlp_endpoint: str = ""
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -267,9 +269,19 @@ def _peer_env() -> list[dict[str, Any]]:
     return [{"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
 
 
+def _tracing(server: spec.MCPServer, settings: RenderSettings) -> tuple[list[str], list[dict[str, Any]]]:
+    """The adapter's args and env for the controller's OTLP collector: spans go there under the MCPServer's name,
+    so a trace view tells the servers apart. Nothing without a collector (the adapter then imports no tracing)."""
+    if not settings.adapter_otlp_endpoint:
+        return [], []
+    return (["--otlp-endpoint", settings.adapter_otlp_endpoint],
+            [{"name": "OTEL_SERVICE_NAME", "value": server.metadata.name}])
+
+
 def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict[str, Any]:
     port = server.spec.deployment.port
     stdio = server.stdio
+    tracing_args, tracing_env = _tracing(server, settings)
     def probe(period: int, failures: int) -> dict[str, Any]:
         return {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period,
                 "failureThreshold": failures}
@@ -295,9 +307,11 @@ def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict
             # session ids name this pod, and requests for another pod's session are forwarded there.
             "--peer-address", f"$({POD_IP_ENV})",
             *_auth_args(server, settings),
+            *tracing_args,
         ],
         "env": [
             *_peer_env(),
+            *tracing_env,
             # optional: without the Secret (not created yet, or objects applied without the controller) the
             # adapter serves alone, with plain session ids.
             {"name": SESSION_KEY_ENV, "valueFrom": {"secretKeyRef": {

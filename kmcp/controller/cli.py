@@ -66,6 +66,14 @@ def parse_duration(value: str) -> float:
     return seconds
 
 
+def parse_http_url(value: str) -> str:
+    """An http(s) URL, as the adapter's --otlp-endpoint takes it: refused here rather than in every adapter pod."""
+    text = value.strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kmcp controller",
                                 description="Reconcile MCPServers into Deployments, Services and ServiceAccounts.")
@@ -76,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-auth-cluster-role", default=None, metavar="NAME",
                    help="the ClusterRole bound for `auth: kubernetes`: this install's own (default: "
                         "$KMCP_ADAPTER_AUTH_CLUSTER_ROLE or kmcp-adapter-auth)")
+    p.add_argument("--adapter-otlp-endpoint", type=parse_http_url, default="", metavar="URL",
+                   help="OTLP/HTTP collector the stdio adapters send their spans to, as --otlp-endpoint, each "
+                        "named after its MCPServer (OTEL_SERVICE_NAME); default: no tracing")
     p.add_argument("--leader-elect", nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL",
                    help="elect a leader on a Lease so only one replica reconciles")
     p.add_argument("--leader-election-namespace", default=None,
@@ -118,7 +129,8 @@ def settings_from(args: argparse.Namespace, config: kube.KubeConfig, environ: Ma
     return ControllerSettings(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
-        render=RenderSettings(adapter_image=image, adapter_auth_cluster_role=auth_role),
+        render=RenderSettings(adapter_image=image, adapter_auth_cluster_role=auth_role,
+                              adapter_otlp_endpoint=args.adapter_otlp_endpoint),
         resync_period=args.resync_period,
         max_concurrent_reconciles=max(1, args.max_concurrent_reconciles),
         watch_timeout_seconds=max(1, round(args.watch_timeout)),

@@ -249,3 +249,13 @@ def test_two_releases_in_one_cluster_share_no_cluster_scoped_name(render: Render
     assert names["kmcp"].isdisjoint(names["team-b"]), names["kmcp"] & names["team-b"]
     assert ("ClusterRole", "kmcp-adapter-auth") in names["kmcp"]  # the default release keeps the guide's name
     assert ("ClusterRole", "team-b-kmcp-adapter-auth") in names["team-b"]
+
+
+def test_adapter_otlp_endpoint_value_reaches_the_controller(render: Render, helm: Path) -> None:
+    url = "http://otel-collector.observability:4318"
+    container = manager(render("kmcp", "--set", f"controller.adapterOtlpEndpoint={url}"))
+    assert f"--adapter-otlp-endpoint={url}" in container["args"]
+    assert not [a for a in manager(render("kmcp"))["args"] if a.startswith("--adapter-otlp-endpoint")]
+    refused = run_helm(helm, "template", "kmcp", CHARTS / "kmcp", "--set",
+                       "controller.adapterOtlpEndpoint=otel-collector:4318")
+    assert refused.returncode != 0 and "adapterOtlpEndpoint" in refused.stderr, refused.stderr

@@ -376,6 +376,17 @@ def test_settings_take_the_adapter_image_and_lease_namespace_from_the_environmen
     assert cli.settings_from(args, outside, {}).leader_election_namespace == "kmcp-system"
 
 
+def test_the_adapter_otlp_endpoint_flag_reaches_the_render_settings() -> None:
+    config = kube.KubeConfig("https://x", ssl_context=None, namespace="dev")  # type: ignore[arg-type]
+    parser = cli.build_parser()
+    args = parser.parse_args(["--adapter-otlp-endpoint=http://otel-collector.observability:4318"])
+    assert cli.settings_from(args, config, {}).render.adapter_otlp_endpoint == \
+        "http://otel-collector.observability:4318"
+    assert cli.settings_from(parser.parse_args([]), config, {}).render.adapter_otlp_endpoint == ""
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--adapter-otlp-endpoint=otel-collector:4318"])  # the adapter wants an http(s) URL
+
+
 # -- install objects
 
 def test_checked_in_install_manifest_matches_install_objects() -> None:
