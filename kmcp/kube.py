@@ -441,8 +441,8 @@ class Kube:
 
     # -- watch
     async def watch(self, resource: Resource, namespace: str | None = None, *, resource_version: str,
-                    label_selector: str | None = None, timeout_seconds: int = 300,
-                    metadata_only: bool = False) -> AsyncGenerator[WatchEvent, None]:
+                    label_selector: str | None = None, field_selector: str | None = None,
+                    timeout_seconds: int = 300, metadata_only: bool = False) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version`` until the server ends the watch (``timeout_seconds``).
 
         Bookmarks are asked for (they carry only a newer resourceVersion). An expired resourceVersion raises
@@ -451,6 +451,8 @@ class Kube:
                                   "allowWatchBookmarks": "true", "timeoutSeconds": timeout_seconds}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
         timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)

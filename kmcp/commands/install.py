@@ -23,6 +23,7 @@ import trio
 
 from kmcp import crd, install, kube, render
 from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
+from kmcp.commands.watching import watching
 from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
@@ -244,17 +245,18 @@ async def release_auth_binding(client: kube.Kube, server: Obj) -> list[str]:
 
 
 async def _wait_servers_gone(client: kube.Kube, within: float, progress: Progress, why: str) -> list[Obj]:
-    """Poll until no MCPServer is left or ``within`` seconds passed; the ones still there."""
+    """Follow the MCPServers (a watch) until none is left or ``within`` seconds passed; the ones still there."""
     started = trio.current_time()
-    left = await _list_servers(client) or []
-    with trio.move_on_after(within):
-        while left:
-            elapsed = int(trio.current_time() - started)
-            names = ", ".join(_key(s) for s in left[:5]) + (", ..." if len(left) > 5 else "")
-            progress.update(f"waiting for {len(left)} MCPServer(s) to be deleted{why}: {names} [{elapsed}s]",
-                            key=str(len(left)))
-            await trio.sleep(0.2)
-            left = await _list_servers(client) or []
+    async with watching(client, kube.MCPSERVERS) as watched:
+        with trio.move_on_after(within):
+            while watched.items:
+                left = list(watched.items.values())
+                elapsed = int(trio.current_time() - started)
+                names = ", ".join(_key(s) for s in left[:5]) + (", ..." if len(left) > 5 else "")
+                progress.update(f"waiting for {len(left)} MCPServer(s) to be deleted{why}: {names} [{elapsed}s]",
+                                key=str(len(left)))
+                await watched.changed(within=1.0)
+        left = sorted(watched.items.values(), key=_key)
     progress.done()
     return left
 
@@ -339,13 +341,10 @@ async def run_uninstall(client: kube.Kube, request: InstallRequest) -> None:
             for obj in pending:
                 meta = obj["metadata"]
                 waiting_for = describe(obj)
-                while True:
-                    try:
-                        await client.get(resource_of(obj), meta["name"], meta.get("namespace"))
-                    except kube.NotFound:
-                        break
-                    progress.update(f"waiting for {waiting_for} to be gone")
-                    await trio.sleep(0.2)
+                async with watching(client, resource_of(obj), meta.get("namespace"), meta["name"]) as watched:
+                    while watched.get() is not None:
+                        progress.update(f"waiting for {waiting_for} to be gone")
+                        await watched.changed(within=1.0)
         progress.done()
         if scope.cancelled_caught:
             raise CommandFailed(f"timed out after {request.timeout:g}s waiting for {waiting_for} to be deleted")
