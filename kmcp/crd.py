@@ -108,6 +108,9 @@ class _SchemaBuilder:
                 prop["default"] = f.default
             if "description" not in prop:
                 raise ValueError(f"{cls.__name__}.{f.name} has no description")
+            if "default" in prop:  # `kubectl explain` prints the description, not the default: say it there too
+                shown = str(prop["default"]).lower() if isinstance(prop["default"], bool) else str(prop["default"])
+                prop["description"] = f"{prop['description'].rstrip()} Default: {shown}."
             properties[f.encode_name] = prop
         out: dict[str, Any] = {"type": "object", "description": _doc(cls), "properties": properties}
         if required:

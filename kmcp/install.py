@@ -22,8 +22,8 @@ LEADER_ELECTION_ROLE = "kmcp-leader-election-role"
 METRICS_READER_ROLE = "kmcp-metrics-reader"
 METRICS_AUTH_ROLE = "kmcp-metrics-auth-role"
 METRICS_SERVICE = "kmcp-controller-manager-metrics-service"
-# The one ClusterRole the controller may bind (for `auth: kubernetes`); its name is fixed because the renderer refers
-# to it by this name whatever the release is called.
+# The one ClusterRole the controller may bind (for `auth: kubernetes`); the controller is told its name
+# (KMCP_ADAPTER_AUTH_CLUSTER_ROLE), the Helm chart's is release-scoped.
 ADAPTER_AUTH_ROLE = ADAPTER_AUTH_CLUSTER_ROLE
 POD_LABELS = {"app.kubernetes.io/name": "kmcp", "control-plane": "controller-manager"}
 SELECTOR = {"app.kubernetes.io/name": "kmcp"}
@@ -98,7 +98,8 @@ def deployment(namespace: str, image: str, *, leader_elect: bool, replicas: int,
         "imagePullPolicy": image_pull_policy,
         "command": ["kmcp"],
         "args": controller_args(leader_elect=leader_elect),
-        "env": [{"name": "KMCP_ADAPTER_IMAGE", "value": image}],
+        "env": [{"name": "KMCP_ADAPTER_IMAGE", "value": image},
+                {"name": "KMCP_ADAPTER_AUTH_CLUSTER_ROLE", "value": ADAPTER_AUTH_ROLE}],
         "ports": [
             {"name": "https", "containerPort": METRICS_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},

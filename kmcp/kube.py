@@ -6,8 +6,9 @@ namespaced), so there is no per-kind code. Errors are typed (:class:`NotFound`, 
 ...) and carry the server's Status (reason, message, causes); a request that got no answer raises
 :class:`ApiUnavailable`, so callers never see httpx's exceptions.
 
-Configuration comes from a kubeconfig file or the in-cluster service account; the official ``kubernetes`` package
-is used only to read that configuration (it knows every kubeconfig dialect), and is imported lazily.
+Configuration comes from a kubeconfig file or the in-cluster service account. A simple kubeconfig (a token or a
+client certificate) is read by :mod:`kmcp.kubeconfig`; the official ``kubernetes`` package reads everything else (it
+knows every kubeconfig dialect), imported lazily and only then.
 """
 
 from __future__ import annotations
@@ -239,14 +240,23 @@ def load_config(kubeconfig: str | None = None, *, environ: Mapping[str, str] | N
     ~/.kube/config. Synchronous (reads files): call it before trio.run or through trio.to_thread."""
     import importlib
 
-    # Lazily, and untyped: only the controller and the CLI need the loaders.
+    env = os.environ if environ is None else environ
+    in_cluster = kubeconfig is None and bool(env.get("KUBERNETES_SERVICE_HOST")) and \
+        (service_account_dir / "token").exists()
+    path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
+    if not in_cluster:
+        from kmcp import kubeconfig as simple
+
+        found = simple.read(path)  # the common files, without the half second the kubernetes package costs
+        if found is not None:
+            return KubeConfig(found.server, found.ssl_context, found.token, found.namespace,
+                              refresh_token=found.refresh_token)
+    # Lazily, and untyped: the kubernetes package's loaders, for in-cluster and every other kubeconfig dialect.
     k8s_client: Any = importlib.import_module("kubernetes.client")
     incluster_config: Any = importlib.import_module("kubernetes.config.incluster_config")
     kube_config: Any = importlib.import_module("kubernetes.config.kube_config")
-
-    env = os.environ if environ is None else environ
     configuration = k8s_client.Configuration()
-    if kubeconfig is None and env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").exists():
+    if in_cluster:
         # Projected tokens rotate: the loader's hook re-reads the file (at most once a minute).
         loader = incluster_config.InClusterConfigLoader(
             token_filename=str(service_account_dir / "token"),
@@ -266,7 +276,6 @@ def load_config(kubeconfig: str | None = None, *, environ: Mapping[str, str] | N
 
         return KubeConfig(configuration.host, _ssl_context_from(configuration), _bearer(configuration.api_key),
                           namespace, in_cluster=True, refresh_token=refresh)
-    path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
     loader = kube_config._get_kube_config_loader(filename=path, persist_config=False)
     loader.load_and_set(configuration)
     namespace = (loader.current_context.get("context") or {}).get("namespace") or "default"
@@ -432,8 +441,8 @@ class Kube:
 
     # -- watch
     async def watch(self, resource: Resource, namespace: str | None = None, *, resource_version: str,
-                    label_selector: str | None = None, timeout_seconds: int = 300,
-                    metadata_only: bool = False) -> AsyncGenerator[WatchEvent, None]:
+                    label_selector: str | None = None, field_selector: str | None = None,
+                    timeout_seconds: int = 300, metadata_only: bool = False) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version`` until the server ends the watch (``timeout_seconds``).
 
         Bookmarks are asked for (they carry only a newer resourceVersion). An expired resourceVersion raises
@@ -442,6 +451,8 @@ class Kube:
                                   "allowWatchBookmarks": "true", "timeoutSeconds": timeout_seconds}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
         timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
@@ -462,6 +473,10 @@ class Kube:
         except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
             raise unavailable(error, "WATCH", path) from error
 
+    async def server_version(self) -> tuple[int, int]:
+        """The apiserver's (major, minor) from /version, for rules that changed between Kubernetes versions."""
+        return parse_server_version(await self.request("GET", "/version"))
+
     # -- helpers for the controller's side channels
     async def create_event(self, namespace: str, event: Obj) -> Obj:
         return await self.create(EVENTS, event, namespace)
@@ -474,6 +489,22 @@ class Kube:
 
     async def update_lease(self, namespace: str, lease: Obj) -> Obj:
         return await self.replace(LEASES, lease, namespace)
+
+
+def parse_server_version(info: Mapping[str, Any]) -> tuple[int, int]:
+    """(major, minor) of a /version answer. Some providers say minor "32+"; gitVersion ("v1.37.0-gke.1") is the
+    fallback when major/minor are missing."""
+    def leading_int(text: str) -> int | None:
+        digits = text[: len(text) - len(text.lstrip("0123456789"))]
+        return int(digits) if digits else None
+
+    major, minor = leading_int(str(info.get("major", ""))), leading_int(str(info.get("minor", "")))
+    if major is None or minor is None:
+        parts = str(info.get("gitVersion", "")).lstrip("v").split(".")
+        major, minor = (leading_int(parts[0]), leading_int(parts[1])) if len(parts) >= 2 else (None, None)
+    if major is None or minor is None:
+        raise ValueError(f"no Kubernetes version in {dict(info)!r}")
+    return major, minor
 
 
 def _plural_of(path: str) -> str:

@@ -29,6 +29,8 @@ CONFIG_HASH_ANNOTATION = "kmcp.kagent.dev/config-hash"
 ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
+# The name of `kmcp install`'s and of the Helm release "kmcp"; another release names its own <fullname>-adapter-auth
+# and tells its controller (RenderSettings.adapter_auth_cluster_role), so two releases never share one.
 ADAPTER_AUTH_CLUSTER_ROLE = "kmcp-adapter-auth"
 # Held by an MCPServer while its auth ClusterRoleBinding exists (the controller deletes the binding, then drops it);
 # the binding names its MCPServer by labels: app.kubernetes.io/instance and this one.
@@ -45,6 +47,9 @@ class RenderSettings:
     adapter_image: str = DEFAULT_ADAPTER_IMAGE
     adapter_image_pull_policy: str = "IfNotPresent"
     cluster_domain: str = "cluster.local"
+    adapter_auth_cluster_role: str = ADAPTER_AUTH_CLUSTER_ROLE  # what `auth: kubernetes` binds; the install's own
+    # An OTLP/HTTP collector for the adapters' spans (one per JSON-RPC request); "" renders no tracing at all.
+    adapter_otlp_endpoint: str = ""
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -228,7 +233,7 @@ def auth_binding_name(server: spec.MCPServer) -> str:
     return f"{readable}-{digest}"
 
 
-def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
+def render_auth_binding(server: spec.MCPServer, settings: RenderSettings = RenderSettings()) -> dict[str, Any] | None:
     """With ``auth: kubernetes`` the adapter reviews tokens as the pod's ServiceAccount, which needs the
     cluster-scoped review APIs: only a ClusterRoleBinding can grant them. Cluster-scoped, so it cannot be owned by
     the namespaced MCPServer (no ownerReferences): whoever applies it also deletes it with the MCPServer."""
@@ -242,7 +247,7 @@ def render_auth_binding(server: spec.MCPServer) -> dict[str, Any] | None:
         "kind": "ClusterRoleBinding",
         "metadata": {"name": auth_binding_name(server), "labels": labels},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": ADAPTER_AUTH_CLUSTER_ROLE},
+                    "name": settings.adapter_auth_cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": service_account_name(server), "namespace": namespace}],
     }
 
@@ -265,9 +270,19 @@ def _peer_env() -> list[dict[str, Any]]:
     return [{"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
 
 
+def _tracing(server: spec.MCPServer, settings: RenderSettings) -> tuple[list[str], list[dict[str, Any]]]:
+    """The adapter's args and env for the controller's OTLP collector: spans go there under the MCPServer's name,
+    so a trace view tells the servers apart. Nothing without a collector (the adapter then imports no tracing)."""
+    if not settings.adapter_otlp_endpoint:
+        return [], []
+    return (["--otlp-endpoint", settings.adapter_otlp_endpoint],
+            [{"name": "OTEL_SERVICE_NAME", "value": server.metadata.name}])
+
+
 def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict[str, Any]:
     port = server.spec.deployment.port
     stdio = server.stdio
+    tracing_args, tracing_env = _tracing(server, settings)
     def probe(period: int, failures: int) -> dict[str, Any]:
         return {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period,
                 "failureThreshold": failures}
@@ -293,9 +308,11 @@ def _adapter_container(server: spec.MCPServer, settings: RenderSettings) -> dict
             # session ids name this pod, and requests for another pod's session are forwarded there.
             "--peer-address", f"$({POD_IP_ENV})",
             *_auth_args(server, settings),
+            *tracing_args,
         ],
         "env": [
             *_peer_env(),
+            *tracing_env,
             # optional: without the Secret (not created yet, or objects applied without the controller) the
             # adapter serves alone, with plain session ids.
             {"name": SESSION_KEY_ENV, "valueFrom": {"secretKeyRef": {
@@ -371,7 +388,7 @@ def render(server: spec.MCPServer, settings: RenderSettings = RenderSettings(),
     service_account = render_service_account(server)
     if service_account is not None:
         objects.append(service_account)
-    binding = render_auth_binding(server)
+    binding = render_auth_binding(server, settings)
     if binding is not None:  # before the pods: their first token review must already be allowed
         objects.append(binding)
     objects.append(render_service(server))

@@ -50,7 +50,9 @@ Quantity = Annotated[str | int, Meta(extra={"k8s": "int-or-string"})]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"  # the apiserver's rule before RELAXED_ENV_NAMES_SINCE
+# Kubernetes 1.32 turned RelaxedEnvironmentVariableValidation on by default: any printable ASCII but "=".
+RELAXED_ENV_NAMES_SINCE = (1, 32)
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 ObjectName = Annotated[str, Meta(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
@@ -595,8 +597,29 @@ def decode_project(obj: Any) -> ProjectFile:
 _RESERVED_MOUNTS = (BRIDGE_PATH, CONFIG_PATH, SECRETS_PATH)
 
 
-def semantic_problems(server: MCPServer) -> list[Problem]:
-    """What the CRD schema admits but kmcp cannot run. Each becomes Accepted=False with its reason."""
+def env_name_problem(name: str, kube_version: tuple[int, int] | None = None) -> str | None:
+    """Why the apiserver of ``kube_version`` (major, minor) would refuse ``name`` as an environment variable name,
+    or None. The rule changed in 1.32, so the controller asks the apiserver it talks to; None means a current one
+    (what ``kmcp validate`` checks against without a cluster)."""
+    if kube_version is not None and kube_version < RELAXED_ENV_NAMES_SINCE:
+        if not re.match(ENV_NAME, name) or name in (".", "..") or name.startswith(".."):
+            return (f"not a valid environment variable name for Kubernetes {kube_version[0]}.{kube_version[1]}: "
+                    "letters, digits, '_', '-' and '.', not starting with a digit or '..' (1.32 and later allow "
+                    "any printable ASCII but '=')")
+        return None
+    if not name:
+        return "an environment variable name must not be empty"
+    if "=" in name:
+        return "an environment variable name may not contain '=' (the environment holds NAME=VALUE)"
+    if not all(" " <= char <= "~" for char in name):
+        return "an environment variable name must be printable ASCII"
+    return None
+
+
+def semantic_problems(server: MCPServer, kube_version: tuple[int, int] | None = None) -> list[Problem]:
+    """What the CRD schema admits but kmcp cannot run. Each becomes Accepted=False with its reason.
+    ``kube_version`` is the apiserver's (major, minor), for the rules that changed between versions; None: a
+    current one."""
     spec, dep = server.spec, server.spec.deployment
     problems: list[Problem] = []
     if spec.transport_type == "stdio" and dep.cmd is None:
@@ -613,8 +636,9 @@ def semantic_problems(server: MCPServer) -> list[Problem]:
             "spec.deployment.serviceAccountName", "mutually exclusive with serviceAccount", "InvalidSpec"
         ))
     for key in dep.env:
-        if not re.match(ENV_NAME, key):
-            problems.append(Problem(f"spec.deployment.env.{key}", "not a valid environment variable name"))
+        reason = env_name_problem(key, kube_version)
+        if reason is not None:
+            problems.append(Problem(f"spec.deployment.env.{key}", reason))
     volume_names: list[str] = []
     for index, volume in enumerate(dep.volumes):
         name = volume.get("name")

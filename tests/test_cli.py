@@ -102,7 +102,7 @@ def test_the_parser_imports_no_command_until_one_runs() -> None:
 def test_validate_reports_every_problem_of_every_document_one_line_each() -> None:
     text = ("apiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: a}\nspec:\n"
             "  transportType: grpc\n  bogus: 1\n  deployment:\n    image: x\n    cmd: y\n    port: abc\n"
-            "    args: [ok, 7]\n    env: {1BAD: x}\n    volumeMounts: [{name: data, mountPath: rel}]\n"
+            "    args: [ok, 7]\n    env: {1OK: x, A=B: x}\n    volumeMounts: [{name: data, mountPath: rel}]\n"
             "---\napiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: b}\n"
             "spec: {transportType: stdio, deployment: {cmd: y}}\n"
             "---\napiVersion: kagent.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: c}\n"
@@ -114,7 +114,8 @@ def test_validate_reports_every_problem_of_every_document_one_line_each() -> Non
         (1, "spec.bogus: unknown field (check the spelling)"),
         (1, "spec.deployment.port: expected int, got str"),
         (1, "spec.deployment.args[1]: expected str, got int"),
-        (1, "spec.deployment.env.1BAD: not a valid environment variable name"),
+        (1, "spec.deployment.env.A=B: an environment variable name may not contain '=' (the environment holds "
+            "NAME=VALUE)"),
         (1, "spec.deployment.volumeMounts[0].name: no volume named 'data' in spec.deployment.volumes"),
         (1, "spec.deployment.volumeMounts[0].mountPath: must be an absolute path"),
         (2, "spec.deployment.image: required"),

@@ -63,3 +63,15 @@ def test_enums_defaults_and_cel_rules_are_present() -> None:
     assert "!(has(self.serviceAccount) && has(self.serviceAccountName))" in rules
     stdio = spec_schema["properties"]["stdioTransport"]["properties"]
     assert stdio["sessionMode"]["enum"] == ["isolated", "shared"] and stdio["sessionMode"]["default"] == "isolated"
+
+
+def test_every_default_is_named_in_its_description() -> None:
+    """`kubectl explain` shows the description, not the schema's default: the description says it."""
+    schema = crd.openapi_schema()
+    port = schema["properties"]["spec"]["properties"]["deployment"]["properties"]["port"]
+    assert port["description"].endswith(" Default: 3000.")
+    defaults = [(path, node) for path, node in walk(schema["properties"]["spec"], "spec") if "default" in node]
+    assert len(defaults) >= 5
+    for path, node in defaults:
+        shown = str(node["default"]).lower() if isinstance(node["default"], bool) else str(node["default"])
+        assert node["description"].endswith(f" Default: {shown}."), (path, node["description"])

@@ -162,3 +162,34 @@ def test_stdio_knobs_reach_the_adapter() -> None:
     assert args[args.index("--warm-pool") + 1] == "0"
     assert args[args.index("--listen") + 1] == ":3001"
     assert adapter["ports"][0]["containerPort"] == 3001
+
+
+def test_an_otlp_endpoint_reaches_every_adapter_under_its_servers_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller's --adapter-otlp-endpoint: each adapter gets --otlp-endpoint and OTEL_SERVICE_NAME=<name>,
+    and the adapter's own argv parsing turns exactly that into traces sent as that service."""
+    from kmcp.adapter import cli as adapter_cli
+
+    server = load_server(ROOT / "examples/mcpservers/01-filesystem.yaml")
+    traced = render.RenderSettings(adapter_image=SETTINGS.adapter_image,
+                                   adapter_otlp_endpoint="http://otel-collector.observability:4318")
+    pod = by_kind(render.render(server, traced))["Deployment"]["spec"]["template"]["spec"]
+    (adapter,) = pod["initContainers"]
+    args = adapter["args"]
+    assert args[args.index("--otlp-endpoint") + 1] == "http://otel-collector.observability:4318"
+    env = {e["name"]: e.get("value") for e in adapter["env"]}
+    assert env["OTEL_SERVICE_NAME"] == server.metadata.name
+    assert "OTEL_SERVICE_NAME" not in {e["name"] for e in pod["containers"][0].get("env", [])}
+
+    for name, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    argv = [a.replace("$(KMCP_POD_IP)", "10.0.0.7") for a in args[1:]]  # what the kubelet expands
+    settings, _ = adapter_cli.parse_settings(argv)
+    assert settings.tracing.traces_url == "http://otel-collector.observability:4318/v1/traces"
+    assert settings.tracing.service_name == server.metadata.name
+
+    plain = by_kind(render.render(server, SETTINGS))["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]
+    assert "--otlp-endpoint" not in plain["args"]
+    assert "OTEL_SERVICE_NAME" not in {e["name"] for e in plain["env"]}

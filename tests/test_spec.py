@@ -67,8 +67,10 @@ def test_objects_from_the_apiserver_decode_with_extra_metadata() -> None:
     (lambda d: d["spec"]["deployment"].update(volumes=[{"name": "c", "emptyDir": {}}],
                                                volumeMounts=[{"name": "c", "mountPath": "/config/x"}]),
      "spec.deployment.volumeMounts[0].mountPath: /config/x is reserved"),
-    (lambda d: d["spec"]["deployment"].update(env={"1BAD": "x"}),
-     "spec.deployment.env.1BAD: not a valid environment variable name"),
+    (lambda d: d["spec"]["deployment"].update(env={"A=B": "x"}),
+     "spec.deployment.env.A=B: an environment variable name may not contain '='"),
+    (lambda d: d["spec"]["deployment"].update(env={"TAB\tNAME": "x"}),
+     "spec.deployment.env.TAB\tNAME: an environment variable name must be printable ASCII"),
     (lambda d: d["spec"]["deployment"].update(serviceAccount={}, serviceAccountName="sa"),
      "spec.deployment.serviceAccountName: mutually exclusive with serviceAccount"),
     (lambda d: d["spec"].update(transportType="http"), "spec.httpTransport: required when transportType is http"),
@@ -78,6 +80,22 @@ def test_bad_specs_get_field_precise_messages(mutate: Any, expected: str) -> Non
     mutate(doc)
     messages = problems_of(doc)
     assert any(m.startswith(expected) for m in messages), messages
+
+
+def test_env_var_names_follow_the_apiservers_rule_for_its_version() -> None:
+    """Kubernetes 1.32 relaxed env var names to any printable ASCII but "=": the controller, which knows the
+    apiserver's version, refuses what that apiserver would refuse and nothing more."""
+    relaxed = ["1BAD", "my var", "a:b", "$HOME", "..x"]
+    for name in relaxed:
+        doc = minimal(env={name: "x"})
+        for version in (None, (1, 32), (1, 37), (2, 0)):
+            assert spec.semantic_problems(spec.decode_mcpserver(doc), version) == [], (name, version)
+        (problem,) = spec.semantic_problems(spec.decode_mcpserver(doc), (1, 31))
+        assert problem.path == f"spec.deployment.env.{name}" and "Kubernetes 1.31" in problem.message
+    for name in ("MY_ENV.NAME", "my-env", "_x", ".x"):
+        assert spec.semantic_problems(spec.decode_mcpserver(minimal(env={name: "x"})), (1, 31)) == []
+    (problem,) = spec.semantic_problems(spec.decode_mcpserver(minimal(env={"A=B": "x"})), (1, 37))
+    assert problem.reason == "InvalidSpec" and "'='" in problem.message
 
 
 def test_missing_command_has_its_own_reason() -> None:

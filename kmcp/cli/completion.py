@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kmcp.cli.common import Commands
@@ -18,8 +19,10 @@ def register(commands: Commands) -> None:
 
 
 def completion_command(args: argparse.Namespace) -> int:
-    from kmcp.cli import build_parser
+    from kmcp.cli import MODES, build_parser
     from kmcp.commands.completion import completion_script
 
-    sys.stdout.write(completion_script(build_parser(), args.shell))
+    # The modes' own parsers (importing them costs a moment, only here): their flags complete too.
+    modes = {name: importlib.import_module(module).build_parser() for name, (module, _) in MODES.items()}
+    sys.stdout.write(completion_script(build_parser(), args.shell, modes))
     return EXIT_OK

@@ -30,7 +30,8 @@ def register(commands: Commands) -> None:
                    help="namespace of the controller (default: kmcp-system)")
     kube_flags(p)
     p.add_argument("--keep-crd", action="store_true",
-                   help="keep the CRD (deleting it deletes every MCPServer and what runs them)")
+                   help="keep the CRD and the MCPServers (deleting it deletes every MCPServer and what runs them); "
+                        "warns how many are left without a controller")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the objects are gone (default: wait)")
     p.add_argument("--timeout", type=seconds, default=120.0,

@@ -3,12 +3,14 @@ covered.
 
 The script lists each command's options and positional choices (a command with subcommands, like ``dev``, offers
 their names and all their options); options that take a path complete files (or directories for --project-dir).
-Hidden options are left out. Modes with their own parsers (controller, adapter) complete by name only.
+Hidden options are left out. The modes (controller, adapter) parse their argv themselves: their own parsers are
+handed in, so their flags complete like any command's.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 SHELLS = ("bash", "zsh", "fish")
@@ -35,8 +37,10 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[a
     return None
 
 
-def describe(parser: argparse.ArgumentParser) -> list[CommandInfo]:
-    """Every command of the top-level parser with its options, in the parser's order."""
+def describe(parser: argparse.ArgumentParser,
+             modes: Mapping[str, argparse.ArgumentParser] | None = None) -> list[CommandInfo]:
+    """Every command of the top-level parser with its options, in the parser's order; a name in ``modes`` takes
+    its options from that parser instead (the top-level one only holds its name)."""
     sub = _subparsers(parser)
     if sub is None:
         return []
@@ -44,7 +48,7 @@ def describe(parser: argparse.ArgumentParser) -> list[CommandInfo]:
     infos: list[CommandInfo] = []
     for name, command in sub.choices.items():
         info = CommandInfo(name, helps.get(name, ""))
-        _add_actions(info, command)
+        _add_actions(info, (modes or {}).get(name, command))
         infos.append(info)
     return infos
 
@@ -76,8 +80,9 @@ def _words(items: list[str]) -> str:
     return " ".join(items)
 
 
-def bash_script(parser: argparse.ArgumentParser) -> str:
-    infos = describe(parser)
+def bash_script(parser: argparse.ArgumentParser,
+                modes: Mapping[str, argparse.ArgumentParser] | None = None) -> str:
+    infos = describe(parser, modes)
     prog = parser.prog
     fn = f"_{prog.replace('-', '_')}_complete"
     lines = [
@@ -127,8 +132,9 @@ def _zsh_quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "'\\''").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:")
 
 
-def zsh_script(parser: argparse.ArgumentParser) -> str:
-    infos = describe(parser)
+def zsh_script(parser: argparse.ArgumentParser,
+               modes: Mapping[str, argparse.ArgumentParser] | None = None) -> str:
+    infos = describe(parser, modes)
     prog = parser.prog
     lines = [
         f"#compdef {prog}",
@@ -187,8 +193,9 @@ def _fish_option(option: str) -> str:
     return f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
 
 
-def fish_script(parser: argparse.ArgumentParser) -> str:
-    infos = describe(parser)
+def fish_script(parser: argparse.ArgumentParser,
+                modes: Mapping[str, argparse.ArgumentParser] | None = None) -> str:
+    infos = describe(parser, modes)
     prog = parser.prog
     lines = [f"# fish completion for {prog}; load it with: {prog} completion fish | source",
              f"complete -c {prog} -f"]
@@ -213,6 +220,7 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines) + "\n"
 
 
-def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+def completion_script(parser: argparse.ArgumentParser, shell: str,
+                      modes: Mapping[str, argparse.ArgumentParser] | None = None) -> str:
     scripts = {"bash": bash_script, "zsh": zsh_script, "fish": fish_script}
-    return scripts[shell](parser)
+    return scripts[shell](parser, modes)

@@ -21,6 +21,7 @@ import yaml
 from kmcp import kube, render, spec
 from kmcp.commands.cluster import Progress, condition, event_lines, recent_events
 from kmcp.commands.podchain import find_stuck_link, stuck_report
+from kmcp.commands.watching import watching
 from kmcp.errors import BadInput, CommandFailed
 
 Obj = dict[str, Any]
@@ -192,40 +193,47 @@ async def apply_mcpserver(client: kube.Kube, obj: Obj) -> Obj:
 
 async def wait_ready(client: kube.Kube, name: str, namespace: str, within: float, progress: Progress, *,
                      diagnose_after: float | None = None) -> Obj:
-    """Poll the MCPServer until Ready; Accepted=False fails at once (the spec will not change by itself). With
-    ``diagnose_after``, once Programmed that long without being Ready, a missing link in the cluster (no node, no
-    scheduler, an image that cannot be pulled: :mod:`kmcp.commands.podchain`) fails it too, naming where to look."""
+    """Follow the MCPServer (a watch: each change as it happens) until Ready; Accepted=False fails at once (the spec
+    will not change by itself). With ``diagnose_after``, once Programmed that long without being Ready, a missing
+    link in the cluster (no node, no scheduler, an image that cannot be pulled: :mod:`kmcp.commands.podchain`)
+    fails it too, naming where to look."""
     started = trio.current_time()
     programmed_at: float | None = None
     checked_at = -math.inf
     obj: Obj = {}
-    with trio.move_on_after(within):
-        while True:
-            obj = await client.get(kube.MCPSERVERS, name, namespace)
-            if ready(obj):
-                progress.done(f"mcpserver {namespace}/{name} is Ready")
-                return obj
-            now = trio.current_time()
-            if (condition(obj, "Programmed") or {}).get("status") == "True" and diagnose_after is not None:
-                programmed_at = now if programmed_at is None else programmed_at
-                if now - programmed_at >= diagnose_after and now - checked_at >= 2:
-                    checked_at = now
-                    link = await find_stuck_link(client, name, namespace)
-                    if link is not None:
-                        progress.done()
-                        raise CommandFailed(stuck_report(f"mcpserver {namespace}/{name}", name, namespace, link))
-            accepted = condition(obj, "Accepted")
-            generation = (obj.get("metadata") or {}).get("generation", 0)
-            if accepted and accepted.get("status") == "False" and \
-                    accepted.get("observedGeneration", generation) >= generation:
-                progress.done()
-                raise CommandFailed(await failure_report(client, obj,
-                                                         f"mcpserver {namespace}/{name} was not accepted"))
-            summary = conditions_summary(obj)
-            elapsed = int(trio.current_time() - started)
-            progress.update(f"waiting for mcpserver {namespace}/{name} to be Ready: {summary} [{elapsed}s]",
-                            key=summary)
-            await trio.sleep(0.5)
+    async with watching(client, kube.MCPSERVERS, namespace, name) as watched:
+        with trio.move_on_after(within):
+            while True:
+                found = watched.get()
+                if found is None:
+                    progress.done()
+                    raise CommandFailed(f"mcpserver {namespace}/{name} was deleted while waiting for it to be Ready")
+                obj = found
+                if ready(obj):
+                    progress.done(f"mcpserver {namespace}/{name} is Ready")
+                    return obj
+                now = trio.current_time()
+                if (condition(obj, "Programmed") or {}).get("status") == "True" and diagnose_after is not None:
+                    programmed_at = now if programmed_at is None else programmed_at
+                    if now - programmed_at >= diagnose_after and now - checked_at >= 2:
+                        checked_at = now
+                        link = await find_stuck_link(client, name, namespace)
+                        if link is not None:
+                            progress.done()
+                            raise CommandFailed(stuck_report(f"mcpserver {namespace}/{name}", name, namespace,
+                                                             link))
+                accepted = condition(obj, "Accepted")
+                generation = (obj.get("metadata") or {}).get("generation", 0)
+                if accepted and accepted.get("status") == "False" and \
+                        accepted.get("observedGeneration", generation) >= generation:
+                    progress.done()
+                    raise CommandFailed(await failure_report(client, obj,
+                                                             f"mcpserver {namespace}/{name} was not accepted"))
+                summary = conditions_summary(obj)
+                elapsed = int(trio.current_time() - started)
+                progress.update(f"waiting for mcpserver {namespace}/{name} to be Ready: {summary} [{elapsed}s]",
+                                key=summary)
+                await watched.changed(within=1.0)  # a change, or a second on the clock
     progress.done()
     raise CommandFailed(await failure_report(
         client, obj, f"timed out after {within:g}s waiting for mcpserver {namespace}/{name} to be Ready"))

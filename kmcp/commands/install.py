@@ -9,7 +9,8 @@ MCPServer with ``auth: kubernetes`` holds kmcp's finalizer until the controller 
 ClusterRoleBinding, so removing the controller first would leave those MCPServers, and then the CRD, Terminating
 forever. Only then are the install objects deleted, in reverse order with foreground propagation. When no
 controller is left to do it, ``--remove-finalizers`` does the controller's part: delete the bindings, then remove
-kmcp's own finalizer (never anyone else's).
+kmcp's own finalizer (never anyone else's). ``--keep-crd`` keeps the MCPServers and says in one line how many are
+left without a controller, and how to remove them later.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 
 from kmcp import crd, install, kube, render
 from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
+from kmcp.commands.watching import watching
 from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
@@ -243,17 +245,18 @@ async def release_auth_binding(client: kube.Kube, server: Obj) -> list[str]:
 
 
 async def _wait_servers_gone(client: kube.Kube, within: float, progress: Progress, why: str) -> list[Obj]:
-    """Poll until no MCPServer is left or ``within`` seconds passed; the ones still there."""
+    """Follow the MCPServers (a watch) until none is left or ``within`` seconds passed; the ones still there."""
     started = trio.current_time()
-    left = await _list_servers(client) or []
-    with trio.move_on_after(within):
-        while left:
-            elapsed = int(trio.current_time() - started)
-            names = ", ".join(_key(s) for s in left[:5]) + (", ..." if len(left) > 5 else "")
-            progress.update(f"waiting for {len(left)} MCPServer(s) to be deleted{why}: {names} [{elapsed}s]",
-                            key=str(len(left)))
-            await trio.sleep(0.2)
-            left = await _list_servers(client) or []
+    async with watching(client, kube.MCPSERVERS) as watched:
+        with trio.move_on_after(within):
+            while watched.items:
+                left = list(watched.items.values())
+                elapsed = int(trio.current_time() - started)
+                names = ", ".join(_key(s) for s in left[:5]) + (", ..." if len(left) > 5 else "")
+                progress.update(f"waiting for {len(left)} MCPServer(s) to be deleted{why}: {names} [{elapsed}s]",
+                                key=str(len(left)))
+                await watched.changed(within=1.0)
+        left = sorted(watched.items.values(), key=_key)
     progress.done()
     return left
 
@@ -338,14 +341,33 @@ async def run_uninstall(client: kube.Kube, request: InstallRequest) -> None:
             for obj in pending:
                 meta = obj["metadata"]
                 waiting_for = describe(obj)
-                while True:
-                    try:
-                        await client.get(resource_of(obj), meta["name"], meta.get("namespace"))
-                    except kube.NotFound:
-                        break
-                    progress.update(f"waiting for {waiting_for} to be gone")
-                    await trio.sleep(0.2)
+                async with watching(client, resource_of(obj), meta.get("namespace"), meta["name"]) as watched:
+                    while watched.get() is not None:
+                        progress.update(f"waiting for {waiting_for} to be gone")
+                        await watched.changed(within=1.0)
         progress.done()
         if scope.cancelled_caught:
             raise CommandFailed(f"timed out after {request.timeout:g}s waiting for {waiting_for} to be deleted")
     print(f"kmcp uninstalled: removed {len(removed)} objects")
+    if not request.include_crd:
+        warning = left_behind_warning(await _list_servers(client) or [], request.namespace)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+
+
+def left_behind_warning(servers: list[Obj], namespace: str) -> str | None:
+    """One line about the MCPServers ``--keep-crd`` leaves without a controller, or None when there are none: one
+    holding kmcp's finalizer can no longer be deleted (its delete waits for a controller to remove the auth
+    binding first), so the line says how many, which, and the two ways out."""
+    if not servers:
+        return None
+    names = ", ".join(_key(s) for s in servers[:5]) + (", ..." if len(servers) > 5 else "")
+    line = f"kmcp: warning: {len(servers)} MCPServer(s) remain with no controller to reconcile them ({names})"
+    held = sum(render.AUTH_BINDING_FINALIZER in _finalizers(s) for s in servers)
+    flag = "" if namespace == install.DEFAULT_NAMESPACE else f" --namespace {namespace}"
+    if not held:
+        return line + "; reinstall with `kmcp install`, or delete them with `kubectl delete mcpservers --all -A`"
+    verb, them = ("holds", "it") if held == 1 else ("hold", "them")
+    return (line + f"; {held} {verb} finalizer {render.AUTH_BINDING_FINALIZER}, so deleting {them} would wait for a "
+            f"controller: reinstall with `kmcp install{flag}`, or delete them all (the CRD too) with "
+            f"`kmcp uninstall{flag} --remove-finalizers`")

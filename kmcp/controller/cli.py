@@ -20,7 +20,7 @@ from kmcp import kube
 from kmcp.controller import logs
 from kmcp.controller.leader import LeadershipLost
 from kmcp.controller.settings import DEFAULT_NAMESPACE, LEASE_NAME, ControllerSettings
-from kmcp.render import DEFAULT_ADAPTER_IMAGE, RenderSettings
+from kmcp.render import ADAPTER_AUTH_CLUSTER_ROLE, DEFAULT_ADAPTER_IMAGE, RenderSettings
 
 log = logging.getLogger("kmcp.controller")
 
@@ -66,6 +66,14 @@ def parse_duration(value: str) -> float:
     return seconds
 
 
+def parse_http_url(value: str) -> str:
+    """An http(s) URL, as the adapter's --otlp-endpoint takes it: refused here rather than in every adapter pod."""
+    text = value.strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kmcp controller",
                                 description="Reconcile MCPServers into Deployments, Services and ServiceAccounts.")
@@ -73,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
     p.add_argument("--adapter-image", default=None,
                    help="image of the stdio adapter sidecar (default: $KMCP_ADAPTER_IMAGE or the kmcp image)")
+    p.add_argument("--adapter-auth-cluster-role", default=None, metavar="NAME",
+                   help="the ClusterRole bound for `auth: kubernetes`: this install's own (default: "
+                        "$KMCP_ADAPTER_AUTH_CLUSTER_ROLE or kmcp-adapter-auth)")
+    p.add_argument("--adapter-otlp-endpoint", type=parse_http_url, default="", metavar="URL",
+                   help="OTLP/HTTP collector the stdio adapters send their spans to, as --otlp-endpoint, each "
+                        "named after its MCPServer (OTEL_SERVICE_NAME); default: no tracing")
     p.add_argument("--leader-elect", nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL",
                    help="elect a leader on a Lease so only one replica reconciles")
     p.add_argument("--leader-election-namespace", default=None,
@@ -107,13 +121,16 @@ def settings_from(args: argparse.Namespace, config: kube.KubeConfig, environ: Ma
     namespace = args.leader_election_namespace or environ.get("POD_NAMESPACE") or (
         config.namespace if config.in_cluster else DEFAULT_NAMESPACE)
     image = args.adapter_image or environ.get("KMCP_ADAPTER_IMAGE") or DEFAULT_ADAPTER_IMAGE
+    auth_role = args.adapter_auth_cluster_role or environ.get("KMCP_ADAPTER_AUTH_CLUSTER_ROLE") or \
+        ADAPTER_AUTH_CLUSTER_ROLE
     if args.leader_elect and not (args.leader_elect_retry_period < args.leader_elect_renew_deadline
                                   < args.leader_elect_lease_duration):
         raise ValueError("leader election needs retry period < renew deadline < lease duration")
     return ControllerSettings(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
-        render=RenderSettings(adapter_image=image),
+        render=RenderSettings(adapter_image=image, adapter_auth_cluster_role=auth_role,
+                              adapter_otlp_endpoint=args.adapter_otlp_endpoint),
         resync_period=args.resync_period,
         max_concurrent_reconciles=max(1, args.max_concurrent_reconciles),
         watch_timeout_seconds=max(1, round(args.watch_timeout)),

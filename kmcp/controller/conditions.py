@@ -52,6 +52,9 @@ def changed(before: list[Obj], after: list[Obj]) -> list[Obj]:
 
 # Not-yet-true states every healthy MCPServer passes through: worth telling, not worth a Warning.
 PROGRESS_REASONS = frozenset({"DeploymentProgressing", "DeploymentNotFound"})
+# What kmcp.controller.reconcile.server_conditions says of a condition held back by an earlier one that did not
+# pass: it follows from that one, so an Event does not repeat it.
+HELD_BACK_REASONS = frozenset({"NotAccepted", "RefsNotResolved", "NotProgrammed"})
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,22 @@ class EventSummary:
 
 
 def summarize(changes: list[Obj]) -> EventSummary | None:
-    """One Event for all the conditions one reconcile changed (a new MCPServer changes four at once).
+    """One Event for the conditions one reconcile changed (a new MCPServer changes four at once), saying what
+    changed and nothing that follows from it.
 
-    A Warning names the first condition that went wrong; otherwise the Event is Normal and takes the reason of the
-    furthest condition that became True (Programmed before Ready's progress)."""
+    The conditions are a chain: a True one implies every earlier one, and one that did not pass holds back the
+    later ones (HELD_BACK_REASONS). So a Warning names what went wrong; a Normal Event names the furthest condition
+    that became True and what is still pending after it. A Warning takes the reason of the first condition that
+    went wrong, a Normal one that of the furthest True one."""
     if not changes:
         return None
-    bad = [c for c in changes if c.get("status") != "True" and c.get("reason") not in PROGRESS_REASONS]
-    good = [c for c in changes if c.get("status") == "True"]
-    lead = bad[0] if bad else (good[-1] if good else changes[-1])
+    news = [c for c in changes if c.get("reason") not in HELD_BACK_REASONS] or changes
+    bad = [c for c in news if c.get("status") != "True" and c.get("reason") not in PROGRESS_REASONS]
+    good = [c for c in news if c.get("status") == "True"]
+    lead = bad[0] if bad else (good[-1] if good else news[-1])
+    shown = [c for c in news if c is lead or c.get("status") != "True"]
     note = "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
-                     + (f": {c.get('message')}" if c.get("message") and (c is lead or c.get("status") != "True")
-                        else "")
-                     for c in changes)
+                     + (f": {c.get('message')}" if c.get("message") else "") for c in shown)
     return EventSummary("Warning" if bad else "Normal", str(lead.get("reason")), note)
 
 

@@ -161,7 +161,8 @@ class Manager:
         self.standby = False
         self.metrics.leader.set(1.0)
         self.caches = caches = self._build()
-        self.reconciler = reconciler = Reconciler(self.client, caches, self.settings, self.identity)
+        self.reconciler = reconciler = Reconciler(self.client, caches, self.settings, self.identity,
+                                                  await self._kube_version())
         self.metrics.events_dropped.sampler = lambda: float(reconciler.events.dropped)
         async with trio.open_nursery() as nursery:
             await nursery.start(reconciler.events.run)
@@ -174,6 +175,18 @@ class Manager:
                                                     "namespace": self.settings.namespace or "(all)"}})
             await nursery.start(self.queue.run_workers, self._worker, self.settings.max_concurrent_reconciles)
             nursery.start_soon(self._resync)
+
+    async def _kube_version(self) -> tuple[int, int] | None:
+        """The apiserver's version, read once: a rule that changed between versions (env var names) follows the
+        apiserver that will validate the Deployment. Unknown, the oldest rule is kept (every version accepts it)."""
+        try:
+            version = await self.client.server_version()
+        except (kube.ApiError, ValueError) as error:
+            log.warning("could not read the apiserver version, checking env var names by the pre-1.32 rule",
+                        extra={"kv": {"error": str(error)}})
+            return (1, 0)
+        log.info("apiserver version", extra={"kv": {"major": version[0], "minor": version[1]}})
+        return version
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         s = self.settings

@@ -256,18 +256,21 @@ def server_status(obj: Obj, observed: Observed, now: str) -> Obj:
     return status
 
 
-def decode(obj: Obj) -> tuple[spec.MCPServer | None, list[spec.Problem]]:
-    """The MCPServer as Structs and what keeps kmcp from running it; no server when it does not even decode."""
+def decode(obj: Obj, kube_version: tuple[int, int] | None = None) -> tuple[spec.MCPServer | None, list[spec.Problem]]:
+    """The MCPServer as Structs and what keeps kmcp from running it on an apiserver of ``kube_version``; no server
+    when it does not even decode."""
     try:
         server = spec.decode_mcpserver(obj)
-        return server, spec.semantic_problems(server)
+        return server, spec.semantic_problems(server, kube_version)
     except spec.SpecError as exc:
         return None, exc.problems
 
 
 class Reconciler:
-    def __init__(self, client: kube.Kube, caches: Caches, settings: ControllerSettings, identity: str) -> None:
+    def __init__(self, client: kube.Kube, caches: Caches, settings: ControllerSettings, identity: str,
+                 kube_version: tuple[int, int] | None = None) -> None:
         self.client = client
+        self.kube_version = kube_version  # the apiserver's (major, minor): which env var names it takes
         self.caches = caches
         self.settings = settings
         self.identity = identity
@@ -287,10 +290,10 @@ class Reconciler:
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             await self._forget(key, obj)
             return
-        server, problems = decode(obj)
+        server, problems = decode(obj, self.kube_version)
         observed = Observed(problems)
         error: ReconcileError | None = None
-        if server is not None and render.render_auth_binding(server) is None:
+        if server is not None and render.render_auth_binding(server, self.settings.render) is None:
             # auth switched off (or never on): no binding may stay behind. An undecodable spec leaves the running
             # adapter, and the binding it may rely on, as they are.
             try:
@@ -374,6 +377,9 @@ class Reconciler:
             if live is not None and drift is None:
                 result = live
             else:
+                if live is not None and child["kind"] == "ClusterRoleBinding" and \
+                        live.get("roleRef") != child["roleRef"]:
+                    await self._delete_for_new_role_ref(live, cache)
                 if live is not None:
                     log.debug("child differs", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                              "name": meta["name"], "field": drift}})
@@ -387,6 +393,18 @@ class Reconciler:
                 deployment = result
         await self._prune(server, {(o["kind"], o["metadata"]["name"]) for o in rendered})
         return deployment
+
+    async def _delete_for_new_role_ref(self, live: Obj, cache: Informer) -> None:
+        """A binding's roleRef cannot change (the apiserver refuses the apply): one that refers to another
+        ClusterRole, e.g. after the release was renamed and so its adapter-auth role, is deleted to be created
+        anew with the right one."""
+        name = str(live["metadata"]["name"])
+        with failing_as("ApplyFailed", f"could not replace ClusterRoleBinding {name}"), \
+                contextlib.suppress(kube.NotFound):
+            await self.client.delete(cache.resource, name)
+        cache.discard(("", name))
+        log.info("deleted for a new roleRef", extra={"kv": {"kind": "ClusterRoleBinding", "name": name,
+                                                           "role": (live.get("roleRef") or {}).get("name")}})
 
     async def _ensure_session_key(self, server: spec.MCPServer) -> None:
         """Create the Secret holding the key the adapter replicas sign session ids with, once: a random key

@@ -221,3 +221,41 @@ def test_release_name_prefixes_objects_unless_it_holds_the_chart_name(render: Re
     names = {o["metadata"]["name"] for o in render("kmcp", release="kmcp-prod")}
     assert "kmcp-prod-controller-manager" in names
 
+
+
+CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace",
+                        "PriorityClass", "StorageClass", "MutatingWebhookConfiguration",
+                        "ValidatingWebhookConfiguration", "APIService"}
+
+
+def test_two_releases_in_one_cluster_share_no_cluster_scoped_name(render: Render) -> None:
+    """Each release's ClusterRoles and ClusterRoleBindings carry its fullname, the one the controller binds for
+    `auth: kubernetes` included, and that release's controller is told which one is its own."""
+    releases = {"kmcp": render("kmcp"), "team-b": render("kmcp", release="team-b", namespace="team-b")}
+    names: dict[str, set[tuple[str, str]]] = {}
+    for release, objects in releases.items():
+        names[release] = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in CLUSTER_SCOPED_KINDS}
+        assert all("namespace" in o["metadata"] for o in objects if o["kind"] not in CLUSTER_SCOPED_KINDS)
+        auth_roles = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith(
+            "adapter-auth")]
+        (role,) = auth_roles
+        env = {e["name"]: e.get("value") for e in manager(objects)["env"]}
+        assert env["KMCP_ADAPTER_AUTH_CLUSTER_ROLE"] == role["metadata"]["name"]
+        manager_role = next(o for o in objects if o["kind"] == "ClusterRole"
+                            and o["metadata"]["name"].endswith("-manager-role"))
+        assert [r["resourceNames"] for r in manager_role["rules"] if "bind" in r["verbs"]] == [
+            [role["metadata"]["name"]]]
+    assert names["kmcp"] and names["team-b"]
+    assert names["kmcp"].isdisjoint(names["team-b"]), names["kmcp"] & names["team-b"]
+    assert ("ClusterRole", "kmcp-adapter-auth") in names["kmcp"]  # the default release keeps the guide's name
+    assert ("ClusterRole", "team-b-kmcp-adapter-auth") in names["team-b"]
+
+
+def test_adapter_otlp_endpoint_value_reaches_the_controller(render: Render, helm: Path) -> None:
+    url = "http://otel-collector.observability:4318"
+    container = manager(render("kmcp", "--set", f"controller.adapterOtlpEndpoint={url}"))
+    assert f"--adapter-otlp-endpoint={url}" in container["args"]
+    assert not [a for a in manager(render("kmcp"))["args"] if a.startswith("--adapter-otlp-endpoint")]
+    refused = run_helm(helm, "template", "kmcp", CHARTS / "kmcp", "--set",
+                       "controller.adapterOtlpEndpoint=otel-collector:4318")
+    assert refused.returncode != 0 and "adapterOtlpEndpoint" in refused.stderr, refused.stderr

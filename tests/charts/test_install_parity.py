@@ -69,6 +69,7 @@ def substance(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
                 "image": container["image"], "imagePullPolicy": container["imagePullPolicy"],
                 "command": container["command"], "args": container["args"],
                 "adapterImage": env.get("KMCP_ADAPTER_IMAGE"),
+                "adapterAuthRole": env.get("KMCP_ADAPTER_AUTH_CLUSTER_ROLE"),
                 "ports": sorted((p["name"], p["containerPort"]) for p in container["ports"]),
                 "liveness": container["livenessProbe"], "readiness": container["readinessProbe"],
                 "resources": container["resources"], "securityContext": container["securityContext"],

@@ -89,3 +89,20 @@ def test_fish_completes_commands_subcommands_options_and_choices() -> None:
     assert {"--detach", "--check"} <= set(complete("kmcp dev up --"))
     assert set(complete("kmcp render -o ")) == {"yaml", "json"}
     assert complete("kmcp completion f") == ["fish"]
+
+
+def test_the_modes_complete_their_own_flags(bash_script: str) -> None:
+    """`kmcp controller` and `kmcp adapter` parse argv themselves: their flags come from their own parsers."""
+    controller = set(bash_complete(bash_script, "kmcp", "controller", "--"))
+    assert {"--leader-elect", "--metrics-bind-address", "--adapter-otlp-endpoint", "--kubeconfig"} <= controller
+    assert bash_complete(bash_script, "kmcp", "controller", "--log-level", "w") == ["warning"]
+    assert {"--listen", "--otlp-endpoint", "--bridge"} <= set(bash_complete(bash_script, "kmcp", "adapter", "--"))
+    fish = kmcp("completion", "fish").stdout
+    assert "-n '__fish_seen_subcommand_from controller' -l leader-elect" in fish
+    zsh = kmcp("completion", "zsh").stdout
+    assert "'--resync-period[" in zsh
+    if shutil.which("fish"):
+        proc = subprocess.run(["fish", "--no-config", "-c", "source; complete -C 'kmcp controller --leader-elect-r'"],
+                              input=fish, capture_output=True, text=True, timeout=30)
+        assert [entry.split("\t")[0] for entry in proc.stdout.splitlines()] == [
+            "--leader-elect-renew-deadline", "--leader-elect-retry-period"]

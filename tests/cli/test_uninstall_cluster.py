@@ -168,3 +168,40 @@ def test_without_a_controller_uninstall_stops_then_removes_only_kmcps_finalizer_
     assert done.returncode == 0, done.stderr
     assert f"deleted CustomResourceDefinition {CRD_NAME}" in done.stdout
     assert client.read("apiextensions.k8s.io/v1", "CustomResourceDefinition", CRD_NAME) is None
+
+
+def test_keep_crd_warns_in_one_line_that_the_left_mcpservers_have_no_controller(
+        private_cluster: tuple[Path, Kube], tmp_path: Path) -> None:
+    """--keep-crd leaves the MCPServers; one with kmcp's finalizer can no longer be deleted once the controller is
+    gone. The user hears it once, with the count and the way out, and the way out works."""
+    kubeconfig, client = private_cluster
+    installed = kmcp("install", "--kubeconfig", kubeconfig, "--no-wait", "--image", "example.test/kmcp:dev")
+    assert installed.returncode == 0, installed.stderr
+    controller = start_controller(client, install.DEFAULT_NAMESPACE, tmp_path)
+    try:
+        auth_server(client, "kept", "team-d")
+        client.create(mcpserver("plain", "team-d"))
+        wait_bound(client, "team-d", "kept")
+        kept = kmcp("uninstall", "--kubeconfig", kubeconfig, "--keep-crd", timeout=150)
+    finally:
+        controller.stop()
+    assert kept.returncode == 0, kept.stderr
+    assert "Traceback" not in kept.stderr
+    (warning,) = [line for line in kept.stderr.splitlines() if "MCPServer" in line]
+    assert warning.startswith("kmcp: warning: 2 MCPServer(s) remain with no controller to reconcile them "
+                              "(team-d/kept, team-d/plain); 1 holds finalizer kmcp.kagent.dev/auth-binding"), warning
+    assert "kmcp uninstall --remove-finalizers" in warning and "kmcp install" in warning
+    assert client.read(MCP, "MCPServer", "kept", "team-d") is not None
+    assert client.read("apiextensions.k8s.io/v1", "CustomResourceDefinition", CRD_NAME) is not None
+
+    # The way out the warning names: every MCPServer deleted, kmcp's part done for the finalizer, the CRD gone.
+    out = kmcp("uninstall", "--kubeconfig", kubeconfig, "--remove-finalizers", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "MCPServer team-d/kept: removed finalizer kmcp.kagent.dev/auth-binding" in out.stdout
+    assert bindings(client, "team-d", "kept") == []
+    assert client.read("apiextensions.k8s.io/v1", "CustomResourceDefinition", CRD_NAME) is None
+
+    # Nothing left: --keep-crd says nothing about MCPServers.
+    kmcp("install", "--kubeconfig", kubeconfig, "--no-wait", "--image", "example.test/kmcp:dev")
+    quiet = kmcp("uninstall", "--kubeconfig", kubeconfig, "--keep-crd", timeout=150)
+    assert quiet.returncode == 0 and "MCPServer" not in quiet.stderr, quiet.stderr

@@ -31,6 +31,15 @@ def test_a_rendered_binding_names_its_mcpserver() -> None:
         hashlib.sha256(b"team-1/a-b").hexdigest()[:8]
 
 
+def test_the_binding_refers_to_the_installs_own_adapter_auth_role() -> None:
+    """A Helm release other than "kmcp" has its own <fullname>-adapter-auth; its controller binds that one."""
+    kubernetes = server("a", "n", {"type": "kubernetes"})
+    settings = render.RenderSettings(adapter_auth_cluster_role="team-b-kmcp-adapter-auth")
+    (binding,) = [o for o in render.render(kubernetes, settings) if o["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == "team-b-kmcp-adapter-auth"
+    assert render.render_auth_binding(kubernetes)["roleRef"]["name"] == "kmcp-adapter-auth"  # type: ignore[index]
+
+
 def test_binding_names_that_read_alike_differ() -> None:
     """("a-b", "c") and ("a", "b-c") read the same in kmcp-auth-<namespace>-<name>: the hash of "ns/name" tells
     them apart, so applying one can never take over the other's binding."""

@@ -202,6 +202,31 @@ def test_names_that_read_alike_get_their_own_bindings_and_old_names_are_replaced
         kube.remove("v1", "Namespace", other)
 
 
+def test_a_binding_to_another_role_is_replaced(kube: Kube, namespace: str, no_shared_controller: None,
+                                              start_controller: Any) -> None:
+    """roleRef is immutable: a binding that an earlier install made to its own adapter-auth role (the release was
+    renamed, and so its role, while the controller was being upgraded) cannot be applied over. The controller
+    deletes it and binds its own role."""
+    name = binding_name(namespace, "moved")
+    labels = {"app.kubernetes.io/managed-by": "kmcp", "app.kubernetes.io/instance": "moved",
+              render.SERVER_NAMESPACE_LABEL: namespace}
+    kube.apply(auth_server("moved", namespace, {"type": "kubernetes"}))
+    kube.apply({"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": install.METRICS_READER_ROLE},
+                "subjects": [{"kind": "ServiceAccount", "name": "moved", "namespace": namespace}]})
+    try:
+        start_controller(f"--namespace={namespace}", name="upgraded")
+        wait_for(lambda: (binding(kube, namespace, "moved") or {}).get("roleRef", {}).get("name")
+                 == install.ADAPTER_AUTH_ROLE, timeout=15, description="the binding to the install's own role")
+        wait_condition(kube, "moved", namespace, "Programmed", "True")
+        kube.remove(MCP, "MCPServer", "moved", namespace)
+        kube.wait_deleted(MCP, "MCPServer", "moved", namespace, timeout=15)
+        assert binding(kube, namespace, "moved") is None
+    finally:
+        kube.remove(RBAC, "ClusterRoleBinding", name)
+
+
 @pytest.mark.parametrize("role", ["cluster-admin", "view", install.METRICS_READER_ROLE])
 def test_the_controller_may_bind_no_other_role(kube: Kube, installed: list[Obj], controller_kubeconfig: Path,
                                                namespace: str, role: str) -> None:

@@ -67,20 +67,53 @@ def test_changed_conditions_are_the_ones_worth_an_event() -> None:
     assert [c["type"] for c in conditions.changed(before, after)] == ["Ready"]
 
 
-def test_one_event_sums_up_a_reconcile() -> None:
+def test_one_event_says_what_changed_not_every_condition() -> None:
+    """The four conditions are a chain: a True one implies every earlier one, and one that is not True holds back
+    the later ones. An Event names the step that moved, and what is now pending, nothing implied by it."""
     new = conditions.set_conditions([], [C("Accepted", "True", "Accepted", "the spec is valid"),
                                          C("ResolvedRefs", "True", "ResolvedRefs"),
                                          C("Programmed", "True", "Programmed", "applied"),
                                          C("Ready", "False", "DeploymentProgressing", "waiting")], 1, "T")
     created = conditions.summarize(conditions.changed([], new))
     assert created is not None and (created.type, created.reason) == ("Normal", "Programmed")
-    assert created.note == ("Accepted=True (Accepted); ResolvedRefs=True (ResolvedRefs); "
-                            "Programmed=True (Programmed): applied; Ready=False (DeploymentProgressing): waiting")
+    assert created.note == "Programmed=True (Programmed): applied; Ready=False (DeploymentProgressing): waiting"
     failing = conditions.set_conditions(new, [C("Programmed", "False", "ApplyFailed", "boom"),
                                               C("Ready", "False", "NotProgrammed", "not applied")], 1, "T")
     warning = conditions.summarize(conditions.changed(new, failing))
-    assert warning is not None and (warning.type, warning.reason) == ("Warning", "ApplyFailed")
+    assert warning is not None and (warning.type, warning.reason, warning.note) == (
+        "Warning", "ApplyFailed", "Programmed=False (ApplyFailed): boom")
     assert conditions.summarize(conditions.changed(failing, failing)) is None
+
+    rejected = conditions.set_conditions([], [C("Accepted", "False", "MissingCommand", "spec.deployment.cmd: required"),
+                                              C("ResolvedRefs", "Unknown", "NotAccepted", "the spec is not accepted"),
+                                              C("Programmed", "False", "NotAccepted", "the spec is not accepted"),
+                                              C("Ready", "False", "NotAccepted", "the spec is not accepted")], 1, "T")
+    summary = conditions.summarize(conditions.changed([], rejected))
+    assert summary is not None and summary.note == "Accepted=False (MissingCommand): spec.deployment.cmd: required"
+    missing = conditions.set_conditions([], [C("Accepted", "True", "Accepted", "the spec is valid"),
+                                             C("ResolvedRefs", "False", "RefNotFound", "not found: Secret k"),
+                                             C("Programmed", "False", "RefsNotResolved", "waiting"),
+                                             C("Ready", "False", "RefsNotResolved", "waiting")], 1, "T")
+    summary = conditions.summarize(conditions.changed([], missing))
+    assert summary is not None and (summary.reason, summary.note) == (
+        "RefNotFound", "ResolvedRefs=False (RefNotFound): not found: Secret k")
+    ready = conditions.set_conditions(new, [C("Ready", "True", "DeploymentReady", "ready")], 1, "T")
+    summary = conditions.summarize(conditions.changed(new, ready))
+    assert summary is not None and summary.note == "Ready=True (DeploymentReady): ready"
+
+
+def test_an_event_about_a_failed_step_names_only_that_step() -> None:
+    """What server_conditions holds back behind a failed step carries one of HELD_BACK_REASONS, so the Event about
+    a new MCPServer that fails at any step names that step alone."""
+    failures = {
+        "Accepted": Observed([Problem("spec.deployment.cmd", "required for stdio", "MissingCommand")]),
+        "ResolvedRefs": Observed(url=URL, refs=References(missing=["Secret k"])),
+        "Programmed": Observed(url=URL, apply_error=ReconcileError("ApplyFailed", "boom")),
+    }
+    for step, observed in failures.items():
+        summary = conditions.summarize(conditions.set_conditions([], server_conditions(observed), 1, "T"))
+        assert summary is not None and summary.type == "Warning", step
+        assert summary.note.startswith(f"{step}=False (") and summary.note.count("=False") == 1, summary.note
 
 
 def test_deployment_ready_needs_available_and_a_current_generation() -> None:
@@ -376,6 +409,17 @@ def test_settings_take_the_adapter_image_and_lease_namespace_from_the_environmen
     assert cli.settings_from(args, outside, {}).leader_election_namespace == "kmcp-system"
 
 
+def test_the_adapter_otlp_endpoint_flag_reaches_the_render_settings() -> None:
+    config = kube.KubeConfig("https://x", ssl_context=None, namespace="dev")  # type: ignore[arg-type]
+    parser = cli.build_parser()
+    args = parser.parse_args(["--adapter-otlp-endpoint=http://otel-collector.observability:4318"])
+    assert cli.settings_from(args, config, {}).render.adapter_otlp_endpoint == \
+        "http://otel-collector.observability:4318"
+    assert cli.settings_from(parser.parse_args([]), config, {}).render.adapter_otlp_endpoint == ""
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--adapter-otlp-endpoint=otel-collector:4318"])  # the adapter wants an http(s) URL
+
+
 # -- install objects
 
 def test_checked_in_install_manifest_matches_install_objects() -> None:
@@ -402,7 +446,8 @@ def test_install_objects_carry_the_guides_names() -> None:
     assert container["name"] == "manager" and container["command"] == ["kmcp"]
     assert container["args"] == ["controller", "--leader-elect", "--health-probe-bind-address=:8081",
                                  "--metrics-bind-address=:8443", "--metrics-secure"]
-    assert container["env"] == [{"name": "KMCP_ADAPTER_IMAGE", "value": container["image"]}]
+    assert container["env"] == [{"name": "KMCP_ADAPTER_IMAGE", "value": container["image"]},
+                                {"name": "KMCP_ADAPTER_AUTH_CLUSTER_ROLE", "value": "kmcp-adapter-auth"}]
     assert container["image"] == "ghcr.io/kagent-dev/kmcp/controller:0.1.0"
     assert container["resources"] == {"limits": {"cpu": "500m", "memory": "128Mi"},
                                       "requests": {"cpu": "10m", "memory": "64Mi"}}
@@ -464,3 +509,11 @@ def test_the_owner_index_follows_puts_replacements_and_discards() -> None:
     informer.discard(("ns", "a"))
     informer.discard(("ns", "missing"))
     assert informer.owned_by("uid-1") == [] and informer.get("ns", "a") is None
+
+
+def test_the_server_version_is_read_as_providers_write_it() -> None:
+    assert kube.parse_server_version({"major": "1", "minor": "37", "gitVersion": "v1.37.0"}) == (1, 37)
+    assert kube.parse_server_version({"major": "1", "minor": "32+", "gitVersion": "v1.32.3-gke.1"}) == (1, 32)
+    assert kube.parse_server_version({"major": "", "minor": "", "gitVersion": "v1.31.2-eks-7f9249a"}) == (1, 31)
+    with pytest.raises(ValueError, match="no Kubernetes version"):
+        kube.parse_server_version({"gitVersion": "unknown"})

@@ -67,3 +67,10 @@ app.kubernetes.io/part-of: kmcp
 {{- define "kmcp.metricsServiceName" -}}
 {{- printf "%s-controller-manager-metrics-service" (include "kmcp.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The ClusterRole the controller binds for `auth: kubernetes`: release-scoped like every cluster-scoped name here,
+so two releases never share (or delete) one; release "kmcp" keeps kmcp install's kmcp-adapter-auth. The controller
+learns it from KMCP_ADAPTER_AUTH_CLUSTER_ROLE. */}}
+{{- define "kmcp.adapterAuthRole" -}}
+{{- printf "%s-adapter-auth" (include "kmcp.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
