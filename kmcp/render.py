@@ -26,6 +26,7 @@ from kmcp.podcontract import (
 
 MANAGED_BY = "kmcp"
 CONFIG_HASH_ANNOTATION = "kmcp.kagent.dev/config-hash"
+PRE_STOP_SECONDS = 3  # endpoint removal -> every kube-proxy updated, with room on a loaded 2-core machine
 ADAPTER_UID = 65532
 DEFAULT_ADAPTER_IMAGE = f"ghcr.io/kagent-dev/kmcp/controller:{__version__}"
 # Carried by the install manifests: create on tokenreviews and subjectaccessreviews, what `auth: kubernetes` needs.
@@ -191,6 +192,11 @@ def _server_container(server: spec.MCPServer) -> dict[str, Any]:
         container["resources"] = _builtins(dep.resources)
     if dep.security_context is not None:
         container["securityContext"] = dep.security_context
+    # A deleted pod leaves the Service's endpoints while the kubelet is already stopping it, and kube-proxy needs a
+    # moment to catch up: until then new connections still arrive. The kubelet's own sleep (no binary needed in the
+    # image) keeps both containers serving meanwhile (a native sidecar stops only after mcp-server), so nothing
+    # is refused or dropped on the way out.
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     return container
 
 

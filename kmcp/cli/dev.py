@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,17 @@ def register(commands: Commands) -> None:
     dp.add_argument("--detach", action="store_true",
                     help="run in the background, showing its log until Ready (the first run's build too; Ctrl-C "
                          "stops only the waiting); stop it with kmcp dev down")
+    dp.add_argument("--node", choices=("auto", "real", "local"), default=None,
+                    help="where the example's pod runs: on a real node (containerd + kubelet; root), with the local "
+                         "pod runner, or auto: real where this machine can run one (default; or $KMCP_DEV_NODE)")
     dp.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # the process --detach starts
     dp = dev.add("down", down_command, "stop a kmcp dev up --detach (also one still starting or building)",
                  "kmcp dev down")
     dp.add_argument("--dir", help="state directory (default: ~/.cache/kmcp/dev)")
-    dev.add("build", build_command, "build and cache the local control plane's binaries from Go source (what the "
-            "first kmcp dev up does: about 9 minutes, once)", "kmcp dev build")
+    dp = dev.add("build", build_command, "build and cache the local control plane's binaries from Go source (what "
+                 "the first kmcp dev up does: about 9 minutes, once)", "kmcp dev build")
+    dp.add_argument("--node", action="store_true", help="also what the real node needs (root): kubelet & co., "
+                    "CoreDNS and the kmcp image's root filesystem (about 8 minutes more, once)")
     dev.add("echo-server", echo_server_command, "the bundled example stdio MCP server (echo, add)",
             "kmcp adapter --listen 127.0.0.1:3000 -- kmcp dev echo-server")
 
@@ -40,11 +46,13 @@ def dev_command(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    from kmcp.commands.devmode import requested_mode
     from kmcp.commands.devup import DevSettings, default_directory
 
     directory = Path(args.dir).expanduser() if args.dir else default_directory()
     return DevSettings(directory=directory, port=getattr(args, "port", 3000), check=getattr(args, "check", False),
-                       detached=getattr(args, "background", False))
+                       detached=getattr(args, "background", False),
+                       node=requested_mode(getattr(args, "node", None), os.environ))
 
 
 def up_command(args: argparse.Namespace) -> int:
@@ -65,7 +73,7 @@ def down_command(args: argparse.Namespace) -> int:
 def build_command(args: argparse.Namespace) -> int:
     from kmcp.commands.devbuild import run_build
 
-    return run_build()
+    return run_build(node=args.node)
 
 
 def echo_server_command(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ async def _stop_group(process: trio.Process, grace: float = 10.0) -> None:
 
 
 async def build_binaries(command: Sequence[str], env: dict[str, str], say: Callable[[str], None],
-                         every: float = PROGRESS_SECONDS) -> None:
+                         every: float = PROGRESS_SECONDS, what: str = "the control plane's binaries") -> None:
     """Run ``command`` (``kmcp dev build``) until it is done, saying each step and, while one lasts, its elapsed
     time. CommandFailed with its last lines when it fails; stopped with its whole process group when cancelled."""
     started = trio.current_time()
@@ -81,14 +81,14 @@ async def build_binaries(command: Sequence[str], env: dict[str, str], say: Calla
         last = tail[-1] if tail else ""
         if last.startswith("kmcp: error: "):  # the build's own one-line reason (no Go, say): the same one line
             raise CommandFailed(f"the local control plane did not start: {last.removeprefix('kmcp: error: ')}")
-        raise CommandFailed(f"building the control plane's binaries failed (exit code {code}):\n" + "\n".join(tail))
-    say(f"built the control plane's binaries in {trio.current_time() - started:.0f}s "
-        f"(cached in {binaries.default_cache_root()})")
+        raise CommandFailed(f"building {what} failed (exit code {code}):\n" + "\n".join(tail))
+    say(f"built {what} in {trio.current_time() - started:.0f}s (cached in {binaries.default_cache_root()})")
 
 
-def run_build() -> int:
-    """``kmcp dev build``: build what the local control plane needs, printing its steps; SIGTERM stops it cleanly
-    (the temporary build directory is removed, go is killed by subprocess.run)."""
+def run_build(node: bool = False) -> int:
+    """``kmcp dev build``: build what the local control plane needs (``node``: and what the real node needs, its
+    binaries and the kmcp image's root filesystem), printing its steps; SIGTERM stops it cleanly (the temporary
+    build directory is removed, go is killed by subprocess.run)."""
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -96,7 +96,13 @@ def run_build() -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         chain = binaries.ensure_binaries(log=True)
-    except RuntimeError as error:
+        print(f"control plane binaries: {chain.directory}", flush=True)
+        if node:
+            from kmcp.devcluster.images import debian_rootfs_layer
+
+            for node_chain in (binaries.ensure_node_binaries(log=True), binaries.ensure_dns_binaries(log=True)):
+                print(f"node binaries: {node_chain.directory}", flush=True)
+            print(f"image root filesystem: {debian_rootfs_layer(log=True)}", flush=True)
+    except RuntimeError as error:  # ImageBuildError is one too
         raise CommandFailed(str(error)) from None
-    print(f"control plane binaries: {chain.directory}", flush=True)
     return 0

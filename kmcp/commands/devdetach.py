@@ -81,7 +81,7 @@ def run_detached(settings: DevSettings) -> int:
     settings.state_file.unlink(missing_ok=True)
     log_path = settings.directory / "dev.log"
     argv = [*kmcp_command(), "dev", "up", "--dir", str(settings.directory), "--port", str(settings.port),
-            "--background"]
+            "--node", settings.node, "--background"]
     with open(log_path, "wb") as log:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=kmcp_env(),
                                  start_new_session=True)

@@ -5,6 +5,9 @@ It starts the cached local control plane (etcd + kube-apiserver + kube-controlle
 applies an example stdio MCPServer (the bundled :mod:`kmcp.examples_server`, run by this same Python), runs the pod
 the controller rendered with :mod:`kmcp.podrunner` on 127.0.0.1, and writes the Deployment's status as a kubelet
 would, so the controller reports the MCPServer Ready. ``--check`` then talks MCP to it and exits.
+
+That is the local pod runner mode. Where this machine can run a real node, the pod runs there instead
+(:mod:`kmcp.commands.devup_node`); :mod:`kmcp.commands.devmode` chooses, and says which and why in one line.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class DevSettings:
     check: bool = False
     startup_timeout: float = 120.0
     detached: bool = False  # this process is the background half of `kmcp dev up --detach`
+    node: str = "auto"  # auto | real | local: where the example's pod runs (kmcp.commands.devmode)
 
     @property
     def state_file(self) -> Path:
@@ -265,10 +269,14 @@ async def _up(settings: DevSettings, server: str, ca_pem: bytes, admin_kubeconfi
 
 
 def run_dev_up(settings: DevSettings) -> int:
+    from kmcp.commands import devmode
+
     existing = running_state(settings)
     if existing is not None:
         raise CommandFailed(f"kmcp dev is already running from {settings.directory} (pid {existing['pid']}, "
                             f"{describe_state(existing)}): stop it with `kmcp dev down`")
+    choice = devmode.choose_mode(settings.node, devmode.node_facts())
+    say(choice.line())
 
     async def main() -> int:
         try:
@@ -281,7 +289,12 @@ def run_dev_up(settings: DevSettings) -> int:
             result: list[int] = []
 
             async def up() -> None:
-                result.append(await dev_up(settings))
+                if choice.mode is devmode.Mode.REAL:
+                    from kmcp.commands.devup_node import node_dev_up
+
+                    result.append(await node_dev_up(settings, choice))
+                else:
+                    result.append(await dev_up(settings))
                 nursery.cancel_scope.cancel()
 
             async def stop_on_signal() -> None:

@@ -181,11 +181,16 @@ def pause_image(pause_binary: Path, cache: Path | None = None) -> ImageArchive:
     return archive
 
 
+def debian_rootfs_path(cache: Path | None = None) -> Path:
+    """Where :func:`debian_rootfs_layer` keeps its layer (so callers can tell whether it is built yet)."""
+    key = hashlib.sha256(f"{DEBIAN_SUITE} {DEBIAN_MIRROR} {' '.join(DEBIAN_PACKAGES)}".encode()).hexdigest()[:12]
+    return (cache or default_image_cache()) / f"debian-{DEBIAN_SUITE}-python3-{key}.layer.tar"
+
+
 def debian_rootfs_layer(cache: Path | None = None, log: bool = True) -> Path:
     """A Debian ``bookworm`` root filesystem with python3 (debootstrap, minbase), as one layer tar; made once."""
     cache = cache or default_image_cache()
-    key = hashlib.sha256(f"{DEBIAN_SUITE} {DEBIAN_MIRROR} {' '.join(DEBIAN_PACKAGES)}".encode()).hexdigest()[:12]
-    out = cache / f"debian-{DEBIAN_SUITE}-python3-{key}.layer.tar"
+    out = debian_rootfs_path(cache)
     if out.is_file():
         return out
     debootstrap = shutil.which("debootstrap")

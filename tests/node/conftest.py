@@ -60,8 +60,12 @@ def dev_cluster(zipapp: Path) -> Iterator[DevCluster]:
         yield cluster
     finally:
         cluster.stop()
-    after = hoststate.HostState.record()
     assert cluster.node.restore_problems == []
+    assert_host_restored(before, hoststate.HostState.record())
+
+
+def assert_host_restored(before: hoststate.HostState, after: hoststate.HostState) -> None:
+    """What a node changes machine-wide is back as it was: sysctls, nft tables, interfaces, mounts, cgroups."""
     assert after.sysctls == before.sysctls
     assert set(after.nft) == set(before.nft)
     assert after.links == before.links
