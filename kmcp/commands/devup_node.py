@@ -206,6 +206,7 @@ async def _build_and_run(settings: DevSettings, choice: ModeChoice, listeners: l
     from kmcp.devcluster.node import DevCluster, NodeError
 
     started = time.monotonic()
+    await trio.Path(settings.directory).mkdir(parents=True, exist_ok=True)
     # Building is a stoppable child process (kmcp dev down stops it); the phase lifts --detach's deadline.
     await trio.to_thread.run_sync(write_state, settings, {"phase": "building"})
     if choice.builds or not Toolchain(default_cache_root()).complete():

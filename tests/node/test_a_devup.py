@@ -1,5 +1,5 @@
-"""`kmcp dev up --node real --detach` as a user runs it (the zipapp, no pytest fixture holding the node): the
-controller installed as its real Deployment, the example MCPServer as a real pod answering MCP through its Service,
+"""`kmcp dev up --check` and `--detach` in real mode as a user runs them (the zipapp, no pytest fixture holding the
+node): the controller installed as its real Deployment, the example MCPServer as a real pod answering MCP through its Service,
 the guide's kubectl commands answering, and `kmcp dev down` leaving no process, interface or table behind.
 
 Named to run first among the node tests: one dev node per machine (its bridge name is fixed), and the session's
@@ -39,6 +39,36 @@ def processes_using(path: Path) -> list[str]:
     return [line for line in out.splitlines() if str(path) in line and "ps -ww" not in line]
 
 
+def test_dev_up_check_on_the_real_node_calls_the_example_through_its_service_and_stops_everything(
+        zipapp: Path, tmp_path: Path) -> None:
+    """The README's first command in real mode, from a directory that does not exist yet."""
+    reason = node_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    assert not Path(f"/sys/class/net/{BRIDGE}").exists(), f"{BRIDGE} exists: another dev node runs on this machine"
+    directory = tmp_path / "fresh" / "dev"
+    before = hoststate.HostState.record()
+    done = subprocess.run([os.path.realpath(sys.executable), "-I", str(zipapp), "dev", "up", "--check", "--dir",
+                           str(directory), "--port", str(free_port())], capture_output=True, text=True, timeout=600,
+                          env=user_env(tmp_path) | {"KMCP_DEV_NODE": "real"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "kmcp dev mode: real node (containerd + kubelet run the pods): asked for (--node real)"
+    assert any(line.startswith("  Service:         http://10.") for line in lines), done.stdout
+    assert "MCP 2026-07-28: tools/list OK (2 tools), tools/call echo OK" in lines
+    assert "tools/call echo -> 'hello from kmcp dev up'" in lines
+    assert "Traceback" not in done.stderr
+    assert processes_using(directory) == []
+    assert not (directory / "state.json").exists()
+    assert_host_restored(before, hoststate.HostState.record())
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A user's environment, with the caches the session already filled (nothing is built again)."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "SHIV_ROOT": str(home / "shiv"),
+            "KMCP_BIN_CACHE": str(default_cache_root()), "KMCP_IMAGE_CACHE": str(default_image_cache())}
+
+
 def test_dev_up_detach_on_the_real_node_serves_mcp_through_the_service_and_dev_down_restores_the_host(
         zipapp: Path, tmp_path: Path) -> None:
     reason = node_skip_reason()
@@ -46,8 +76,7 @@ def test_dev_up_detach_on_the_real_node_serves_mcp_through_the_service_and_dev_d
         pytest.skip(reason)
     assert not Path(f"/sys/class/net/{BRIDGE}").exists(), f"{BRIDGE} exists: another dev node runs on this machine"
     directory, port = tmp_path / "dev", free_port()
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv"),
-           "KMCP_BIN_CACHE": str(default_cache_root()), "KMCP_IMAGE_CACHE": str(default_image_cache())}
+    env = user_env(tmp_path)
 
     def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([os.path.realpath(sys.executable), "-I", str(zipapp), *args], capture_output=True,
