@@ -1,6 +1,7 @@
 """`kmcp dev up --check` and `--detach` in real mode as a user runs them (the zipapp, no pytest fixture holding the
-node): the controller installed as its real Deployment, the example MCPServer as a real pod answering MCP through its Service,
-the guide's kubectl commands answering, and `kmcp dev down` leaving no process, interface or table behind.
+node): the controller installed as its real Deployment, the example MCPServer as a real pod answering MCP through
+its Service, the guide's kubectl commands answering, and `kmcp dev down` leaving no process, interface or table
+behind.
 
 Named to run first among the node tests: one dev node per machine (its bridge name is fixed), and the session's
 node (``dev_cluster``) is only started by the tests after this one and kept until the session ends."""
