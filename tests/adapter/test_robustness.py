@@ -256,3 +256,23 @@ async def test_a_server_that_exits_at_once_is_reported_without_waiting_out_the_p
             response = await adapter.request("POST", "/mcp", MODERN_LIST, MODERN_HEADERS)
         assert response.status == 503, response
         assert "exited" in response.json()["error"]["message"]
+
+
+async def test_every_transport_refuses_a_session_over_the_limit_the_same_way() -> None:
+    """One way to open a session for /mcp, /sse and /ws: 503 with Retry-After at the limit (a JSON-RPC error on
+    /mcp, text on the others), and the session that exists keeps working."""
+    async with running_adapter(max_sessions=1) as adapter:
+        with trio.fail_after(30):
+            session = await adapter.initialize()
+            refused = await adapter.post_mcp({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+            assert (refused.status, refused.headers.get("retry-after")) == (503, "5"), refused
+            assert "too many sessions (max 1)" in str(refused.json()["error"])
+            sse = await adapter.request("GET", "/sse", headers={"accept": "text/event-stream"})
+            assert (sse.status, sse.headers.get("retry-after")) == (503, "5"), sse
+            assert b"too many sessions (max 1)" in sse.body
+            ws = await adapter.request("GET", "/ws", headers={
+                "connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+                "sec-websocket-key": base64.b64encode(b"0123456789abcdef").decode()})
+            assert (ws.status, ws.headers.get("retry-after")) == (503, "5"), ws
+            await still_serves(adapter, session)

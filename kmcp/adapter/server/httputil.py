@@ -9,8 +9,9 @@ import trio
 
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.server.http import Headers, Request, Responder, sse_event
-from kmcp.adapter.sessions.runtime import Inbox, SessionTable
+from kmcp.adapter.sessions.runtime import Inbox, Session, SessionTable, TooManySessions
 from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.stdio.launcher import LaunchError
 
 if TYPE_CHECKING:
     from kmcp.adapter.server.forwarding import Forwarder
@@ -27,6 +28,28 @@ class Transport:
         self.settings = settings
         self.table = table
         self.stop = stop
+
+    async def open_session(self, responder: Responder, transport: str, *, json_rpc: bool) -> Session | None:
+        """A new session with its server process, or None after answering why not: 503 while draining or at the
+        session limit (with Retry-After), 500 when the server cannot start; as a JSON-RPC error (``json_rpc``)
+        or as text."""
+        refusal: tuple[int, str, Headers]
+        if self.stop.is_set():
+            refusal = 503, "Service Unavailable: shutting down", [(b"retry-after", b"1")]
+        else:
+            try:
+                return await self.table.create(transport)
+            except TooManySessions:
+                refusal = (503, f"Service Unavailable: too many sessions (max {self.settings.max_sessions})",
+                           [(b"retry-after", b"5")])
+            except LaunchError as error:
+                refusal = 500, f"cannot start the MCP server: {error}", []
+        status, message, headers = refusal
+        if json_rpc:
+            await jsonrpc_error(responder, status, jsonrpc.INTERNAL_ERROR, message, headers=headers)
+        else:
+            await text(responder, status, message, headers)
+        return None
 
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"

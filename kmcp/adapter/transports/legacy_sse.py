@@ -18,8 +18,6 @@ from kmcp.adapter.server.httputil import (
     pump_sse,
     text,
 )
-from kmcp.adapter.sessions.runtime import TooManySessions
-from kmcp.adapter.stdio.launcher import LaunchError
 
 MESSAGE_PATH = "/message"
 
@@ -36,17 +34,8 @@ class LegacySse(Transport):
         if not accepts(request)[1]:
             await text(responder, 406, "Not Acceptable: needs Accept: text/event-stream")
             return
-        if self.stop.is_set():
-            await text(responder, 503, "shutting down", [(b"retry-after", b"1")])
-            return
-        try:
-            session = await self.table.create("sse")
-        except TooManySessions:
-            await text(responder, 503, f"too many sessions (max {self.settings.max_sessions})",
-                       [(b"retry-after", b"5")])
-            return
-        except LaunchError as error:
-            await text(responder, 500, f"cannot start the MCP server: {error}")
+        session = await self.open_session(responder, "sse", json_rpc=False)
+        if session is None:
             return
         try:
             with session.listen(STANDALONE) as channel:

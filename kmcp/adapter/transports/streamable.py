@@ -26,9 +26,8 @@ from kmcp.adapter.server.httputil import (
     text,
 )
 from kmcp.adapter.sessions import stateless
-from kmcp.adapter.sessions.runtime import Inbox, Session, StreamItem, TooManySessions, parse_event_id
+from kmcp.adapter.sessions.runtime import Inbox, Session, StreamItem, parse_event_id
 from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
-from kmcp.adapter.stdio.launcher import LaunchError
 
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
@@ -105,7 +104,7 @@ class StreamableHttp(Transport):
                                 "and never for initialize")
             return
         if initialize:
-            session = await self._new_session(responder)
+            session = await self.open_session(responder, "streamable", json_rpc=True)
         else:
             session = await self._session(request, responder)
         if session is None:
@@ -149,21 +148,6 @@ class StreamableHttp(Transport):
                 from kmcp.adapter.server.forwarding import relay_continuation  # only with replicas: start-up time
 
                 await relay_continuation(self.forwarder, request, responder, held.owner, checked.id)
-
-    async def _new_session(self, responder: Responder) -> Session | None:
-        if self.stop.is_set():
-            await jsonrpc_error(responder, 503, jsonrpc.INTERNAL_ERROR, "Service Unavailable: shutting down",
-                                headers=[(b"retry-after", b"1")])
-            return None
-        try:
-            return await self.table.create("streamable")
-        except TooManySessions:
-            await jsonrpc_error(responder, 503, jsonrpc.INTERNAL_ERROR,
-                                f"Service Unavailable: too many sessions (max {self.settings.max_sessions})",
-                                headers=[(b"retry-after", b"5")])
-        except LaunchError as error:
-            await jsonrpc_error(responder, 500, jsonrpc.INTERNAL_ERROR, f"cannot start the MCP server: {error}")
-        return None
 
     async def _answer(self, responder: Responder, session: Session,
                       channel: Inbox, headers: Headers, is_batch: bool,

@@ -23,8 +23,7 @@ from kmcp.adapter.protocol.jsonrpc import JsonRpcError
 from kmcp.adapter.protocol.session import STANDALONE, SessionClosed
 from kmcp.adapter.server.http import Request, Responder
 from kmcp.adapter.server.httputil import STREAM_FLUSH_GRACE, Transport, origin_allowed, text
-from kmcp.adapter.sessions.runtime import Inbox, Session, TooManySessions
-from kmcp.adapter.stdio.launcher import LaunchError
+from kmcp.adapter.sessions.runtime import Inbox, Session
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection
@@ -55,17 +54,8 @@ class WebSocketTransport(Transport):
         if not valid_key or "upgrade" not in request.header("connection").lower():
             await text(responder, 400, "Bad Request: not a valid WebSocket handshake")
             return
-        if self.stop.is_set():
-            await text(responder, 503, "shutting down", [(b"retry-after", b"1")])
-            return
-        try:
-            session = await self.table.create("ws")
-        except TooManySessions:
-            await text(responder, 503, f"too many sessions (max {self.settings.max_sessions})",
-                       [(b"retry-after", b"5")])
-            return
-        except LaunchError as error:
-            await text(responder, 500, f"cannot start the MCP server: {error}")
+        session = await self.open_session(responder, "ws", json_rpc=False)
+        if session is None:
             return
         from wsproto.connection import Connection, ConnectionType
         from wsproto.utilities import generate_accept_token
