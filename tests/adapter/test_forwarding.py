@@ -90,10 +90,11 @@ class Trap:
 
 
 @asynccontextmanager
-async def replica_in_process() -> AsyncIterator[Adapter]:
+async def replica_in_process(**overrides: float) -> AsyncIterator[Adapter]:
     """An adapter configured as one replica of several: its ids name 127.0.0.1:PORT."""
     port = free_port("127.0.0.1")
-    settings = AdapterSettings(host="127.0.0.1", port=port, peer_address=("127.0.0.1", port), session_key=KEY)
+    settings = AdapterSettings(host="127.0.0.1", port=port, peer_address=("127.0.0.1", port), session_key=KEY,
+                               **overrides)  # type: ignore[arg-type]
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_adapter, settings, LocalLauncher(RAW_SERVER, kill_grace=1.0), shutdown)
@@ -363,3 +364,25 @@ async def test_legacy_sse_sessions_through_a_round_robin_balancer(zipapp: Path, 
         assert len(parents) == 2
         for pod in pods:
             assert counter(await pod.metrics(), 'kmcp_adapter_forwarded_requests_total{result="relayed"}') >= calls
+
+
+async def test_an_owner_whose_connect_times_out_costs_one_timeout_not_one_per_request() -> None:
+    """A deleted pod's address drops SYNs: each request for its sessions used to wait the whole connect timeout.
+    Here the owner is a listener on loopback whose accept queue is full and never drained (SYNs are dropped)."""
+    host = "127.0.0.5"
+    with socket.socket() as blackhole, socket.socket() as filler:
+        blackhole.bind((host, 0))
+        blackhole.listen(0)
+        filler.connect(blackhole.getsockname())  # the one queued connection: later SYNs are dropped
+        owner = blackhole.getsockname()
+        async with replica_in_process(forward_connect_timeout=1.0) as adapter:
+            session_id = SessionIds(KEY, owner).mint()
+            started = trio.current_time()
+            for _ in range(3):
+                response = await request(adapter.port, "POST", "/mcp", LIST_TOOLS,
+                                         {**MCP_HEADERS, "mcp-session-id": session_id})
+                assert response.status == 404, response
+            elapsed = trio.current_time() - started
+            assert 1.0 <= elapsed < 2.0, elapsed  # the first request waited the timeout, the next two did not
+            metrics = (await request(adapter.port, "GET", "/metrics")).body.decode()
+            assert 'kmcp_adapter_forwarded_requests_total{result="unreachable"} 3' in metrics

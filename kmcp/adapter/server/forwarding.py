@@ -13,6 +13,8 @@ A 2026-07-28 retry of an ``input_required`` round is forwarded the same way, to 
 
 from __future__ import annotations
 
+import math
+
 import h11
 import trio
 
@@ -28,6 +30,7 @@ FORWARDED_HEADER = "x-kmcp-forwarded"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
                          "transfer-encoding", "upgrade", "content-length", "expect", FORWARDED_HEADER})
 _MAX_IDLE_PER_OWNER = 32
+GONE_SECONDS = 5.0  # how long an owner whose connect timed out is taken as gone
 _BUFFER_LIMIT = 1024 * 1024  # owner answers with a known length up to this are relayed with a content-length
 
 
@@ -45,6 +48,9 @@ class Forwarder:
         # well before the owner's own keep-alive timeout, so a reused connection is rarely one it is closing.
         self._idle: dict[tuple[str, int], list[tuple[trio.SocketStream, h11.Connection, float]]] = {}
         self._idle_limit = min(30.0, settings.keepalive_timeout / 2)
+        # Owners whose connect timed out, until when: a deleted pod's address costs one connect timeout, not one
+        # per request of each of its sessions' clients.
+        self._gone: dict[tuple[str, int], float] = {}
 
     async def forward(self, request: Request, responder: Responder, session_id: str) -> bool:
         """Relay ``request`` to the adapter that owns ``session_id``. False (nothing answered) when the id names
@@ -112,11 +118,17 @@ class Forwarder:
             if now - since < self._idle_limit:
                 return stream, connection, True
             await trio.aclose_forcefully(stream)
+        if self._gone.get(owner, -math.inf) > now:
+            raise _OwnerUnreachable()
         try:
             with trio.fail_after(self.settings.forward_connect_timeout):
                 stream = await trio.open_tcp_stream(*owner)
-        except (OSError, trio.TooSlowError) as error:
+        except trio.TooSlowError as error:  # an address that drops SYNs (a deleted pod's): remember it a moment
+            self._gone[owner] = trio.current_time() + GONE_SECONDS
             raise _OwnerUnreachable() from error
+        except OSError as error:  # refused at once: trying again costs nothing (a restarting adapter, same IP)
+            raise _OwnerUnreachable() from error
+        self._gone.pop(owner, None)
         return stream, h11.Connection(h11.CLIENT), False
 
     def _release(self, owner: tuple[str, int], stream: trio.SocketStream, connection: h11.Connection) -> None:
