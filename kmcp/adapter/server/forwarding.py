@@ -124,7 +124,9 @@ class Forwarder:
             with trio.fail_after(self.settings.forward_connect_timeout):
                 stream = await trio.open_tcp_stream(*owner)
         except trio.TooSlowError as error:  # an address that drops SYNs (a deleted pod's): remember it a moment
-            self._gone[owner] = trio.current_time() + GONE_SECONDS
+            now = trio.current_time()
+            self._gone = {gone: until for gone, until in self._gone.items() if until > now}  # deleted pods pile up
+            self._gone[owner] = now + GONE_SECONDS
             raise _OwnerUnreachable() from error
         except OSError as error:  # refused at once: trying again costs nothing (a restarting adapter, same IP)
             raise _OwnerUnreachable() from error
