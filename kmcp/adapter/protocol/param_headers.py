@@ -67,7 +67,7 @@ class ToolHeaders:
         self.known = False
 
     def learn(self, tools: dict[str, dict[str, str]], complete: bool) -> None:
-        self.tools.update(tools)
+        self.tools.update({name: tokens for name, tokens in tools.items() if tokens})  # only tools with headers
         self.known = self.known or complete
 
     def forget(self) -> None:
@@ -76,6 +76,8 @@ class ToolHeaders:
 
     def check(self, headers: dict[str, str], params: bytes) -> str | None:
         """Why a ``tools/call``'s ``Mcp-Param-*`` headers do not match its arguments, or None."""
+        if not self.tools:  # no tool declares x-mcp-header (the usual case): nothing to decode on the hot path
+            return None
         try:
             call = msgspec.json.decode(params or b"{}", type=_Call)
         except msgspec.MsgspecError:
