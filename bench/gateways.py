@@ -50,6 +50,11 @@ class Gateway:
     name: str
     transport: str  # streamable | sse
     path: str
+    source: str = ""  # kmcp only: run the adapter from this checkout (``--baseline``) instead of this one
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@base" if self.source else self.name
 
     def command(self, port: int, server: list[str]) -> list[str]:
         quoted = " ".join(server)
@@ -147,23 +152,39 @@ def loadgen(args: list[str]) -> dict[str, object]:
 
 
 def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -> dict[str, object]:
+    """One row. Sessions are opened before the timed loop (loadgen ``-barrier``), so the CPU and latency figures
+    are the calls' alone: 32 server processes starting inside the window would otherwise be counted per call."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": gw.source} if gw.source else None
     proc = subprocess.Popen(gw.command(port, server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env, cwd=gw.source or None)
     try:
         wait_listening(port, proc)
         pid = gateway_pid(proc)
-        before, children, generator, machine = (cpu_seconds(pid), tree_cpu_seconds(pid), loadgen_cpu_seconds(),
-                                                machine_busy_seconds())
-        result = loadgen(["-url", f"http://127.0.0.1:{port}{gw.path}", "-transport", gw.transport,
-                          "-c", str(sessions), "-d", f"{seconds}s"])
-        cpu = cpu_seconds(pid) - before
-        children = tree_cpu_seconds(pid) - children
-        generator = loadgen_cpu_seconds() - generator
-        machine = machine_busy_seconds() - machine
+        gen = subprocess.Popen([str(LOADGEN), "-url", f"http://127.0.0.1:{port}{gw.path}", "-transport",
+                                gw.transport, "-c", str(sessions), "-d", f"{seconds}s", "-barrier"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert gen.stdin and gen.stdout and gen.stderr
+        try:
+            line = gen.stderr.readline()  # "ready": every session is open
+            if line.strip() != "ready":
+                raise RuntimeError(f"loadgen: {line}{gen.stderr.read()}")
+            before, children, machine = cpu_seconds(pid), tree_cpu_seconds(pid), machine_busy_seconds()
+            gen.stdin.write("\n")
+            gen.stdin.flush()
+            out, _ = gen.communicate(timeout=seconds + 120)
+            cpu = cpu_seconds(pid) - before
+            children = tree_cpu_seconds(pid) - children
+            machine = machine_busy_seconds() - machine
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+        result: dict[str, object] = json.loads(out)
+        generator = float(str(result["loop_cpu_seconds"]))
         calls = int(str(result["calls"])) or 1
         other = max(machine - cpu - children - generator, 0.0) / float(str(result["seconds"]))
-        result.update(gateway=gw.name, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid),
+        result.update(gateway=gw.label, cpu_ms_per_call=cpu * 1000 / calls, rss_mib=peak_rss_mib(pid),
                       server_cpu_ms_per_call=children * 1000 / calls, loadgen_cpu_ms_per_call=generator * 1000 / calls,
                       other_cores=other)
         return result
@@ -196,16 +217,22 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,8,32")
     parser.add_argument("--only", default="", help="comma-separated gateway names")
     parser.add_argument("--json", type=Path, help="also write raw results here")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an older kmcp (e.g. `git worktree add "
+                        "/tmp/base <commit>`): its adapter runs beside this one's in the same run, as `kmcp@base`")
     args = parser.parse_args()
     if not LOADGEN.exists() or shutil.which("node") is None:
         sys.exit("run `bash bench/setup` first")
     server = server_command(args.server)
     wanted = set(filter(None, args.only.split(",")))
+    gateways = list(GATEWAYS)
+    if args.baseline:
+        base = str(args.baseline.resolve())
+        gateways += [Gateway(g.name, g.transport, g.path, base) for g in GATEWAYS if g.name.startswith("kmcp")]
     rows: list[dict[str, object]] = []
     for sessions in [int(s) for s in args.sessions.split(",")]:
         if not wanted or "direct" in wanted:
             rows.append(run_direct(server, sessions, args.seconds))
-        for gw in GATEWAYS:
+        for gw in gateways:
             if not wanted or gw.name in wanted:
                 rows.append(run_gateway(gw, server, sessions, args.seconds))
     print(f"server: {args.server}; {args.seconds:g} s per row; loopback; {os.cpu_count()} cores")

@@ -17,7 +17,8 @@ h11 does), then the body by Content-Length when the handler set one, else chunke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 # RFC 9110 token; a field value of visible bytes (and obs-text) with single inner spaces or tabs.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -25,12 +26,15 @@ _VALUE = rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?"
 _HEAD = re.compile(
     rb"(GET|POST|DELETE|PUT|PATCH|OPTIONS) (/[\x21-\x7e]*) HTTP/1\.1\r\n"
     rb"((?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\r\n)*)\r\n")
+# Each field of a head ``_HEAD`` accepted, over its latin-1 text: the name, and the value with any trailing
+# whitespace (the syntax is checked already, so this only splits). ``findall`` yields the pairs in C, where
+# splitting and stripping each line in Python cost twice the validating match.
+_FIELD = re.compile("([^:]+):[ \t]*([^\r]*)\r\n")
 _RESPONSE_FIELDS = re.compile(rb"(?:" + _TOKEN + rb": [^\r\n\x00]*\r\n)*")
 _MAX_LENGTH_DIGITS = 18
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(msgspec.Struct, frozen=True, gc=False):
     """A request head the fast path accepted."""
 
     method: str
@@ -58,18 +62,17 @@ def parse_head(head: bytes) -> Head | None:
     if match is None:
         return None
     headers: dict[str, str] = {}
-    block = match.group(3).decode("latin-1")  # names are ASCII tokens; values keep obs-text bytes as h11 does
-    if block:
-        for line in block[:-2].split("\r\n"):
-            name, _, value = line.partition(":")
-            name = name.lower()
-            value = value.strip(" \t")
-            if name in headers:
-                if name in ("host", "content-length"):
-                    return None  # h11 rejects (or must judge) a repeated Host / Content-Length
-                headers[name] = f"{headers[name]}, {value}"
-            else:
-                headers[name] = value
+    # Names are ASCII tokens; values keep obs-text bytes as h11 does. The match above checked the block's syntax.
+    for name, value in _FIELD.findall(match.group(3).decode("latin-1")):
+        name = name.lower()
+        if value[-1:] in (" ", "\t"):
+            value = value.rstrip(" \t")
+        if name in headers:
+            if name in ("host", "content-length"):
+                return None  # h11 rejects (or must judge) a repeated Host / Content-Length
+            headers[name] = f"{headers[name]}, {value}"
+        else:
+            headers[name] = value
     if "host" not in headers or "transfer-encoding" in headers or "expect" in headers or "upgrade" in headers:
         return None
     connection = headers.get("connection")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
 import msgspec
 
@@ -72,8 +71,7 @@ class Kind(enum.Enum):
     RESPONSE = "response"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True, gc=False):
     """One JSON-RPC message: its kind, the fields routing needs, and its exact bytes."""
 
     kind: Kind
@@ -182,7 +180,6 @@ def parse_body(data: bytes) -> tuple[list[Message], bool]:
 
 
 MAX_DEPTH = 64  # arrays/objects inside one message; far beyond MCP's needs, far below any decoder's stack
-_LINE_BREAKS = re.compile(rb"[\r\n]")
 _SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -252,7 +249,7 @@ def _salvage_id(data: bytes) -> RequestId | None:
 
 
 def _one_line(message: Message) -> Message:
-    if _LINE_BREAKS.search(message.raw) is None:
+    if b"\n" not in message.raw and b"\r" not in message.raw:  # two memchr scans: faster than a regex search
         return message
     raw = msgspec.json.format(message.raw, indent=-1)  # whitespace between tokens only: strings cannot hold them
     return Message(message.kind, raw, message.id, message.method, message.params, message.result, message.error)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from dataclasses import dataclass
 
 import msgspec
 
@@ -42,15 +41,13 @@ def is_broadcast(method: str) -> bool:
     return method.endswith("/list_changed") or method.startswith(_BROADCAST_PREFIXES)
 
 
-@dataclass(frozen=True, slots=True)
-class ToServer:
+class ToServer(msgspec.Struct, frozen=True, gc=False):
     """One line (without its newline) for the server's stdin."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ToClient:
+class ToClient(msgspec.Struct, frozen=True, gc=False):
     """A message for ``client``, already carrying that client's own ids."""
 
     client: int
@@ -60,8 +57,7 @@ class ToClient:
 Output = ToServer | ToClient
 
 
-@dataclass(slots=True)
-class _Request:
+class _Request(msgspec.Struct, gc=False):
     client: int
     own_id: RequestId
     token: str | None  # the process-side progress token it carries

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass
+
+import msgspec
 
 from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Kind, Message, RequestId
@@ -34,8 +35,7 @@ class State(enum.Enum):
     CLOSED = "closed"  # the server process is gone
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """One message for the client, on ``stream``; ``last`` marks the final response that stream waits for."""
 
     stream: int
@@ -46,8 +46,7 @@ class Delivery:
     elapsed: float = 0.0  # for a response: seconds since its request (by the clock the caller passes)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOutcome:
+class ClientOutcome(msgspec.Struct, frozen=True, gc=False):
     """What posting client messages produced: bytes for the server's stdin and answers given locally."""
 
     to_server: bytes

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
+import msgspec
 import trio
 
 from kmcp.adapter.protocol import httpfast
@@ -31,8 +32,7 @@ _REASONS = {200: b"OK", 202: b"Accepted", 204: b"No Content", 400: b"Bad Request
             500: b"Internal Server Error", 503: b"Service Unavailable"}
 
 
-@dataclass(slots=True)
-class Request:
+class Request(msgspec.Struct, gc=False):
     method: str
     target: str
     path: str
@@ -216,7 +216,7 @@ class _Connection:
         self._h11_eof = False  # h11 was told about the EOF
         self.client_gone = False
         self.hijacked = False
-        self._arrived = trio.Event()
+        self._waiter: trio.lowlevel.Task | None = None  # the connection task, parked in _more
         self._room = trio.Event()
         self._waiting = False  # the connection task waits for bytes: the reader reads past _READ_AHEAD
         self._reader_scope = trio.CancelScope()
@@ -253,7 +253,7 @@ class _Connection:
                     if self._in_handler:  # the client hung up: stop its handler (and the connection)
                         self.client_gone = True
                         self.close()
-                self._arrived.set()
+                self._wake()
 
     def close(self) -> None:
         """End the connection (the exchange loop and the reader) at their next checkpoint."""
@@ -269,13 +269,23 @@ class _Connection:
         """Wait until the reader adds bytes or sees the end of the stream."""
         if self.eof:
             raise ClientGone()
-        self._arrived = trio.Event()
         self._waiting = True
         self._room.set()
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
         try:
-            await self._arrived.wait()
+            await trio.lowlevel.wait_task_rescheduled(abort)  # parked directly: no Event per wait
         finally:
             self._waiting = False
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
 
     def _take(self, size: int) -> bytes:
         data = bytes(self.buffer[:size])

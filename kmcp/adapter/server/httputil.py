@@ -120,18 +120,15 @@ async def pump_sse(responder: Responder, channel: Inbox, settings: AdapterSettin
 
 async def _pump_sse(responder: Responder, channel: Inbox, settings: AdapterSettings,
                     stop: trio.Event, *, end_on_last: bool, event: str | None) -> None:
+    quiet = _Quiet(trio.current_time())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_on, stop, nursery.cancel_scope)
-        interval = settings.sse_keepalive_interval
+        nursery.start_soon(_keep_alive, responder, settings.sse_keepalive_interval, quiet)
         while True:
-            with trio.move_on_after(interval) as idle:
-                try:
-                    item = await channel.receive()
-                except trio.EndOfChannel:
-                    break
-            if idle.cancelled_caught:
-                await responder.send(b": keep-alive\n\n")
-                continue
+            try:
+                item = await channel.receive()
+            except trio.EndOfChannel:
+                break
             batch = [sse_event(item.data, item.event_id, event)]
             done = end_on_last and item.last
             while not done:  # write whatever else is already queued in one go
@@ -141,10 +138,48 @@ async def _pump_sse(responder: Responder, channel: Inbox, settings: AdapterSetti
                     break
                 batch.append(sse_event(item.data, item.event_id, event))
                 done = end_on_last and item.last
-            await responder.send(b"".join(batch))
+            if quiet.writing:  # a keep-alive comment is still being written (the client's buffer is full)
+                quiet.written = trio.Event()
+                await quiet.written.wait()
+            await quiet.write(responder, b"".join(batch))
             if done:
                 break
         nursery.cancel_scope.cancel()
+
+
+class _Quiet:
+    """When the stream last wrote, and whether a write is under way: what the keep-alive task looks at, so the
+    events themselves need no timer (a cancel scope per event was a visible share of an SSE call)."""
+
+    __slots__ = ("since", "writing", "written")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.writing = False
+        self.written: trio.Event | None = None  # set when a blocked keep-alive write ends
+
+    async def write(self, responder: Responder, data: bytes) -> None:
+        self.writing = True
+        try:
+            await responder.send(data)
+        finally:
+            self.writing = False
+            self.since = trio.current_time()
+            if self.written is not None:
+                self.written.set()
+                self.written = None
+
+
+async def _keep_alive(responder: Responder, interval: float, quiet: _Quiet) -> None:
+    """A comment after ``interval`` seconds without an event (proxies close silent streams). A write under way,
+    even a blocked one, counts as activity, and a comment never starts inside an event."""
+    while True:
+        await trio.sleep_until(quiet.since + interval)
+        now = trio.current_time()
+        if quiet.writing:
+            quiet.since = now
+        elif now >= quiet.since + interval:
+            await quiet.write(responder, b": keep-alive\n\n")
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -12,8 +12,8 @@ import select
 import sys
 from collections import deque
 from contextlib import suppress
-from dataclasses import dataclass
 
+import msgspec
 import trio
 
 from kmcp.adapter.metrics import Metrics
@@ -28,8 +28,7 @@ from kmcp.adapter.stdio.pipes import StdinWriter, read_lines
 STREAM_BUFFER = 4096  # messages queued for one listener before it is dropped as too slow (also a byte bound)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamItem:
+class StreamItem(msgspec.Struct, frozen=True, gc=False):
     """A message on its way to one listening HTTP response."""
 
     seq: int
@@ -331,7 +330,7 @@ def _item_size(item: StreamItem) -> int:
 
 def stream_inbox(limit: int) -> Inbox:
     """A listener's inbox: ``limit`` bytes of message data, and at most STREAM_BUFFER messages."""
-    return Inbox(_item_size, limit, STREAM_BUFFER)
+    return _Inbox(_item_size, limit, STREAM_BUFFER)  # not ``Inbox(...)``: calling the alias costs a typing call
 
 
 class Listening:
