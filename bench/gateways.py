@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,15 @@ class Gateway:
 
     def command(self, port: int, server: list[str]) -> list[str]:
         quoted = " ".join(server)
-        if self.name in ("kmcp", "kmcp-shared"):
-            mode = ["--session-mode", "shared"] if self.name == "kmcp-shared" else []
-            return [sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}", *mode, "--", *server]
+        if self.name.startswith("kmcp"):
+            adapter = [sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{port}"]
+            if self.name == "kmcp-shared":
+                return [*adapter, "--session-mode", "shared", "--", *server]
+            if self.name == "kmcp-bridge":  # the pod's FIFO launcher: serve.sh (the companion) starts the servers
+                return [*adapter, "--bridge", str(bridge_dir(port))]
+            if self.name == "kmcp-forwarded":  # the owner replica; the companion is the replica that forwards
+                return [*adapter, "--peer-address", f"127.0.0.1:{port}", "--", *server]
+            return [*adapter, "--", *server]
         if self.name.startswith("supergateway"):
             extra = ["--outputTransport", "streamableHttp", "--stateful"] if self.transport == "streamable" else []
             return [str(CACHE / "node_modules/.bin/supergateway"), "--stdio", quoted, "--port", str(port),
@@ -75,12 +82,37 @@ class Gateway:
         raise ValueError(self.name)
 
 
+def bridge_dir(port: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"kmcp-bench-bridge-{port}"
+
+
+def companion(gw: Gateway, port: int, server: list[str]) -> tuple[list[str], str, int]:
+    """A second process some rows need (its command, what its CPU counts as, and its port): the mcp-server
+    container's serve.sh for ``kmcp-bridge`` (its CPU and its servers' is server CPU), the replica a session's
+    calls land on for ``kmcp-forwarded`` (it forwards each to the owner: its CPU is gateway CPU)."""
+    if gw.name == "kmcp-bridge":
+        script = bridge_dir(port) / "serve.sh"
+        deadline = time.monotonic() + 30
+        while not script.exists():  # the adapter writes serve.sh into the shared directory at start
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{script} not written")
+            time.sleep(0.05)
+        return ["/bin/sh", str(script), *server], "server", 0
+    if gw.name == "kmcp-forwarded":
+        front = free_port()
+        return ([sys.executable, "-m", "kmcp", "adapter", "--listen", f"127.0.0.1:{front}", "--peer-address",
+                 f"127.0.0.1:{front}", "--", *server], "gateway", front)
+    return [], "", 0
+
+
 GATEWAYS = [
     Gateway("trivial", "streamable", "/mcp"),  # loadgen's own in-process echo endpoint: the load generator's ceiling
     Gateway("bare", "streamable", "/mcp"),  # bench/bare_gateway.py: h11 + trio and nothing else, the floor
     Gateway("kmcp", "streamable", "/mcp"),
     Gateway("kmcp", "sse", "/sse"),
     Gateway("kmcp-shared", "streamable", "/mcp"),
+    Gateway("kmcp-bridge", "streamable", "/mcp"),  # servers started through FIFOs, as in a pod
+    Gateway("kmcp-forwarded", "streamable", "/mcp"),  # every call lands on the other replica and is forwarded
     Gateway("supergateway", "streamable", "/mcp"),
     Gateway("supergateway", "sse", "/sse"),
     Gateway("mcp-proxy", "streamable", "/mcp"),
@@ -155,26 +187,51 @@ def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -
     """One row. Sessions are opened before the timed loop (loadgen ``-barrier``), so the CPU and latency figures
     are the calls' alone: 32 server processes starting inside the window would otherwise be counted per call."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": gw.source} if gw.source else None
-    proc = subprocess.Popen(gw.command(port, server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=env, cwd=gw.source or None)
+    env = {**os.environ, "PYTHONPATH": gw.source} if gw.source else {**os.environ}
+    key = {"KMCP_SESSION_KEY": "bench-session-key-" + "k" * 32}  # replicas sign session ids with a shared key
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(command: list[str]) -> subprocess.Popen[bytes]:
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True, env={**env, **key}, cwd=gw.source or None))
+        return procs[-1]
+
     try:
+        proc = start(gw.command(port, server))
+        url = f"http://127.0.0.1:{port}{gw.path}"
+        extra, counts_as, extra_port = companion(gw, port, server)
+        side = start(extra) if extra else None
         wait_listening(port, proc)
+        via: list[str] = []
+        if side is not None and extra_port:
+            wait_listening(extra_port, side)
+            via = ["-via", f"http://127.0.0.1:{extra_port}{gw.path}"]
         pid = gateway_pid(proc)
-        gen = subprocess.Popen([str(LOADGEN), "-url", f"http://127.0.0.1:{port}{gw.path}", "-transport",
-                                gw.transport, "-c", str(sessions), "-d", f"{seconds}s", "-barrier"],
+
+        def gateway_cpu() -> float:
+            own = cpu_seconds(pid)
+            return own + (cpu_seconds(side.pid) if side is not None and counts_as == "gateway" else 0.0)
+
+        def server_cpu() -> float:
+            tree = tree_cpu_seconds(pid)
+            if side is not None and counts_as == "server":
+                tree += cpu_seconds(side.pid) + tree_cpu_seconds(side.pid)
+            return tree
+
+        gen = subprocess.Popen([str(LOADGEN), "-url", url, *via, "-transport", gw.transport, "-c", str(sessions),
+                                "-d", f"{seconds}s", "-barrier"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert gen.stdin and gen.stdout and gen.stderr
         try:
             line = gen.stderr.readline()  # "ready": every session is open
             if line.strip() != "ready":
                 raise RuntimeError(f"loadgen: {line}{gen.stderr.read()}")
-            before, children, machine = cpu_seconds(pid), tree_cpu_seconds(pid), machine_busy_seconds()
+            before, children, machine = gateway_cpu(), server_cpu(), machine_busy_seconds()
             gen.stdin.write("\n")
             gen.stdin.flush()
             out, _ = gen.communicate(timeout=seconds + 120)
-            cpu = cpu_seconds(pid) - before
-            children = tree_cpu_seconds(pid) - children
+            cpu = gateway_cpu() - before
+            children = server_cpu() - children
             machine = machine_busy_seconds() - machine
         finally:
             if gen.poll() is None:
@@ -189,13 +246,15 @@ def run_gateway(gw: Gateway, server: list[str], sessions: int, seconds: float) -
                       other_cores=other)
         return result
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        for started in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(started.pid, signal.SIGTERM)
+            try:
+                started.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(started.pid, signal.SIGKILL)
+                started.wait()
+        shutil.rmtree(bridge_dir(port), ignore_errors=True)
 
 
 def run_direct(server: list[str], sessions: int, seconds: float) -> dict[str, object]:

@@ -149,6 +149,10 @@ type streamableSession struct {
 	endpoint, id, protocol, tool, name string
 }
 
+// via, when set (-via), is where a session's calls go after initialize: another replica, which must forward
+// them to the one that holds the session (the forwarded hop).
+var via string
+
 func (s *streamableSession) post(body []byte) (*http.Response, error) {
 	req, _ := http.NewRequest("POST", s.endpoint, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -186,6 +190,9 @@ func openStreamable(endpoint, tool, name string) (session, error) {
 	resp.Body.Close()
 	if resp.StatusCode != 202 && resp.StatusCode != 200 {
 		return nil, fmt.Errorf("initialized notification: HTTP %d", resp.StatusCode)
+	}
+	if via != "" {
+		s.endpoint = via
 	}
 	return s, nil
 }
@@ -412,6 +419,8 @@ func main() {
 	pause := flag.Duration("pause", 50*time.Millisecond, "with -first: idle time between two new clients")
 	barrier := flag.Bool("barrier", false, "open every session first, then print \"ready\" on stderr and wait for a "+
 		"line on stdin before the timed loop starts (so a caller can leave session opening out of its CPU figures)")
+	flag.StringVar(&via, "via", "", "with -transport streamable: send each session's calls (after initialize) to "+
+		"this URL instead, another replica that forwards them to the session's owner")
 	serve := flag.String("serve", "", "instead of calling: serve a trivial in-process MCP echo endpoint on ADDR (/mcp)")
 	flag.Parse()
 	if *serve != "" {

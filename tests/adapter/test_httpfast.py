@@ -176,3 +176,59 @@ async def test_fast_and_h11_exchanges_share_one_connection_in_order(nursery: tri
             assert await stream.receive_some(4096) == b""  # closed after the 400
     assert bodies[:3] == [(200, b"POST /a {'x': '1'} one"), (200, b"POST /b {} two"), (200, b"POST /c {} three")]
     assert bodies[3][0] == 400
+
+
+RESPONSES_ACCEPTED = [
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: abc\r\ncontent-length: 5\r\n\r\n",
+    b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+    b"HTTP/1.1 404 \r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx-pad:   spaced  value\t\r\nx-latin: caf\xe9\r\nx-empty:\r\ncontent-length: 0005\r\n\r\n",
+]
+
+RESPONSES_DECLINED = [
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n",  # a stream
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n",  # no framing: read until close
+    b"HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx-fold: a\r\n  folded\r\ncontent-length: 5\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx-nul: a\x00b\r\ncontent-length: 5\r\n\r\n",
+    b"HTTP/1.1 2000 OK\r\ncontent-length: 5\r\n\r\n",
+]
+
+
+def h11_read_response(head: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    connection = h11.Connection(h11.CLIENT)
+    connection.send(h11.Request(method="POST", target="/mcp", headers=[("host", "x"), ("content-length", "0")]))
+    connection.send(h11.EndOfMessage())
+    connection.receive_data(head + body)
+    event = connection.next_event()
+    assert isinstance(event, h11.Response)
+    data = b""
+    while isinstance(item := connection.next_event(), h11.Data):
+        data += item.data
+    assert isinstance(item, h11.EndOfMessage)
+    return event.status_code, [(bytes(name), bytes(value)) for name, value in event.headers], data
+
+
+@pytest.mark.parametrize("head", RESPONSES_ACCEPTED)
+def test_a_response_head_the_forwarder_reads_itself_reads_as_h11_reads_it(head: bytes) -> None:
+    parsed = httpfast.parse_response_head(head)
+    assert parsed is not None
+    body = b"hello"[:parsed.content_length]
+    status, headers, data = h11_read_response(head, body)
+    assert (parsed.status, parsed.headers, body) == (status, headers, data)
+    assert parsed.close == (b"close" in dict(headers).get(b"connection", b"").lower())
+
+
+@pytest.mark.parametrize("head", RESPONSES_DECLINED)
+def test_any_other_response_is_left_to_h11(head: bytes) -> None:
+    assert httpfast.parse_response_head(head) is None
+
+
+def test_a_forwarded_request_reads_back_through_h11_as_sent() -> None:
+    headers = [("host", "10.0.0.7:3000"), ("mcp-session-id", "abc"), ("x-latin", "caf\xe9"), ("x-kmcp-forwarded", "1")]
+    data = httpfast.request_bytes("POST", "/mcp?x=1", headers, b'{"a":1}')
+    assert h11_read(data) == ("POST", "/mcp?x=1", {**dict(headers), "content-length": "7"}, b'{"a":1}')

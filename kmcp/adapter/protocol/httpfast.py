@@ -84,6 +84,53 @@ def parse_head(head: bytes) -> Head | None:
     return Head(match.group(1).decode("ascii"), match.group(2).decode("ascii"), headers, int(length))
 
 
+_RESPONSE_HEAD = re.compile(
+    rb"HTTP/1\.1 ([2-5][0-9][0-9]) [\x20-\x7e\x80-\xff]*\r\n"
+    rb"((?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\r\n)*)\r\n")
+
+
+class ResponseHead(msgspec.Struct, frozen=True, gc=False):
+    """A response head the fast path accepted (what another adapter replica answers a forwarded request with)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]  # as received (names lower-cased), in order
+    content_length: int
+    close: bool  # the server asked to close the connection after this response
+
+
+def parse_response_head(head: bytes) -> ResponseHead | None:
+    """Parse a complete response head, or None when it is outside the subset this client reads itself: a final
+    (2xx-5xx) ``HTTP/1.1`` response framed by one decimal Content-Length and no Transfer-Encoding. Anything
+    else (a chunked SSE stream, say) is for h11."""
+    match = _RESPONSE_HEAD.fullmatch(head)
+    if match is None:
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    length: int | None = None
+    close = False
+    for name_text, value_text in _FIELD.findall(match.group(2).decode("latin-1")):
+        name, value = name_text.lower().encode("latin-1"), value_text.rstrip(" \t").encode("latin-1")
+        if name == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return None
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
+        headers.append((name, value))
+    if length is None:
+        return None
+    return ResponseHead(int(match.group(1)), headers, length, close)
+
+
+def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """A request as bytes, framed by Content-Length (which must not be in ``headers``). The names and values
+    must come from a request one of the two parsers accepted (no CR, LF or NUL in them)."""
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"{method} {target} HTTP/1.1\r\n{fields}content-length: {len(body)}\r\n\r\n".encode("latin-1") + body
+
+
 def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, int | None, bool]:
     """The bytes of a response head, the body length it declares (None: chunked, which is added), and whether
     it asks to close the connection. Raises ValueError for a header h11 would refuse to send."""

@@ -19,7 +19,7 @@ import h11
 import trio
 
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.protocol import jsonrpc
+from kmcp.adapter.protocol import httpfast, jsonrpc
 from kmcp.adapter.protocol.session_ids import SessionIds
 from kmcp.adapter.server.http import Headers, Request, Responder
 from kmcp.adapter.server.httputil import jsonrpc_error
@@ -46,7 +46,7 @@ class Forwarder:
         self.stop = stop  # draining: relayed streams end like local ones
         # Kept-alive connections per owner, so forwarding does not leave a TIME_WAIT socket per request. Dropped
         # well before the owner's own keep-alive timeout, so a reused connection is rarely one it is closing.
-        self._idle: dict[tuple[str, int], list[tuple[trio.SocketStream, h11.Connection, float]]] = {}
+        self._idle: dict[tuple[str, int], list[_Link]] = {}
         self._idle_limit = min(30.0, settings.keepalive_timeout / 2)
         # Owners whose connect timed out, until when: a deleted pod's address costs one connect timeout, not one
         # per request of each of its sessions' clients.
@@ -76,48 +76,49 @@ class Forwarder:
         headers = [(name, value) for name, value in request.headers.items() if name not in _HOP_BY_HOP]
         if "host" not in request.headers:
             headers.append(("host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
-        headers += [(FORWARDED_HEADER, "1"), ("content-length", str(len(request.body)))]
-        message = h11.Request(method=request.method, target=request.target, headers=headers)
+        headers.append((FORWARDED_HEADER, "1"))
+        out = httpfast.request_bytes(request.method, request.target, headers, request.body)
         while True:
-            stream, connection, reused = await self._open(owner)
+            link, reused = await self._open(owner)
             try:
-                out = connection.send(message) or b""
-                if request.body:
-                    out += connection.send(h11.Data(data=request.body)) or b""
-                out += connection.send(h11.EndOfMessage()) or b""
-                await stream.send_all(out)
-                head = await _next(stream, connection)
-                if not isinstance(head, h11.Response):
-                    raise trio.BrokenResourceError("the owner closed the connection")
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
-                await trio.aclose_forcefully(stream)
+                await link.stream.send_all(out)
+                head_end = await link.read_head()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+                await trio.aclose_forcefully(link.stream)
                 if reused:  # the owner closed a kept-alive connection before reading: try a fresh one
                     continue
                 raise _OwnerUnreachable() from error
             except BaseException:
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(link.stream)
                 raise
             break
         keep = False
         try:
-            await self._answer(stream, connection, head, responder, standalone=request.method == "GET")
-            keep = connection.our_state is h11.DONE and connection.their_state is h11.DONE
+            head = httpfast.parse_response_head(bytes(link.buffer[:head_end]))
+            if head is not None and head.content_length <= _BUFFER_LIMIT and request.method != "HEAD":
+                del link.buffer[:head_end]
+                body = await link.read_exactly(head.content_length)
+                headers_out = [(name, value) for name, value in head.headers
+                               if name.decode("latin-1") not in _HOP_BY_HOP]
+                await responder.respond(head.status, headers_out, body)
+                keep = not head.close
+            else:  # a stream, or anything unusual: h11 reads this answer, and the connection is not reused
+                await self._answer_h11(link, request, headers, responder)
         finally:
             if keep:
-                connection.start_next_cycle()
-                self._release(owner, stream, connection)
+                self._release(owner, link)
             else:
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(link.stream)
 
-    async def _open(self, owner: tuple[str, int]) -> tuple[trio.SocketStream, h11.Connection, bool]:
+    async def _open(self, owner: tuple[str, int]) -> tuple[_Link, bool]:
         """A kept-alive connection to ``owner`` if one is idle and fresh, else a new one."""
         idle = self._idle.get(owner)
         now = trio.current_time()
         while idle:
-            stream, connection, since = idle.pop()
-            if now - since < self._idle_limit:
-                return stream, connection, True
-            await trio.aclose_forcefully(stream)
+            link = idle.pop()
+            if now - link.since < self._idle_limit and not link.buffer:
+                return link, True
+            await trio.aclose_forcefully(link.stream)
         if self._gone.get(owner, -math.inf) > now:
             raise _OwnerUnreachable()
         try:
@@ -131,25 +132,43 @@ class Forwarder:
         except OSError as error:  # refused at once: trying again costs nothing (a restarting adapter, same IP)
             raise _OwnerUnreachable() from error
         self._gone.pop(owner, None)
-        return stream, h11.Connection(h11.CLIENT), False
+        return _Link(stream), False
 
-    def _release(self, owner: tuple[str, int], stream: trio.SocketStream, connection: h11.Connection) -> None:
+    def _release(self, owner: tuple[str, int], link: _Link) -> None:
         idle = self._idle.setdefault(owner, [])
         if len(idle) < _MAX_IDLE_PER_OWNER:
-            idle.append((stream, connection, trio.current_time()))
+            link.since = trio.current_time()
+            idle.append(link)
         else:
-            stream.socket.close()  # already idle: nothing to flush
+            link.stream.socket.close()  # already idle: nothing to flush
 
     async def aclose(self) -> None:
         """Close the kept-alive connections (on shutdown)."""
         for idle in self._idle.values():
-            for stream, _, _ in idle:
-                await trio.aclose_forcefully(stream)
+            for link in idle:
+                await trio.aclose_forcefully(link.stream)
         self._idle.clear()
 
-    async def _answer(self, stream: trio.SocketStream, connection: h11.Connection, head: h11.Response,
-                      responder: Responder, *, standalone: bool) -> None:
-        headers: Headers = []
+    async def _answer_h11(self, link: _Link, request: Request, headers: list[tuple[str, str]],
+                          responder: Responder) -> None:
+        """Relay an answer the fast path does not read (an SSE stream, chunked, or unusual) through an h11 client
+        connection that is told about the request already sent and fed the bytes received so far."""
+        connection = h11.Connection(h11.CLIENT)
+        connection.send(h11.Request(method=request.method, target=request.target,
+                                    headers=[*headers, ("content-length", str(len(request.body)))]))
+        if request.body:
+            connection.send(h11.Data(data=request.body))
+        connection.send(h11.EndOfMessage())
+        connection.receive_data(bytes(link.buffer))
+        link.buffer.clear()
+        stream = link.stream
+        try:
+            head = await _next(stream, connection)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
+            raise _OwnerUnreachable() from error
+        if not isinstance(head, h11.Response):
+            raise _OwnerUnreachable()
+        relayed: Headers = []
         length: int | None = None
         streaming = False
         for raw_name, value in head.headers:
@@ -159,7 +178,7 @@ class Forwarder:
             elif name == b"content-type" and value.lower().startswith(b"text/event-stream"):
                 streaming = True
             if name.decode("latin-1") not in _HOP_BY_HOP:
-                headers.append((name, value))
+                relayed.append((name, value))
         if not streaming and length is not None and length <= _BUFFER_LIMIT:
             chunks: list[bytes] = []
             try:
@@ -167,11 +186,11 @@ class Forwarder:
                     chunks.append(bytes(event.data))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
                 raise _OwnerUnreachable() from error
-            await responder.respond(head.status_code, headers, b"".join(chunks))
+            await responder.respond(head.status_code, relayed, b"".join(chunks))
             return
-        await responder.start(head.status_code, headers)
+        await responder.start(head.status_code, relayed)
         async with trio.open_nursery() as nursery:
-            if standalone:  # a GET stream ends on drain, like a local one; a POST's answer is let finish
+            if request.method == "GET":  # a GET stream ends on drain, like a local one; a POST's answer is let finish
                 nursery.start_soon(_cancel_on, self.stop, nursery.cancel_scope)
             try:
                 while isinstance(event := await _next(stream, connection), h11.Data):
@@ -179,6 +198,40 @@ class Forwarder:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError):
                 pass  # the owner went away mid-stream: end ours, the client reconnects or re-initializes
             nursery.cancel_scope.cancel()
+
+
+class _Link:
+    """A connection to an owner replica and the bytes read from it that no answer used yet."""
+
+    __slots__ = ("buffer", "since", "stream")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+        self.since = 0.0  # when it went idle
+
+    async def read_head(self) -> int:
+        """Read until a response head is complete; the index just past it. A connection closed first (even
+        after some bytes) is a broken one."""
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise trio.BrokenResourceError("the owner closed the connection")
+            self.buffer += data
+        return end + 4
+
+    async def read_exactly(self, size: int) -> bytes:
+        try:
+            while len(self.buffer) < size:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise trio.BrokenResourceError("the owner closed the connection mid-answer")
+                self.buffer += data
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+            raise _OwnerUnreachable() from error
+        body = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return body
 
 
 CALL_GONE = "Suspended call not found: the adapter replica holding it is gone; call again without requestState"
