@@ -97,7 +97,12 @@ class StreamableHttp(Transport):
         version = await self._version(request, responder)
         if version is None:
             return
-        initialize = any(m.kind is Kind.REQUEST and m.method == "initialize" for m in messages)
+        if is_batch:
+            has_request = any(m.kind is Kind.REQUEST for m in messages)
+            initialize = any(m.kind is Kind.REQUEST and m.method == "initialize" for m in messages)
+        else:  # the common case, without two generators per call
+            has_request = messages[0].kind is Kind.REQUEST
+            initialize = has_request and messages[0].method == "initialize"
         if is_batch and (initialize or version != BATCH_VERSION):
             await jsonrpc_error(responder, 400, jsonrpc.INVALID_REQUEST,
                                 "Bad Request: JSON-RPC batches are only accepted for protocol 2025-03-26, "
@@ -110,7 +115,7 @@ class StreamableHttp(Transport):
         if session is None:
             return
         headers: Headers = [(SESSION_HEADER.encode(), session.id.encode())]
-        if not any(m.kind is Kind.REQUEST for m in messages):
+        if not has_request:
             try:
                 await session.post(messages, STANDALONE)
             except SessionClosed:
