@@ -47,10 +47,15 @@ class Delivery(msgspec.Struct, frozen=True, gc=False):
 
 
 class ClientOutcome(msgspec.Struct, frozen=True, gc=False):
-    """What posting client messages produced: bytes for the server's stdin and answers given locally."""
+    """What posting client messages produced: messages for the server and answers given locally."""
 
-    to_server: bytes
+    messages: list[Message]  # for the server, in order
     deliveries: list[Delivery]
+
+    @property
+    def to_server(self) -> bytes:
+        """The messages as the lines a server process reads on its stdin."""
+        return b"".join([message.raw + b"\n" for message in self.messages])
 
 
 class SessionClosed(Exception):
@@ -123,7 +128,7 @@ class SessionCore:
                     raise JsonRpcError(jsonrpc.INVALID_REQUEST, f"request id {message.id!r} is already in use",
                                        message.id)
                 seen.add(message.id)
-        out: list[bytes] = []
+        out: list[Message] = []
         local: list[Delivery] = []
         for message in messages:
             request_id = message.id
@@ -150,8 +155,7 @@ class SessionCore:
                 self.client_initialized = True
             elif message.method == "notifications/cancelled":
                 local.extend(self._cancel(jsonrpc.cancelled_request(message.params)))
-            out.append(message.raw)
-            out.append(b"\n")
+            out.append(message)
         if stream not in self._waiting:  # answered entirely here: the last local answer on it ends the stream
             for index in range(len(local) - 1, -1, -1):
                 if local[index].stream == stream:
@@ -159,7 +163,7 @@ class SessionCore:
                         done = local[index]
                         local[index] = Delivery(stream, done.data, last=True, response=True, method=done.method)
                     break
-        return ClientOutcome(b"".join(out), local)
+        return ClientOutcome(out, local)
 
     def _cancel(self, request_id: RequestId | None) -> list[Delivery]:
         """The client gave up on a request. The server is told (the notification is forwarded) but need not
@@ -184,13 +188,13 @@ class SessionCore:
         """Fail every request the server has said nothing about for ``timeout`` seconds (progress counts as
         something): the client gets a -32001 error, the server a ``notifications/cancelled``."""
         late = [request_id for request_id, pending in self._pending.items() if now - pending.heard >= timeout]
-        out: list[bytes] = []
+        out: list[Message] = []
         deliveries: list[Delivery] = []
         for request_id in late:
             reason = f"Request timed out: no answer from the MCP server in {timeout:g} s"
             deliveries.append(self._fail(request_id, jsonrpc.REQUEST_TIMEOUT, reason))
-            out.append(jsonrpc.cancelled_notification(request_id, reason) + b"\n")
-        return ClientOutcome(b"".join(out), deliveries)
+            out.append(jsonrpc.parse_message(jsonrpc.cancelled_notification(request_id, reason)))
+        return ClientOutcome(out, deliveries)
 
     # -- server side -------------------------------------------------------------------------------------------
 
@@ -203,6 +207,10 @@ class SessionCore:
         except JsonRpcError:
             self.problems[GARBAGE] += 1
             return []
+        return self.from_server_message(message, now)
+
+    def from_server_message(self, message: Message, now: float = 0.0) -> list[Delivery]:
+        """Route one message the server sent, already parsed (by the shared process's multiplexer, say)."""
         if message.kind is Kind.RESPONSE:
             return self._response(message, now)
         if message.kind is Kind.REQUEST and message.id is not None:  # (a request always has an id)

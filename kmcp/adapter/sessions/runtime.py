@@ -12,6 +12,7 @@ import select
 import sys
 from collections import deque
 from contextlib import suppress
+from typing import Protocol, runtime_checkable
 
 import msgspec
 import trio
@@ -46,6 +47,21 @@ class TooManySessions(Exception):
     pass
 
 
+@runtime_checkable
+class MessagePort(Protocol):
+    """A server process that takes and gives parsed messages, not lines: the shared process's view for one
+    session (``sessions/shared.py``). The session then hands the core's messages over as they are, and routes
+    what comes back without parsing it again."""
+
+    async def post_messages(self, messages: list[Message]) -> None:
+        """Send ``messages`` to the server; raises trio.ClosedResourceError when it is gone."""
+        ...
+
+    async def next_messages(self) -> list[Message]:
+        """What the server sent since the last call, waiting for at least one message; [] once it is gone."""
+        ...
+
+
 def parse_event_id(value: str) -> tuple[int, int] | None:
     stream, sep, seq = value.strip().partition("-")
     if not sep or not stream.isdigit() or not seq.isdigit():
@@ -65,6 +81,7 @@ class Session:
         self.last_activity = trio.current_time()
         self._process: ServerProcess | None = None
         self._stdin: StdinWriter | None = None
+        self._port: MessagePort | None = None  # set when the process speaks messages (shared mode)
         self._listeners: dict[int, Inbox] = {}
         # Both bounded in messages and in bytes (settings.event_log_bytes, settings.stream_buffer_bytes).
         self._log: deque[StreamItem] = deque()
@@ -87,6 +104,7 @@ class Session:
                 async with launcher.launch(self.id) as process:
                     self.metrics.child_starts += 1
                     self._process = process
+                    self._port = process if isinstance(process, MessagePort) else None
                     task_status.started()
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._watch_idle, nursery.cancel_scope)
@@ -173,8 +191,15 @@ class Session:
         pump_scope.cancel()
 
     async def _pump(self, process: ServerProcess) -> None:
-        """Route each line of the server's stdout through the core."""
+        """Route each line of the server's stdout (or each message of a message port) through the core."""
         core = self.core
+        if self._port is not None:
+            while messages := await self._port.next_messages():
+                now = trio.current_time()
+                for message in messages:
+                    for delivery in core.from_server_message(message, now):
+                        self._deliver_now(delivery)
+            return
 
         def on_line(line: bytes) -> None:
             for delivery in core.from_server(line, trio.current_time()):
@@ -280,9 +305,13 @@ class Session:
         """Deliver the core's local answers and write its bytes to the server's stdin."""
         for delivery in outcome.deliveries:
             self._deliver_now(delivery)
-        data = outcome.to_server
-        if not data or self._process is None:
+        if not outcome.messages or self._process is None:
             return
+        if self._port is not None:
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._port.post_messages(outcome.messages)
+            return
+        data = outcome.to_server
         # A dead server is noticed by the stdout pump, which fails the pending requests.
         if self._stdin is None:
             self._stdin = StdinWriter(self._process.send_stream)

@@ -14,19 +14,20 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 
 import trio
 
 from kmcp.adapter.protocol import jsonrpc
-from kmcp.adapter.protocol.jsonrpc import JsonRpcError
+from kmcp.adapter.protocol.jsonrpc import JsonRpcError, Message
 from kmcp.adapter.protocol.multiplexer import Multiplexer, Output, ToClient, ToServer
+from kmcp.adapter.sessions.inbox import Inbox
 from kmcp.adapter.stdio.launcher import Launcher, LaunchError, ServerProcess
 from kmcp.adapter.stdio.pipes import StdinWriter, read_lines
 
 
 class _LineSender(trio.abc.SendStream):
-    """A session's stdin: splits what the session writes into lines and hands each to the multiplexer."""
+    """A session's stdin as a stream, for users that write lines (the stateless pool): split into lines, parsed,
+    and handed to the multiplexer. Sessions skip it: they post parsed messages (``_Client.post_messages``)."""
 
     def __init__(self, client: _Client) -> None:
         self._client = client
@@ -34,13 +35,18 @@ class _LineSender(trio.abc.SendStream):
         self._closed = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closed or self._client.exited.is_set():
-            raise trio.ClosedResourceError("the shared MCP server is gone")
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
         self._pending += bytes(data)
         *lines, self._pending = self._pending.split(b"\n")
+        messages = []
         for line in lines:
             if line.strip():
-                await self._client.shared.from_client(self._client, line)
+                try:
+                    messages.append(jsonrpc.parse_message(line))
+                except JsonRpcError:
+                    continue  # the session core already answered malformed input; nothing reaches the server
+        await self._client.post_messages(messages)
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -51,36 +57,45 @@ class _LineSender(trio.abc.SendStream):
 
 
 class _LineReceiver(trio.abc.ReceiveStream):
-    """A session's stdout: the lines the multiplexer routed to it; EOF when the session is detached."""
+    """A session's stdout as a stream: the messages the multiplexer routed to it, one line each; EOF when the
+    session is detached."""
 
-    def __init__(self, channel: trio.MemoryReceiveChannel[bytes]) -> None:
-        self._channel = channel
+    def __init__(self, client: _Client) -> None:
+        self._client = client
         self._buffer = b""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if not self._buffer:
-            try:
-                self._buffer = await self._channel.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
+            messages = await self._client.next_messages()
+            if not messages:
                 return b""
+            self._buffer = b"".join([message.raw + b"\n" for message in messages])
         size = len(self._buffer) if max_bytes is None else max_bytes
         chunk, self._buffer = self._buffer[:size], self._buffer[size:]
         return chunk
 
     async def aclose(self) -> None:
-        await self._channel.aclose()
+        self._client.inbox.close()
+        await trio.lowlevel.checkpoint()
 
 
-@dataclass(eq=False)
+def _message_size(message: Message) -> int:
+    return len(message.raw)
+
+
 class _Client:
-    """One session's view of the shared process."""
+    """One session's view of the shared process: a :class:`~kmcp.adapter.sessions.runtime.MessagePort` (parsed
+    messages both ways, each parsed once), and the line streams of any other server process."""
 
-    shared: SharedLauncher
-    number: int  # the multiplexer's name for it
-    outbox: trio.MemorySendChannel[bytes]
-    inbox: trio.MemoryReceiveChannel[bytes]
-    exited: trio.Event = field(default_factory=trio.Event)
-    exit_code: int = 0
+    def __init__(self, shared: SharedLauncher, number: int) -> None:
+        self.shared = shared
+        self.number = number  # the multiplexer's name for it
+        # As before: at most 4096 messages queued for a session that does not read; more are dropped.
+        self.inbox: Inbox[Message] = Inbox(_message_size, limit=1 << 62, most=4096)
+        self.exited = trio.Event()
+        self.exit_code = 0
+        self._sender = _LineSender(self)
+        self._receiver = _LineReceiver(self)
 
     @property
     def send_stream(self) -> trio.abc.SendStream:
@@ -90,22 +105,37 @@ class _Client:
     def receive_stream(self) -> trio.abc.ReceiveStream:
         return self._receiver
 
-    def __post_init__(self) -> None:
-        self._sender = _LineSender(self)
-        self._receiver = _LineReceiver(self.inbox)
-
     async def wait(self) -> int:
         await self.exited.wait()
         return self.exit_code
 
-    def deliver(self, data: bytes) -> None:
-        with suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.outbox.send_nowait(data + b"\n")
+    async def post_messages(self, messages: list[Message]) -> None:
+        if self.exited.is_set():
+            raise trio.ClosedResourceError("the shared MCP server is gone")
+        outputs: list[Output] = []
+        for message in messages:
+            outputs += self.shared.mux.from_client(self.number, message)
+        await self.shared._route(outputs)
+
+    async def next_messages(self) -> list[Message]:
+        try:
+            messages = [await self.inbox.receive()]
+        except trio.EndOfChannel:
+            return []
+        while True:
+            try:
+                messages.append(self.inbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return messages
+
+    def deliver(self, message: Message) -> None:
+        with suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self.inbox.send_nowait(message)
 
     def end(self, code: int) -> None:
         self.exit_code = code
         self.exited.set()
-        self.outbox.close()
+        self.inbox.close()
 
 
 class SharedLauncher:
@@ -172,8 +202,7 @@ class SharedLauncher:
             await self._up.wait()
         if self._process is None:
             raise LaunchError("the shared MCP server process is not running")
-        send, receive = trio.open_memory_channel[bytes](4096)
-        client = _Client(self, self.mux.attach(), send, receive)
+        client = _Client(self, self.mux.attach())
         self._clients[client.number] = client
         try:
             yield client
@@ -182,13 +211,6 @@ class SharedLauncher:
             self._clients.pop(client.number, None)
             if not client.exited.is_set():
                 client.end(0)
-
-    async def from_client(self, client: _Client, line: bytes) -> None:
-        try:
-            message = jsonrpc.parse_message(line)
-        except JsonRpcError:
-            return  # the session core already answered malformed input; nothing reaches the server
-        await self._route(self.mux.from_client(client.number, message))
 
     def from_server(self, line: bytes) -> None:
         try:
@@ -211,7 +233,7 @@ class SharedLauncher:
     def _deliver(self, output: ToClient) -> None:
         client = self._clients.get(output.client)
         if client is not None:
-            client.deliver(output.message.raw)
+            client.deliver(output.message)
 
 
 __all__ = ["SharedLauncher"]
