@@ -12,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KMCP = ROOT / "kmcp"
 MAX_FUNCTION_LINES = 80
-# Not yet held to MAX_FUNCTION_LINES: being reworked on other branches; they join the check when they land.
-FUNCTION_LENGTH_NOT_YET_CHECKED = ("kmcp/adapter/", "kmcp/devcluster/", "kmcp/podrunner.py", "kmcp/commands/devup.py")
+# Not yet held to MAX_FUNCTION_LINES (none now: every module is checked; a path added here must exist).
+FUNCTION_LENGTH_NOT_YET_CHECKED: tuple[str, ...] = ()
 
 # (package, modules it must not import, why)
 FORBIDDEN_IMPORTS = [
