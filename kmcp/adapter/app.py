@@ -117,7 +117,7 @@ async def serve_adapter(settings: AdapterSettings, launcher: Launcher, shutdown:
             nursery.start_soon(tracing.export)
         await nursery.start(table.run)
         if settings.server_era != "off":
-            from kmcp.adapter.sessions.stateless import StatelessPool
+            from kmcp.adapter.sessions.pool import StatelessPool
 
             app.streamable.pool = StatelessPool(settings, launcher)
             await nursery.start(app.streamable.pool.run)

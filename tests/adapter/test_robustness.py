@@ -234,9 +234,9 @@ MODERN_LIST = msgspec.json.encode({"jsonrpc": "2.0", "id": 5, "method": "tools/l
                          ids=["never-answers", "exits-at-once"])
 async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_up(
         command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from kmcp.adapter.sessions import stateless
+    from kmcp.adapter.sessions import pool
 
-    monkeypatch.setattr(stateless, "PROBE_TIMEOUT", 0.3)
+    monkeypatch.setattr(pool, "PROBE_TIMEOUT", 0.3)
     async with running_adapter(command) as adapter:
         with trio.fail_after(20):
             for _ in range(2):  # and again: a failed probe is retried on a new process, not remembered
@@ -249,10 +249,10 @@ async def test_a_server_that_fails_the_era_probe_gets_503_and_the_adapter_stays_
 async def test_a_server_that_exits_at_once_is_reported_without_waiting_out_the_probe() -> None:
     """Its stdout closing ends what waits on it: no PROBE_TIMEOUT (10 s) per request, and no era guessed from
     an exit (a crashed modern server must not be bridged as a handshake-era one)."""
-    from kmcp.adapter.sessions import stateless
+    from kmcp.adapter.sessions import pool
 
     async with running_adapter(["sh", "-c", "exit 3"]) as adapter:
-        with trio.fail_after(stateless.PROBE_TIMEOUT * 0.6):
+        with trio.fail_after(pool.PROBE_TIMEOUT * 0.6):
             response = await adapter.request("POST", "/mcp", MODERN_LIST, MODERN_HEADERS)
         assert response.status == 503, response
         assert "exited" in response.json()["error"]["message"]

@@ -26,6 +26,7 @@ from kmcp.adapter.server.httputil import (
     text,
 )
 from kmcp.adapter.sessions import stateless
+from kmcp.adapter.sessions.pool import StatelessPool
 from kmcp.adapter.sessions.runtime import Inbox, Session, StreamItem, parse_event_id
 from kmcp.adapter.settings import DEFAULT_STREAMABLE_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 
@@ -35,7 +36,7 @@ BATCH_VERSION = "2025-03-26"  # batches were removed in 2025-06-18
 
 
 class StreamableHttp(Transport):
-    pool: stateless.StatelessPool | None = None  # serves 2026-07-28 requests; None: they get the old 400
+    pool: StatelessPool | None = None  # serves 2026-07-28 requests; None: they get the old 400
 
     async def handle(self, request: Request, responder: Responder) -> None:
         if not origin_allowed(request, self.settings):
