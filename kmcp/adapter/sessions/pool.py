@@ -163,6 +163,7 @@ class StatelessPool:
         self.tool_headers = param_headers.ToolHeaders()
         self._tools_read_at = -math.inf
         self._tools_lock = trio.Lock()
+        self._tools_refreshing = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -364,12 +365,25 @@ class StatelessPool:
         properties (read with the adapter's own tools/list, again after TOOLS_TTL or when the list changed, and
         once more before refusing, so a stale list never refuses a request the server's current tools allow)."""
         fresh = False
-        if not self.tool_headers.known or trio.current_time() - self._tools_read_at > TOOLS_TTL:
+        if not self.tool_headers.known:
             fresh = await self._read_tools()
+        elif trio.current_time() - self._tools_read_at > TOOLS_TTL:
+            self._refresh_tools_soon()  # off this request's path: the list it has is checked meanwhile
         problem = self.tool_headers.check(headers, params)
         if problem is not None and not fresh and await self._read_tools():
             problem = self.tool_headers.check(headers, params)
         return problem
+
+    def _refresh_tools_soon(self) -> None:
+        if not self._tools_refreshing and self._nursery is not None:
+            self._tools_refreshing = True
+            self._nursery.start_soon(self._refresh_tools)
+
+    async def _refresh_tools(self) -> None:
+        try:
+            await self._read_tools()
+        finally:
+            self._tools_refreshing = False
 
     async def _read_tools(self) -> bool:
         """Read every page of the tool list; False when it could not be read (then nothing is refused)."""
@@ -401,7 +415,8 @@ class StatelessPool:
     def publish(self, message: Message) -> None:
         """A legacy server's change notification, to every listener that asked for its kind."""
         if message.method == subscriptions.TOOLS_CHANGED:
-            self._tools_read_at = -math.inf  # Mcp-Param-* checks read the list again
+            self._tools_read_at = -math.inf  # Mcp-Param-* checks read the list again, starting now
+            self._refresh_tools_soon()
         for listener in list(self.listeners):
             if listener.filter.wants(message.method or "", message.params):
                 with suppress(trio.WouldBlock, trio.ClosedResourceError):
