@@ -5,18 +5,16 @@ adapter's start-up and hot path do not change when tracing is off. The opentelem
 an optional extra (``pip install kmcp[tracing]``).
 
 The SDK's own exporters block (SimpleSpanProcessor) or run a thread (BatchSpanProcessor); here a span processor
-only puts finished spans on a bounded Trio channel, and a Trio task batches them and POSTs each batch with h11, so
-a slow or absent collector never delays a request: when the queue is full, spans are dropped and counted.
+only puts finished spans on a bounded Trio channel, and a Trio task batches them and POSTs each batch (with the
+adapter's HTTP client, ``server/client.py``), so a slow or absent collector never delays a request: when the queue
+is full, spans are dropped and counted.
 """
 
 from __future__ import annotations
 
-import ssl
 import sys
 import time
-from urllib.parse import urlsplit
 
-import h11
 import trio
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind
 
 from kmcp.adapter.metrics import Metrics
+from kmcp.adapter.server import client
 from kmcp.adapter.settings import TracingSettings
 
 POST_TIMEOUT = 10.0
@@ -94,7 +93,7 @@ class RequestTracing:
         try:
             with trio.fail_after(POST_TIMEOUT):
                 status = await post(self.settings.traces_url, body, self.settings.headers)
-        except (OSError, trio.TooSlowError, h11.ProtocolError, ssl.SSLError) as error:
+        except (*client.ERRORS, trio.TooSlowError) as error:
             self._failed(len(batch), f"{type(error).__name__}: {error}")
             return
         if not 200 <= status < 300:
@@ -109,27 +108,6 @@ class RequestTracing:
 
 async def post(url: str, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> int:
     """One OTLP/HTTP protobuf POST on a fresh connection (a batch per export interval at most); the status code."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OSError(f"not an http(s) URL: {url}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    stream: trio.abc.Stream
-    if parts.scheme == "https":
-        stream = await trio.open_ssl_over_tcp_stream(parts.hostname, port, ssl_context=ssl.create_default_context())
-    else:
-        stream = await trio.open_tcp_stream(parts.hostname, port)
-    async with stream:
-        connection = h11.Connection(h11.CLIENT)
-        request = h11.Request(method="POST", target=parts.path or "/", headers=[
-            ("host", parts.netloc), ("content-type", "application/x-protobuf"), ("content-length", str(len(body))),
-            *headers])
-        await stream.send_all((connection.send(request) or b"") + (connection.send(h11.Data(data=body)) or b"")
-                              + (connection.send(h11.EndOfMessage()) or b""))
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                connection.receive_data(bytes(await stream.receive_some(65536)))
-            elif isinstance(event, h11.Response):
-                return int(event.status_code)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise OSError("the collector closed the connection without answering")
+    status, _ = await client.fetch(url, method="POST", body=body, limit=1 << 20,
+                                   headers=[("content-type", "application/x-protobuf"), *headers])
+    return status

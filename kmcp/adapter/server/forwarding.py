@@ -1,4 +1,4 @@
-"""Hands a request for another replica's session to that replica and relays its answer (raw h11 on trio).
+"""Hands a request for another replica's session to that replica and relays its answer (``server/client.py``).
 
 A transport calls :meth:`Forwarder.forward` when its session lookup misses. Only ids that verify (``session_ids``)
 are forwarded, and only once: the forwarded request carries ``x-kmcp-forwarded``, and a request that carries it
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 
-import h11
 import trio
 
 from kmcp.adapter.metrics import Metrics
-from kmcp.adapter.protocol import httpfast, jsonrpc
+from kmcp.adapter.protocol import jsonrpc
 from kmcp.adapter.protocol.session_ids import SessionIds
+from kmcp.adapter.server import client
 from kmcp.adapter.server.http import Headers, Request, Responder
 from kmcp.adapter.server.httputil import jsonrpc_error
 from kmcp.adapter.settings import AdapterSettings
@@ -46,7 +46,7 @@ class Forwarder:
         self.stop = stop  # draining: relayed streams end like local ones
         # Kept-alive connections per owner, so forwarding does not leave a TIME_WAIT socket per request. Dropped
         # well before the owner's own keep-alive timeout, so a reused connection is rarely one it is closing.
-        self._idle: dict[tuple[str, int], list[_Link]] = {}
+        self._idle: dict[tuple[str, int], list[client.ClientConnection]] = {}
         self._idle_limit = min(30.0, settings.keepalive_timeout / 2)
         # Owners whose connect timed out, until when: a deleted pod's address costs one connect timeout, not one
         # per request of each of its sessions' clients.
@@ -77,40 +77,30 @@ class Forwarder:
         if "host" not in request.headers:
             headers.append(("host", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
         headers.append((FORWARDED_HEADER, "1"))
-        out = httpfast.request_bytes(request.method, request.target, headers, request.body)
         while True:
             link, reused = await self._open(owner)
             try:
-                await link.stream.send_all(out)
-                head_end = await link.read_head()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-                await trio.aclose_forcefully(link.stream)
+                answer = await link.request(request.method, request.target, headers, request.body)
+            except client.ERRORS as error:
+                await link.aclose()
                 if reused:  # the owner closed a kept-alive connection before reading: try a fresh one
                     continue
                 raise _OwnerUnreachable() from error
             except BaseException:
-                await trio.aclose_forcefully(link.stream)
+                await link.aclose()
                 raise
             break
         keep = False
         try:
-            head = httpfast.parse_response_head(bytes(link.buffer[:head_end]))
-            if head is not None and head.content_length <= _BUFFER_LIMIT and request.method != "HEAD":
-                del link.buffer[:head_end]
-                body = await link.read_exactly(head.content_length)
-                headers_out = [(name, value) for name, value in head.headers
-                               if name.decode("latin-1") not in _HOP_BY_HOP]
-                await responder.respond(head.status, headers_out, body)
-                keep = not head.close
-            else:  # a stream, or anything unusual: h11 reads this answer, and the connection is not reused
-                await self._answer_h11(link, request, headers, responder)
+            await self._answer(answer, responder, standalone=request.method == "GET")
+            keep = answer.reusable
         finally:
             if keep:
                 self._release(owner, link)
             else:
-                await trio.aclose_forcefully(link.stream)
+                await link.aclose()
 
-    async def _open(self, owner: tuple[str, int]) -> tuple[_Link, bool]:
+    async def _open(self, owner: tuple[str, int]) -> tuple[client.ClientConnection, bool]:
         """A kept-alive connection to ``owner`` if one is idle and fresh, else a new one."""
         idle = self._idle.get(owner)
         now = trio.current_time()
@@ -118,12 +108,12 @@ class Forwarder:
             link = idle.pop()
             if now - link.since < self._idle_limit and not link.buffer:
                 return link, True
-            await trio.aclose_forcefully(link.stream)
+            await link.aclose()
         if self._gone.get(owner, -math.inf) > now:
             raise _OwnerUnreachable()
         try:
             with trio.fail_after(self.settings.forward_connect_timeout):
-                stream = await trio.open_tcp_stream(*owner)
+                link = await client.connect("http", *owner)
         except trio.TooSlowError as error:  # an address that drops SYNs (a deleted pod's): remember it a moment
             now = trio.current_time()
             self._gone = {gone: until for gone, until in self._gone.items() if until > now}  # deleted pods pile up
@@ -132,106 +122,51 @@ class Forwarder:
         except OSError as error:  # refused at once: trying again costs nothing (a restarting adapter, same IP)
             raise _OwnerUnreachable() from error
         self._gone.pop(owner, None)
-        return _Link(stream), False
+        return link, False
 
-    def _release(self, owner: tuple[str, int], link: _Link) -> None:
+    def _release(self, owner: tuple[str, int], link: client.ClientConnection) -> None:
         idle = self._idle.setdefault(owner, [])
         if len(idle) < _MAX_IDLE_PER_OWNER:
             link.since = trio.current_time()
             idle.append(link)
         else:
-            link.stream.socket.close()  # already idle: nothing to flush
+            link.close_idle()
 
     async def aclose(self) -> None:
         """Close the kept-alive connections (on shutdown)."""
         for idle in self._idle.values():
             for link in idle:
-                await trio.aclose_forcefully(link.stream)
+                await link.aclose()
         self._idle.clear()
 
-    async def _answer_h11(self, link: _Link, request: Request, headers: list[tuple[str, str]],
-                          responder: Responder) -> None:
-        """Relay an answer the fast path does not read (an SSE stream, chunked, or unusual) through an h11 client
-        connection that is told about the request already sent and fed the bytes received so far."""
-        connection = h11.Connection(h11.CLIENT)
-        connection.send(h11.Request(method=request.method, target=request.target,
-                                    headers=[*headers, ("content-length", str(len(request.body)))]))
-        if request.body:
-            connection.send(h11.Data(data=request.body))
-        connection.send(h11.EndOfMessage())
-        connection.receive_data(bytes(link.buffer))
-        link.buffer.clear()
-        stream = link.stream
-        try:
-            head = await _next(stream, connection)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
-            raise _OwnerUnreachable() from error
-        if not isinstance(head, h11.Response):
-            raise _OwnerUnreachable()
-        relayed: Headers = []
-        length: int | None = None
-        streaming = False
-        for raw_name, value in head.headers:
-            name = raw_name.lower()
-            if name == b"content-length" and value.isdigit():
-                length = int(value)
-            elif name == b"content-type" and value.lower().startswith(b"text/event-stream"):
-                streaming = True
-            if name.decode("latin-1") not in _HOP_BY_HOP:
-                relayed.append((name, value))
-        if not streaming and length is not None and length <= _BUFFER_LIMIT:
-            chunks: list[bytes] = []
+    async def _answer(self, answer: client.Response, responder: Responder, *, standalone: bool) -> None:
+        """Relay the owner's answer: whole when it has a known, bounded length (and is not a stream), else chunk by
+        chunk as it arrives, never buffered."""
+        headers: Headers = [(name, value) for name, value in answer.headers
+                            if name.decode("latin-1") not in _HOP_BY_HOP]
+        content_type = answer.header(b"content-type") or b""
+        length = answer.length
+        if length is None:
+            declared = answer.header(b"content-length")
+            length = int(declared) if declared is not None and declared.isdigit() else None
+        if not content_type.lower().startswith(b"text/event-stream") and length is not None \
+                and length <= _BUFFER_LIMIT:
             try:
-                while isinstance(event := await _next(stream, connection), h11.Data):
-                    chunks.append(bytes(event.data))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError) as error:
+                body = await answer.read(_BUFFER_LIMIT)
+            except client.ERRORS as error:
                 raise _OwnerUnreachable() from error
-            await responder.respond(head.status_code, relayed, b"".join(chunks))
+            await responder.respond(answer.status, headers, body)
             return
-        await responder.start(head.status_code, relayed)
+        await responder.start(answer.status, headers)
         async with trio.open_nursery() as nursery:
-            if request.method == "GET":  # a GET stream ends on drain, like a local one; a POST's answer is let finish
+            if standalone:  # a GET stream ends on drain, like a local one; a POST's answer is let finish
                 nursery.start_soon(_cancel_on, self.stop, nursery.cancel_scope)
             try:
-                while isinstance(event := await _next(stream, connection), h11.Data):
-                    await responder.send(bytes(event.data))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError):
+                async for chunk in answer.chunks():
+                    await responder.send(chunk)
+            except client.ERRORS:
                 pass  # the owner went away mid-stream: end ours, the client reconnects or re-initializes
             nursery.cancel_scope.cancel()
-
-
-class _Link:
-    """A connection to an owner replica and the bytes read from it that no answer used yet."""
-
-    __slots__ = ("buffer", "since", "stream")
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-        self.since = 0.0  # when it went idle
-
-    async def read_head(self) -> int:
-        """Read until a response head is complete; the index just past it. A connection closed first (even
-        after some bytes) is a broken one."""
-        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
-            data = await self.stream.receive_some(65536)
-            if not data:
-                raise trio.BrokenResourceError("the owner closed the connection")
-            self.buffer += data
-        return end + 4
-
-    async def read_exactly(self, size: int) -> bytes:
-        try:
-            while len(self.buffer) < size:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise trio.BrokenResourceError("the owner closed the connection mid-answer")
-                self.buffer += data
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-            raise _OwnerUnreachable() from error
-        body = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return body
 
 
 CALL_GONE = "Suspended call not found: the adapter replica holding it is gone; call again without requestState"
@@ -244,13 +179,6 @@ async def relay_continuation(forwarder: Forwarder | None, request: Request, resp
     if forwarder is not None and await forwarder.forward_to(request, responder, owner):
         return
     await jsonrpc_error(responder, 404, jsonrpc.SERVER_GONE, CALL_GONE, request_id)
-
-
-async def _next(stream: trio.SocketStream, connection: h11.Connection) -> object:
-    """The owner's next h11 event (a Response, Data, EndOfMessage or ConnectionClosed)."""
-    while (event := connection.next_event()) is h11.NEED_DATA:
-        connection.receive_data(await stream.receive_some(65536))
-    return event
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
