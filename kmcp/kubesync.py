@@ -66,9 +66,18 @@ class SyncKube:
         plural = kube._plural_of(path)
         connected = self._connection is not None
         try:
-            connection = self._connect()
-            connection.request(method, target, headers=headers)
-            response = connection.getresponse()
+            try:
+                connection = self._connect()
+                connection.request(method, target, headers=headers)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not connected:
+                    raise
+                self.close()  # the kept-alive connection was closed by the server meanwhile: once more, anew
+                connected = False
+                connection = self._connect()
+                connection.request(method, target, headers=headers)
+                response = connection.getresponse()
             data = response.read()
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             self.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -62,3 +63,39 @@ def test_get_from_an_apiserver_that_is_not_there_is_one_line(kubeconfig: Path, t
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"kmcp: error: cannot reach the apiserver at "
                                                    f"https://127.0.0.1:{port}: "), result.stderr
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_anew() -> None:
+    """`status` makes two reads on one connection; a server that closed it in between (idle timeout, a restart
+    behind a load balancer) costs a reconnect, not an error."""
+    import json
+    import ssl
+    import threading
+
+    from kmcp import kube
+    from kmcp.kubesync import SyncKube
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    body = json.dumps({"kind": "MCPServer", "metadata": {"name": "x"}}).encode()
+    answered: list[int] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                # HTTP/1.1 without "Connection: close": the client keeps the connection, which is then closed
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                answered.append(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = kube.KubeConfig(f"http://127.0.0.1:{listener.getsockname()[1]}", ssl.create_default_context())
+    with SyncKube(config) as client:
+        assert client.get(kube.MCPSERVERS, "x", "default")["metadata"]["name"] == "x"
+        time.sleep(0.2)  # the server has closed its end
+        assert client.get(kube.MCPSERVERS, "x", "default")["metadata"]["name"] == "x"
+    listener.close()
+    assert len(answered) == 2
