@@ -8,7 +8,8 @@ namespaced), so there is no per-kind code. Errors are typed (:class:`NotFound`, 
 
 Configuration comes from a kubeconfig file or the in-cluster service account. A simple kubeconfig (a token or a
 client certificate) is read by :mod:`kmcp.kubeconfig`; the official ``kubernetes`` package reads everything else (it
-knows every kubeconfig dialect), imported lazily and only then.
+knows every kubeconfig dialect), imported lazily and only then. httpx and Trio are imported by the client itself, so
+the Resources, errors and configuration come without them (:mod:`kmcp.kubesync`, for `kmcp get`, uses those).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import trio
+if TYPE_CHECKING:
+    import httpx
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kmcp"
@@ -173,6 +174,8 @@ class ApiTimeout(ApiUnavailable):
 
 def unavailable(error: httpx.HTTPError, method: str, path: str) -> ApiUnavailable:
     """The typed error for a transport failure, so no caller has to know which HTTP library kube uses."""
+    import httpx
+
     cls = ApiUnreachable if isinstance(error, httpx.ConnectError) else \
         ApiTimeout if isinstance(error, httpx.TimeoutException) else ApiUnavailable
     return cls(0, type(error).__name__, str(error), method=method, path=path)
@@ -330,6 +333,9 @@ class Kube:
         self.counter = RequestCounter()
         self._token = config.token
         self._token_read_at = time.monotonic()
+        import httpx  # here, not at the top: `kmcp get` reads this module's Resources and errors without it
+
+        self._httpx = httpx
         self._http = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context,
                                        timeout=timeout, headers={"User-Agent": user_agent})
 
@@ -345,6 +351,8 @@ class Kube:
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         refresh = self.config.refresh_token
         if refresh is not None and time.monotonic() - self._token_read_at > self.config.refresh_interval:
+            import trio
+
             self._token = await trio.to_thread.run_sync(refresh)
             self._token_read_at = time.monotonic()
         headers = dict(extra or {})
@@ -365,7 +373,7 @@ class Kube:
         plural = _plural_of(path)
         try:
             response = await self._http.request(method, path, params=params, content=content, headers=headers)
-        except httpx.HTTPError as error:
+        except self._httpx.HTTPError as error:
             self.counter.add(_verb(method, path, params, _is_collection(path)), plural, 0)
             raise unavailable(error, method, path) from error
         self.counter.add(_verb(method, path, params, _is_collection(path)), plural, response.status_code)
@@ -455,7 +463,7 @@ class Kube:
             params["fieldSelector"] = field_selector
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
-        timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
+        timeout = self._httpx.Timeout(30.0, read=timeout_seconds + 30.0)
         try:
             async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
                 self.counter.add("watch", resource.plural, response.status_code)
@@ -470,7 +478,7 @@ class Kube:
                     if kind == "ERROR":
                         raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
                     yield WatchEvent(kind, obj)
-        except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
+        except self._httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
             raise unavailable(error, "WATCH", path) from error
 
     async def server_version(self) -> tuple[int, int]:

@@ -25,17 +25,17 @@ def register(commands: Commands) -> None:
 
 
 def get_command(args: argparse.Namespace) -> int:
-    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.cluster import run_reads
     from kmcp.commands.get import run_get
 
-    run_with_kube(args.kubeconfig, lambda client: run_get(client, args.namespace, args.all_namespaces,
-                                                          args.output, args.name))
+    run_reads(args.kubeconfig, lambda client: run_get(client, args.namespace, args.all_namespaces, args.output,
+                                                      args.name))
     return EXIT_OK
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from kmcp.commands.cluster import run_with_kube
+    from kmcp.commands.cluster import run_reads
     from kmcp.commands.get import run_status
 
-    run_with_kube(args.kubeconfig, lambda client: run_status(client, args.name, args.namespace))
+    run_reads(args.kubeconfig, lambda client: run_status(client, args.name, args.namespace))
     return EXIT_OK

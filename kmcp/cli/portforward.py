@@ -16,7 +16,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--port", type=int, default=3000, help="local port (default 3000)")
     p.add_argument("--pod-port", type=int, default=3000, help="port in the pod (default 3000)")
     p.add_argument("--address", default="127.0.0.1", help="local address (default 127.0.0.1)")
-    p.add_argument("--inspector", action="store_true", help="also start the MCP Inspector (needs npx)")
+    p.add_argument("--inspector", action="store_true", help="also start the MCP Inspector on 127.0.0.1, opened on "
+                   "the forwarded server (needs node and npm)")
     kube_flags(p)
 
 

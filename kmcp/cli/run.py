@@ -15,7 +15,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--project-dir", default=".", help="project directory with kmcp.yaml (default: .)")
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default 3000, or the next free one when 3000 is in "
                    "use; a --port in use is an error)")
-    p.add_argument("--no-inspector", action="store_true", help="do not start the MCP Inspector (npx)")
+    p.add_argument("--no-inspector", action="store_true", help="do not start the MCP Inspector (pinned "
+                   "@modelcontextprotocol/inspector on 127.0.0.1, installed with npm on first use; needs node and npm)")
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -13,12 +13,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
-
-import trio
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from kmcp import kube
 from kmcp.errors import BadInput, CommandFailed
+
+if TYPE_CHECKING:
+    from kmcp.kubesync import SyncKube
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -138,8 +139,20 @@ def run_with_kube(kubeconfig: str | None, operation: Callable[[kube.Kube], Await
             async with kube.Kube(config) as client:
                 return await operation(client)
 
+    import trio  # here: `kmcp get` and `status` (run_reads) never load it
+
     with plain_errors():
         return trio.run(main)
+
+
+def run_reads(kubeconfig: str | None, operation: Callable[[SyncKube], T]) -> T:
+    """Load the kubeconfig, then run ``operation(client)`` with a blocking client (:mod:`kmcp.kubesync`), API
+    errors made readable: for commands that only read, a start without Trio and httpx."""
+    from kmcp.kubesync import SyncKube
+
+    config = load_kube_config(kubeconfig)
+    with api_errors(config.server), SyncKube(config) as client:
+        return operation(client)
 
 
 class Progress:
@@ -210,12 +223,20 @@ def condition(obj: Mapping[str, Any] | None, type_: str) -> Obj | None:
 
 async def recent_events(client: kube.Kube, kind: str, name: str, namespace: str, limit: int = 5) -> list[Obj]:
     """The newest Events about one object (core/v1 view, which also shows events.k8s.io/v1 Events)."""
-    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
     try:
-        items = (await client.list(kube.CORE_EVENTS, namespace, field_selector=selector)).get("items") or []
+        listed = await client.list(kube.CORE_EVENTS, namespace, field_selector=events_about(kind, name))
     except (kube.Forbidden, kube.NotFound):
         return []
+    return newest_events(listed.get("items") or [], limit)
 
+
+def events_about(kind: str, name: str) -> str:
+    """The field selector of the core/v1 Events about one object."""
+    return f"involvedObject.kind={kind},involvedObject.name={name}"
+
+
+def newest_events(items: list[Obj], limit: int) -> list[Obj]:
+    """The ``limit`` newest of ``items``, oldest first."""
     def when(event: Obj) -> str:
         series = event.get("series") or {}
         return str(series.get("lastObservedTime") or event.get("lastTimestamp") or event.get("eventTime")

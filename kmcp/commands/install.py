@@ -15,15 +15,17 @@ left without a controller, and how to remove them later.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from kmcp import crd, install, kube, render
-from kmcp.commands.cluster import PODS, Progress, condition, describe, resource_of
-from kmcp.commands.watching import watching
+from kmcp.commands.cluster import CRDS, PODS, Progress, condition, describe, resource_of
+from kmcp.commands.watching import Watched, any_changed, watching
 from kmcp.errors import CommandFailed
 
 Obj = dict[str, Any]
@@ -56,14 +58,13 @@ def objects_for(request: InstallRequest) -> list[Obj]:
 
 
 async def wait_crd_established(client: kube.Kube, name: str, within: float) -> None:
-    with trio.move_on_after(within):
-        while True:
-            obj = await client.get(resource_of({"apiVersion": "apiextensions.k8s.io/v1",
-                                                "kind": "CustomResourceDefinition"}), name)
-            established = condition(obj, "Established")
-            if established and established.get("status") == "True":
-                return
-            await trio.sleep(0.1)
+    async with watching(client, CRDS, None, name) as watched:
+        with trio.move_on_after(within):
+            while True:
+                established = condition(watched.get() or {}, "Established")
+                if established and established.get("status") == "True":
+                    return
+                await watched.changed(within=within)
     raise CommandFailed(f"CustomResourceDefinition {name} not Established after {within:g}s")
 
 
@@ -78,13 +79,12 @@ async def wait_namespace_usable(client: kube.Kube, name: str, within: float, out
         return
     print(f"namespace {name} is being deleted (a kmcp uninstall?): waiting up to {within:g}s for it to be gone",
           file=out or sys.stdout, flush=True)
-    with trio.move_on_after(within):
-        while True:
-            await trio.sleep(0.5)
-            try:
-                namespace = await client.get(kube.NAMESPACES, name)
-            except kube.NotFound:
-                return
+    async with watching(client, kube.NAMESPACES, None, name) as watched:
+        with trio.move_on_after(within):
+            while watched.get() is not None:
+                await watched.changed(within=within)
+            return
+        namespace = watched.get() or namespace
     blocking = [f"{c.get('type')}: {c.get('message')}" for c in (namespace.get("status") or {}).get("conditions", [])
                 if c.get("status") == "True"]
     raise CommandFailed(f"namespace {name} is still being deleted after {within:g}s"
@@ -110,18 +110,10 @@ def _deployment_progress(dep: Obj | None) -> tuple[bool, str]:
     return False, summary
 
 
-async def _pod_problems(client: kube.Kube, namespace: str, dep: Obj) -> str:
+def _pod_problems(pods: list[Obj]) -> str:
     """Why the Deployment's pods are not running yet (ImagePullBackOff, CrashLoopBackOff, ...), if they say."""
-    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    try:
-        pods = (await client.list(PODS, namespace, label_selector=selector)).get("items") or []
-    except kube.ApiUnavailable:
-        raise  # the apiserver is gone, not just the pods unreadable: the caller reports that
-    except kube.ApiError:
-        return ""
     problems = []
-    for pod in pods:
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
         status = pod.get("status") or {}
         for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
             waiting = (container.get("state") or {}).get("waiting") or {}
@@ -135,26 +127,54 @@ async def _pod_problems(client: kube.Kube, namespace: str, dep: Obj) -> str:
     return ("; " + "; ".join(problems[:3])) if problems else ""
 
 
+@contextlib.asynccontextmanager
+async def _pods_of(client: kube.Kube, namespace: str, dep: Obj) -> AsyncIterator[Watched | None]:
+    """A watch on the Deployment's pods, to say why they do not run; None when they cannot be read (then the wait
+    goes on without the reason)."""
+    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    entered = False
+    try:
+        async with watching(client, PODS, namespace, labels=selector) as pods:
+            entered = True
+            yield pods
+    except kube.ApiUnavailable:
+        raise  # the apiserver is gone, not just the pods unreadable: the caller reports that
+    except kube.ApiError:
+        if entered:
+            raise
+        yield None
+
+
 async def wait_deployment_available(client: kube.Kube, namespace: str, name: str, within: float,
                                     progress: Progress) -> None:
+    """Follow the Deployment, and once it exists its pods, each with a watch (see :mod:`kmcp.commands.watching`):
+    Available is seen as soon as its status says so, and nothing is asked while nothing changes."""
     started = trio.current_time()
     summary = "not found"
-    with trio.move_on_after(within):
-        while True:
-            try:
-                dep: Obj | None = await client.get(kube.DEPLOYMENTS, name, namespace)
-            except kube.NotFound:
-                dep = None
-            available, summary = _deployment_progress(dep)
-            if not available and dep is not None:
-                summary += await _pod_problems(client, namespace, dep)
-            if available:
-                progress.done(f"deployment {namespace}/{name} is Available ({summary})")
+
+    def report(dep: Obj | None, pods: Watched | None) -> bool:
+        nonlocal summary
+        available, summary = _deployment_progress(dep)
+        if available:
+            progress.done(f"deployment {namespace}/{name} is Available ({summary})")
+            return True
+        if dep is not None and pods is not None:
+            summary += _pod_problems(list(pods.items.values()))
+        elapsed = int(trio.current_time() - started)
+        progress.update(f"waiting for deployment {namespace}/{name} to become Available: {summary} [{elapsed}s]",
+                        key=summary)
+        return False
+
+    async with watching(client, kube.DEPLOYMENTS, namespace, name) as deployment:
+        with trio.move_on_after(within):
+            while (dep := deployment.get()) is None:
+                report(None, None)
+                await deployment.changed(within=1.0)
+            async with _pods_of(client, namespace, dep) as pods:  # it exists: its pods can be found
+                while not report(deployment.get(), pods):
+                    await any_changed([deployment, pods] if pods else [deployment], within=1.0)
                 return
-            elapsed = int(trio.current_time() - started)
-            progress.update(f"waiting for deployment {namespace}/{name} to become Available: {summary} [{elapsed}s]",
-                            key=summary)
-            await trio.sleep(0.5)
     progress.done()
     raise CommandFailed(f"timed out after {within:g}s waiting for deployment {namespace}/{name} to become "
                         f"Available: {summary}")

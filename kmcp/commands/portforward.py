@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +32,6 @@ Obj = dict[str, Any]
 DATA_CHANNEL = 0
 ERROR_CHANNEL = 1
 SUBPROTOCOLS = ["v4.channel.k8s.io", "portforward.k8s.io"]
-INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 
 
 class PortForwardProtocolError(Exception):
@@ -185,22 +183,17 @@ async def ready_pod(client: kube.Kube, name: str, namespace: str) -> str:
 
 
 async def _run_inspector(url: str) -> None:
-    npx = shutil.which("npx")
-    if npx is None:
-        print("MCP Inspector not started: npx is not on PATH (npm install -g @modelcontextprotocol/inspector)",
-              file=sys.stderr)
-        return
-    print(f"starting the MCP Inspector ({INSPECTOR_PACKAGE}); connect it to {url}", flush=True)
-    process = await trio.lowlevel.open_process([npx, "-y", INSPECTOR_PACKAGE], start_new_session=True)
+    """The pinned MCP Inspector on 127.0.0.1, opened on ``url`` (see :mod:`kmcp.commands.inspector`), until
+    cancelled; then its whole process group is stopped."""
+    from kmcp.commands.inspector import Inspector
+
+    inspector = Inspector(url, say=lambda line: print(line, flush=True))
+    inspector.start()
     try:
-        await process.wait()
+        await trio.sleep_forever()
     finally:
-        if process.returncode is None:
-            process.terminate()
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(inspector.stop)
 
 
 async def _report_mcp_check(url: str) -> None:

@@ -7,6 +7,9 @@ which does not exist locally).
 
 The start counts only once the server has answered tools/list through the adapter (``/health`` is the adapter's
 alone): a server that cannot start ends the command with its stderr tail.
+
+The Inspector (:mod:`kmcp.commands.inspector`: pinned, 127.0.0.1 only, its URL opening on this server) starts in the
+background once the server answers; where it cannot, one line says why and the server runs on.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from typing import IO
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
+from kmcp.commands.inspector import Inspector
 from kmcp.errors import BadInput, CommandFailed
 
-INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 GO_IMAGE_BINARY = "/app/server"
 
 
@@ -106,6 +109,16 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_OUT = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One line on stdout in one write: the Inspector's thread says things too, never inside another line."""
+    with _OUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -222,7 +235,7 @@ def run_project(request: RunRequest) -> int:
                                stderr=subprocess.PIPE)
     assert adapter.stderr is not None
     held = HeldStderr(adapter.stderr)
-    inspector: subprocess.Popen[bytes] | None = None
+    inspector: Inspector | None = None
     try:
         check = _await_start(adapter, held, port, request.startup_timeout, argv, venv_hint)
         held.release()
@@ -235,23 +248,16 @@ def run_project(request: RunRequest) -> int:
         print(f"SSE:             http://127.0.0.1:{port}/sse")
         print(inspector_text(url, argv), end="")
         if request.inspector:
-            npx = shutil.which("npx")
-            if npx is None:
-                print("MCP Inspector not started: npx is not on PATH (install Node.js, or use --no-inspector)")
-            else:
-                print(f"starting the MCP Inspector ({INSPECTOR_PACKAGE})")
-                inspector = subprocess.Popen([npx, "-y", INSPECTOR_PACKAGE], stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
-        print("Ctrl-C to stop.", flush=True)
+            inspector = Inspector(url, say=say)
+            inspector.start()
+        say("Ctrl-C to stop.")
         code = adapter.wait()
         raise CommandFailed(f"the adapter exited with code {code}")
     except KeyboardInterrupt:
-        print("stopping", flush=True)
+        say("stopping")
         return 0
     finally:
         if inspector is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(inspector.pid, signal.SIGTERM)
-            _stop(inspector)
+            inspector.stop()
         _stop(adapter)
         signal.signal(signal.SIGTERM, previous)

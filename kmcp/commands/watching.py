@@ -1,4 +1,5 @@
-"""Waiting on objects with a watch instead of a poll: what the CLI's waits (deploy, uninstall) share.
+"""Waiting on objects with a watch instead of a poll: what the CLI's waits (deploy, install, uninstall)
+share.
 
 :class:`Watched` lists the objects of one resource (one object by name, or all of them), then follows a watch from
 the list's resourceVersion in a background task: a command learns of a change as soon as the apiserver reports it
@@ -33,11 +34,12 @@ class Watched:
     given, as the apiserver last reported them. Run :meth:`run` in a nursery (:func:`watching` does)."""
 
     def __init__(self, client: kube.Kube, resource: kube.Resource, namespace: str | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, labels: str | None = None) -> None:
         self.client = client
         self.resource = resource
         self.namespace = namespace if resource.namespaced else None
         self.name = name
+        self.labels = labels  # a label selector: only the objects it selects
         self.items: dict[Key, Obj] = {}
         self._changed = trio.Event()
         self._get_only = False  # may get the object but not list it: polled by name
@@ -67,7 +69,8 @@ class Watched:
         """Read the objects anew; the resourceVersion to watch from ("" after a get, which has none)."""
         if not self._get_only:
             try:
-                page = await self.client.list(self.resource, self.namespace, field_selector=self.selector)
+                page = await self.client.list(self.resource, self.namespace, field_selector=self.selector,
+                                              label_selector=self.labels)
             except kube.NotFound:  # the resource itself is gone (e.g. the CRD was deleted): so are its objects
                 self._set({})
                 return ""
@@ -110,7 +113,7 @@ class Watched:
         """One watch from ``version``; returns the last resourceVersion it saw."""
         async with contextlib.aclosing(self.client.watch(
                 self.resource, self.namespace, resource_version=version, field_selector=self.selector,
-                timeout_seconds=WATCH_TIMEOUT)) as events:
+                label_selector=self.labels, timeout_seconds=WATCH_TIMEOUT)) as events:
             async for event in events:
                 version = str((event.object.get("metadata") or {}).get("resourceVersion") or version)
                 if event.type == "BOOKMARK":
@@ -126,10 +129,10 @@ class Watched:
 
 @contextlib.asynccontextmanager
 async def watching(client: kube.Kube, resource: kube.Resource, namespace: str | None = None,
-                   name: str | None = None) -> AsyncIterator[Watched]:
+                   name: str | None = None, labels: str | None = None) -> AsyncIterator[Watched]:
     """A :class:`Watched` kept current while the block runs (its first list done before the block starts). An
     error of the block leaves it as itself, not wrapped in the nursery's exception group."""
-    watched = Watched(client, resource, namespace, name)
+    watched = Watched(client, resource, namespace, name, labels)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(watched.run)
@@ -139,3 +142,14 @@ async def watching(client: kube.Kube, resource: kube.Resource, namespace: str | 
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+
+
+async def any_changed(watched: list[Watched], within: float) -> None:
+    """Return at the next change of any of ``watched``, or after ``within`` seconds without one."""
+    async with trio.open_nursery() as nursery:
+        async def one(w: Watched) -> None:
+            await w.changed(within)
+            nursery.cancel_scope.cancel()
+
+        for w in watched:
+            nursery.start_soon(one, w)
