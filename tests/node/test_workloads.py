@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import threading
 import time
 from typing import Any
 
@@ -29,6 +30,9 @@ from tests.node.test_node import TIMINGS
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 Obj = dict[str, Any]
+LOAD_SESSIONS_PER_POD = 4
+LOAD_CALLS_PER_SESSION = 25  # x 8 sessions = 200 calls
+LOAD_DEADLINE = 90.0
 
 
 def session_owner(session_id: str) -> str:
@@ -37,7 +41,7 @@ def session_owner(session_id: str) -> str:
     return str(ipaddress.IPv4Address(raw[16:20]))
 
 
-def test_two_replicas_forward_sessions_between_real_pods(
+def test_two_replicas_forward_sessions_between_real_pods_with_no_broken_session_under_load(
         node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive,
         node_controller: ControllerProcess) -> None:
     name = "echo-replicas"
@@ -65,6 +69,58 @@ def test_two_replicas_forward_sessions_between_real_pods(
                 answered += 1
     assert answered == 80
     assert owners == pod_ips, f"sessions were owned by {owners}, the replicas are {pod_ips}"
+
+    # Then a bounded concurrent load: 4 sessions owned by each replica, all 8 calling at once, every call on a
+    # fresh connection; each reply must carry its own call's payload, and no session may break.
+    held: dict[str, list[McpClient]] = {ip: [] for ip in pod_ips}
+    for _ in range(60):
+        if all(len(c) >= LOAD_SESSIONS_PER_POD for c in held.values()):
+            break
+        client = McpClient(url)
+        client.initialize()
+        assert client.session is not None
+        mine = held[session_owner(client.session)]
+        (mine.append(client) if len(mine) < LOAD_SESSIONS_PER_POD else client.http.close())
+    assert all(len(c) == LOAD_SESSIONS_PER_POD for c in held.values()), "kube-proxy never chose one replica"
+    sessions = [c for clients in held.values() for c in clients]
+    failures: dict[int, list[str]] = {i: [] for i in range(len(sessions))}
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def load(index: int, client: McpClient) -> None:
+        for n in range(LOAD_CALLS_PER_SESSION):
+            payload = f"s{index}-c{n}-{client.session}"
+            began = time.monotonic()
+            try:
+                client.http.close()
+                client.http = httpx.Client(timeout=30, trust_env=False)
+                reply = client.call_tool("echo", {"message": payload})
+                text = reply["result"]["content"][0]["text"]
+                problem = "" if text == payload else f"call {n}: got {text[:60]!r}"
+            except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+                problem = f"call {n}: {type(error).__name__}: {error}"
+            with lock:
+                latencies.append(time.monotonic() - began)
+                if problem:
+                    failures[index].append(problem)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=load, args=(i, c), daemon=True) for i, c in enumerate(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LOAD_DEADLINE)
+    elapsed = time.monotonic() - started
+    for client in sessions:
+        client.http.close()
+    assert not any(t.is_alive() for t in threads), f"the load did not finish within {LOAD_DEADLINE:.0f}s"
+    assert len(latencies) == len(sessions) * LOAD_CALLS_PER_SESSION
+    broken = {i: problems for i, problems in failures.items() if problems}
+    assert broken == {}, f"{len(broken)} of {len(sessions)} sessions broke: {broken}"
+    latencies.sort()
+    TIMINGS[f"2 replicas: {len(sessions)} sessions x {LOAD_CALLS_PER_SESSION} calls at once, wall time"] = elapsed
+    TIMINGS["2 replicas: per call p50 (fresh connection, half forwarded)"] = latencies[len(latencies) // 2]
+    TIMINGS["2 replicas: per call max"] = latencies[-1]
 
 
 def test_secret_and_configmap_reach_the_server_process_and_a_secret_change_rolls_the_pod(
