@@ -219,10 +219,17 @@ async def _build_and_run(settings: DevSettings, choice: ModeChoice, listeners: l
         raise CommandFailed(f"the kmcp image for the node: {error}") from None
     await trio.to_thread.run_sync(write_state, settings, {"phase": "starting"})
     workdir = settings.directory / CLUSTER_DIR
-    await trio.to_thread.run_sync(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    # fresh: a new cluster each start; a previous run of this directory that was killed is first cleaned up.
+    cluster = DevCluster(workdir=workdir, images=[image], fresh=True)
+    try:
+        await trio.to_thread.run_sync(cluster.node.recover)
+    except NodeError as error:
+        await trio.to_thread.run_sync(cluster.stop)  # only its empty temp dir to remove
+        raise CommandFailed(f"the dev node did not start: {error}") from None
+    if cluster.node.recovered:
+        say(f"kmcp dev node: {cluster.node.recovered}")
     say(f"starting the control plane and the node: containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS "
         f"(state in {workdir})")
-    cluster = DevCluster(workdir=workdir, images=[image])
     try:
         try:
             await trio.to_thread.run_sync(cluster.start)
