@@ -546,9 +546,11 @@ class Node:
                 self._drain()
         stop_processes([p for p in reversed(self.processes) if p.name != "containerd"], self.stop_grace)
         self._kill_leftover_tasks()
-        shims = self._shim_pids()
+        shims = set(self._shim_pids())
         stop_processes([p for p in self.processes if p.name == "containerd"], self.stop_grace)
-        for pid in shims:  # a shim outlives containerd by design; it is still ours
+        # A shim outlives containerd by design; it is still ours. Read again once containerd is gone: a sandbox
+        # the kubelet asked for just before it stopped may have got its shim meanwhile.
+        for pid in shims | set(self._shim_pids()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.processes.clear()
@@ -833,10 +835,14 @@ class Node:
             time.sleep(0.1)
 
     def _shim_pids(self) -> list[int]:
+        """The shims of this node's containerd (their pid files; a pid whose command line does not name this
+        node's socket is someone else's now)."""
         pids = []
         for pid_file in (self.containerd_dir / "state").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
             with contextlib.suppress(OSError, ValueError):
-                pids.append(int(pid_file.read_text().strip()))
+                pid = int(pid_file.read_text().strip())
+                if str(self.containerd_socket) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(pid)
         return pids
 
 

@@ -90,6 +90,7 @@ def test_a_killed_node_is_restored_by_the_next_start_in_its_directory_and_its_te
     began = time.monotonic()
     second = Supervisor(directory)
     second.wait_ready()
+    second_dirs = hoststate.Journal.load(journal_path).owned_dirs  # its node directory
     TIMINGS["node start after a killed run (restore + start)"] = time.monotonic() - began
     try:
         notices = [line for line in second.lines if line.startswith("kmcp node: ")]
@@ -106,7 +107,8 @@ def test_a_killed_node_is_restored_by_the_next_start_in_its_directory_and_its_te
         second.proc.wait(120)
     assert second.proc.returncode == 0
     assert not journal_path.exists()
-    assert processes_using(directory) == []
+    for path in [directory, *map(Path, journal.owned_dirs), *map(Path, second_dirs)]:
+        assert processes_using(path) == [], f"processes of {path} survived"
     assert_host_restored(before, hoststate.HostState.record())
 
 
