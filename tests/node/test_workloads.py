@@ -165,19 +165,80 @@ def test_secret_and_configmap_reach_the_server_process_and_a_secret_change_rolls
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
 
 
-def test_killed_mcp_server_container_fails_its_session_and_the_next_session_works(
+# A stdio MCP server with echo and a `slow` tool that answers after `seconds`: a call can be in flight on purpose.
+SLOW_SERVER = r'''
+import json, sys, time
+TOOLS = [{"name": n, "description": n, "inputSchema": {"type": "object"}} for n in ("echo", "slow")]
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    method, params, answer = msg["method"], msg.get("params") or {}, {"jsonrpc": "2.0", "id": msg["id"]}
+    if method == "initialize":
+        answer["result"] = {"protocolVersion": params.get("protocolVersion"), "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "slow-echo", "version": "1"}}
+    elif method == "tools/list":
+        answer["result"] = {"tools": TOOLS}
+    elif method == "tools/call":
+        arguments = params.get("arguments") or {}
+        if params["name"] == "slow":
+            time.sleep(float(arguments.get("seconds", 60)))
+        answer["result"] = {"content": [{"type": "text", "text": str(arguments.get("message", ""))}]}
+    else:
+        answer["error"] = {"code": -32601, "message": "method not found"}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+'''
+
+
+def jsonrpc_body(resp: httpx.Response) -> Obj:
+    body = resp.text
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        body = [line[5:] for line in body.splitlines() if line.startswith("data:")][-1]
+    return dict(json.loads(body))
+
+
+def test_killed_mcp_server_container_fails_the_call_in_flight_and_its_session_and_the_next_session_works(
         node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, dev_cluster: DevCluster,
         node_controller: ControllerProcess) -> None:
     name = "echo-killed"
-    node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+    node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name, cmd="python3",
+                                   args=["-c", SLOW_SERVER]))
     wait_condition(node_kube, name, node_namespace, "Ready", "True", timeout=90)
     (pod,) = ready_pods(node_kube, name, node_namespace)
     url = service_url(node_kube, name, node_namespace)
     old = first_session(url)
     assert old.call_tool("echo", {"message": "before"})["result"]["content"][0]["text"] == "before"
+    # A call in flight when the container dies (its server sleeps 60 s before answering).
+    inflight = first_session(url)
+    inflight.http.timeout = httpx.Timeout(90)
+    outcome: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        began = time.monotonic()
+        try:
+            outcome["response"] = inflight.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                                 "params": {"name": "slow", "arguments": {"seconds": 60}}})
+        except httpx.HTTPError as error:
+            outcome["error"] = f"{type(error).__name__}: {error}"
+        outcome["after"] = time.monotonic() - began
+
+    caller = threading.Thread(target=slow_call, daemon=True)
+    caller.start()
+    time.sleep(2.0)
+    assert caller.is_alive(), f"the slow call returned before the kill: {outcome}"
     (status,) = pod["status"]["containerStatuses"]
     container_id = status["containerID"].removeprefix("containerd://")
+    killed_in_flight = time.monotonic()
     dev_cluster.node.ctr("tasks", "kill", "-a", "-s", "SIGKILL", container_id)
+    caller.join(45)
+    assert not caller.is_alive(), "the call in flight hung after its server was killed"
+    inflight.http.close()
+    assert "response" in outcome, outcome
+    failed = jsonrpc_body(outcome["response"])
+    assert failed.get("id") == 7 and "error" in failed and "result" not in failed, failed
+    TIMINGS["killed mcp-server: the call in flight failed (JSON-RPC error) after"] = \
+        time.monotonic() - killed_in_flight
 
     def restarted() -> Obj | None:
         live = node_kube.read("v1", "Pod", pod["metadata"]["name"], node_namespace)
@@ -191,10 +252,7 @@ def test_killed_mcp_server_container_fails_its_session_and_the_next_session_work
     resp = old.post({"jsonrpc": "2.0", "id": 99, "method": "tools/call",
                      "params": {"name": "echo", "arguments": {"message": "after"}}})
     if resp.status_code == 200:
-        body = resp.text
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            body = [line[5:] for line in body.splitlines() if line.startswith("data:")][-1]
-        assert "error" in json.loads(body), body
+        assert "error" in jsonrpc_body(resp), resp.text
     else:
         assert resp.status_code in (404, 502, 503), resp.text
     old.http.close()
