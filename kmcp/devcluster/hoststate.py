@@ -280,6 +280,29 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def shim_pids(under: Iterable[str | Path]) -> list[int]:
+    """The containerd shims serving a containerd whose socket is in one of the directories ``under``.
+
+    A shim daemonizes (its parent is init, its own session) and containerd 1.6's runc shim writes no pid file, so
+    it is found by its ``-address`` argument: the node's own containerd socket, a path no other containerd uses.
+    """
+    prefixes = [str(d).rstrip("/") + "/" for d in under]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if not Path(argv[0]).name.startswith("containerd-shim") or "-address" not in argv[:-1]:
+            continue
+        address = argv[argv.index("-address") + 1]
+        if any(address.startswith(prefix) for prefix in prefixes):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class RecordedProcess:
     name: str
@@ -342,7 +365,7 @@ class Journal:
 
         Returns (what was found and undone, what could not be undone). Only processes this journal recorded are
         signalled, by pid (and their process groups: each was started as its own session leader), plus the
-        processes in cgroups the run created and the containerd shims whose pid files are in its directories.
+        processes in cgroups the run created and the containerd shims of its containerd (:func:`shim_pids`).
         """
         found = HostState.record().changes_since(self.before, [Path(d) for d in self.owned_dirs])
         victims = self._leftover_pids()
@@ -371,18 +394,13 @@ class Journal:
         return found, problems
 
     def _leftover_pids(self) -> list[RecordedProcess]:
-        """The pods' processes (in cgroups the run created) and the shims (pid files in its directories)."""
+        """The pods' processes (in cgroups the run created) and the shims of its containerd."""
         pids: set[int] = set()
         for hierarchy, names in top_cgroups().items():
             for name in names - self.before.cgroups.get(hierarchy, set()):
                 for procs in (Path(hierarchy) / name).rglob("cgroup.procs"):
                     with contextlib.suppress(OSError, ValueError):
                         pids.update(int(line) for line in procs.read_text().split())
-        for directory in self.owned_dirs:
-            for pid_file in Path(directory).glob("**/io.containerd.runtime.v2.task/*/*/shim.pid"):
-                with contextlib.suppress(OSError, ValueError):
-                    pid = int(pid_file.read_text().strip())
-                    if directory in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                        pids.add(pid)
+        pids.update(shim_pids(self.owned_dirs))
         pids -= {os.getpid()}
         return [r for r in (RecordedProcess.of("leftover", pid) for pid in sorted(pids)) if r is not None]

@@ -71,6 +71,7 @@ from kmcp.devcluster.hoststate import (
     RecordedProcess,
     cgroup_hierarchies,
     nft_tables,
+    shim_pids,
 )
 from kmcp.devcluster.images import PAUSE_IMAGE, ImageArchive, pause_image
 
@@ -548,8 +549,8 @@ class Node:
         self._kill_leftover_tasks()
         shims = set(self._shim_pids())
         stop_processes([p for p in self.processes if p.name == "containerd"], self.stop_grace)
-        # A shim outlives containerd by design; it is still ours. Read again once containerd is gone: a sandbox
-        # the kubelet asked for just before it stopped may have got its shim meanwhile.
+        # A shim outlives containerd by design; it is still ours. Looked for again once containerd is gone: a
+        # sandbox the kubelet asked for just before it stopped may have got its shim meanwhile.
         for pid in shims | set(self._shim_pids()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -835,15 +836,8 @@ class Node:
             time.sleep(0.1)
 
     def _shim_pids(self) -> list[int]:
-        """The shims of this node's containerd (their pid files; a pid whose command line does not name this
-        node's socket is someone else's now)."""
-        pids = []
-        for pid_file in (self.containerd_dir / "state").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pid = int(pid_file.read_text().strip())
-                if str(self.containerd_socket) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(pid)
-        return pids
+        """The shims of this node's containerd (see :func:`~kmcp.devcluster.hoststate.shim_pids`)."""
+        return shim_pids([self.containerd_dir])
 
 
 @dataclass
