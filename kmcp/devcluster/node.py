@@ -357,6 +357,10 @@ def recover_leftovers(journal_path: Path) -> str | None:
         raise NodeError(f"a dev node in {other.parent} was killed and left its state here: start it again with that "
                         f"directory, or run `python -m kmcp.devcluster.node --recover {other}`, to restore it")
     if not journal_path.exists():
+        if owner == mine:
+            raise NodeError(f"interface {BRIDGE} names the journal {journal_path}, which is gone (its directory was "
+                            "removed while the node ran): what that run changed cannot be restored from it; "
+                            f"`ip link delete {BRIDGE}` and stop its processes by hand")
         if owner is None:
             foreign = foreign_node_state()
             if foreign:
@@ -945,21 +949,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"kmcp node: {done or f'nothing left by the run of {journal}'}", flush=True)
         return 0
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM while starting: the start's own cleanup stops what it started (as for Ctrl-C).
+    signal.signal(signal.SIGTERM, interrupted)
     cluster = DevCluster(workdir=args.dir)
     try:
         cluster.start()
     except (ControlPlaneError, RuntimeError) as err:
         print(f"kmcp: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("kmcp: interrupted while starting; stopped what had started", file=sys.stderr)
+        return 130
     finally:
         if cluster.node.recovered:
             print(f"kmcp node: {cluster.node.recovered}", file=sys.stderr, flush=True)
     try:
+        # Blocked before saying it is ready: a signal sent as soon as the lines are read waits for sigwait.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in cluster.node.timings.items())
         print(f"ready in {cluster.startup_seconds:.1f}s (control plane {cluster.control_plane.startup_seconds:.1f}s;"
               f" node: {steps})", flush=True)
         print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         cluster.stop()
