@@ -206,7 +206,8 @@ def node_controller(node_kube: Kube, kmcp_node_image: ImageArchive, zipapp: Path
     controller = ControllerProcess(zipapp, kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
                                    name="node-controller")
     controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
-    controller.start()
+    # Its first start unpacks the zipapp (shiv): over a minute when the shared VM is loaded (load 8-17 seen).
+    controller.start(timeout=180)
     RUNNING_NODE_CONTROLLERS.append(controller)
     try:
         yield controller

@@ -22,7 +22,7 @@ from kmcp.devcluster import devnode, hoststate
 from kmcp.devcluster.binaries import default_cache_root
 from kmcp.devcluster.images import default_image_cache
 from kmcp.devcluster.node import BRIDGE
-from tests.node.conftest import McpClient, assert_host_restored, node_skip_reason
+from tests.node.conftest import NODE_NOTICES, McpClient, assert_host_restored, node_skip_reason
 from tests.node.test_node import TIMINGS
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
@@ -61,6 +61,8 @@ def test_dev_up_check_on_the_real_node_calls_the_example_through_its_service_and
     assert any(line.startswith("  Service:         http://10.") for line in lines), done.stdout
     assert "MCP 2026-07-28: tools/list OK (2 tools), tools/call echo OK" in lines
     assert "tools/call echo -> 'hello from kmcp dev up'" in lines
+    NODE_NOTICES.extend(f"kmcp dev up --check said: {line.strip()}" for line in lines if line.startswith(
+        ("node Ready in", "kmcp dev is up in", "Ready -> tools/list")))
     assert "Traceback" not in done.stderr
     assert processes_using(directory) == []
     assert not (directory / "state.json").exists()
