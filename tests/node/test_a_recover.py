@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kmcp.commands import devmode
 from kmcp.devcluster import hoststate
 from kmcp.devcluster.images import PAUSE_IMAGE
 from kmcp.devcluster.node import BRIDGE
@@ -86,6 +87,10 @@ def test_a_killed_node_is_restored_by_the_next_start_in_its_directory_and_its_te
     assert {p.name for p in journal.live_processes()} == started
     left = hoststate.HostState.record().changes_since(before, [Path(d) for d in journal.owned_dirs])
     assert f"link {BRIDGE}" in left and any("mount" in x for x in left) and any("kubepods" in x for x in left), left
+    # `kmcp dev up` in this directory takes the bridge for its own killed run (and so restores it); elsewhere it is
+    # another node's.
+    assert devmode.node_facts(journal_path).busy is None
+    assert devmode.node_facts(tmp_path / "elsewhere" / hoststate.JOURNAL_NAME).busy is not None
 
     began = time.monotonic()
     second = Supervisor(directory)
