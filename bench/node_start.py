@@ -2,14 +2,21 @@
 mcp-server container killed -> restarted -> a new session answers. Root only (a real node).
 
     python bench/node_start.py [--rounds 3] [--zipapp dist/kmcp]
+    python bench/node_start.py --time -- CMD...     # CMD's wall time, e.g. `python -m pytest tests/node`
+
+Both say what the rest of the machine did meanwhile (it is shared): the 1-minute load average and the CPU the
+whole machine was busy (from /proc/stat, sampled every 2 s) against the CPU of this run's own reaped processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,11 +100,75 @@ def round_trip(cluster: DevCluster, kube: Kube, image: str, ns: str) -> dict[str
             "mcp-server killed -> a new session answers": back - killed}
 
 
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class LoadSampler:
+    """The machine's load while a measurement runs: 1-minute load averages and busy cores, every ``interval``."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.loadavg: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.start_busy = busy_jiffies()
+        self.started = time.monotonic()
+        self.cpu_start = self._own_cpu()
+
+    @staticmethod
+    def _own_cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.loadavg.append(float(Path("/proc/loadavg").read_text().split()[0]))
+
+    def __enter__(self) -> LoadSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self) -> str:
+        wall = time.monotonic() - self.started
+        busy, total = busy_jiffies()
+        cores = os.cpu_count() or 1
+        machine = cores * (busy - self.start_busy[0]) / max(1, total - self.start_busy[1])
+        own = (self._own_cpu() - self.cpu_start) / wall
+        loads = sorted(self.loadavg) or [float(Path("/proc/loadavg").read_text().split()[0])]
+        return (f"machine meanwhile ({wall:.0f} s, {cores} cores): load average (1 min) {loads[0]:.2f}-{loads[-1]:.2f},"
+                f" median {statistics.median(loads):.2f}; CPU busy {machine:.2f} cores, of which this run's own "
+                f"reaped processes {own:.2f} (pods' processes are not reaped by it), so others about "
+                f"{max(0.0, machine - own):.2f}")
+
+
+def time_command(argv: list[str]) -> int:
+    with LoadSampler() as load:
+        began = time.monotonic()
+        code = subprocess.run(argv, check=False).returncode
+        wall = time.monotonic() - began
+    print(f"{' '.join(argv)}: exit {code}, wall {wall:.1f} s")
+    print(load.summary())
+    return code
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--zipapp", type=Path, default=None)
+    parser.add_argument("--time", action="store_true",
+                        help="run the command after -- and print its wall time and the machine's load meanwhile")
+    parser.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time:
+        return time_command(args.command)
     reason = unsupported_reason()
     if reason:
         print(f"bench/node_start.py: {reason}", file=sys.stderr)
@@ -108,6 +179,7 @@ def main() -> int:
         subprocess.run([sys.executable, str(ROOT / "build.py"), "-o", str(zipapp)], check=True,
                        stdout=subprocess.DEVNULL)
     image = kmcp_image(zipapp)
+    load = LoadSampler().__enter__()
     started = time.monotonic()
     with DevCluster(images=[image]) as cluster:
         start = time.monotonic() - started
@@ -125,6 +197,8 @@ def main() -> int:
         stopping = time.monotonic()
     print(f"node stop (pods drained, host restored): {time.monotonic() - stopping:.1f} s; restore problems: "
           f"{cluster.node.restore_problems or 'none'}")
+    load.__exit__()
+    print(load.summary())
     return 0
 
 

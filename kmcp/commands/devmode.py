@@ -13,9 +13,9 @@ builds what is missing, ``--node local`` never tries. Whatever is chosen is said
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from kmcp.errors import BadInput, CommandFailed
 
@@ -88,17 +88,19 @@ def choose_mode(requested: str, facts: NodeFacts) -> ModeChoice:
     return ModeChoice(Mode.REAL, "this machine can run one (--node local for the pod runner)")
 
 
-def node_facts() -> NodeFacts:
-    """This machine, as :func:`choose_mode` needs it."""
+def node_facts(journal: Path | None = None) -> NodeFacts:
+    """This machine, as :func:`choose_mode` needs it. ``journal``: where this directory's node keeps its journal;
+    a bridge that a killed run of this directory left is not busy (the start restores what that run left)."""
     from kmcp.devcluster.binaries import DnsToolchain, NodeToolchain, default_cache_root
     from kmcp.devcluster.images import debian_rootfs_path
-    from kmcp.devcluster.node import BRIDGE, unsupported_reason
+    from kmcp.devcluster.node import BRIDGE, bridge_owner, unsupported_reason
 
     unsupported = unsupported_reason()
     if unsupported:
         return NodeFacts(unsupported=unsupported)
     busy = None
-    if os.path.exists(f"/sys/class/net/{BRIDGE}"):
+    owner = bridge_owner()
+    if owner is not None and not (journal is not None and owner == str(journal) and journal.is_file()):
         busy = f"interface {BRIDGE} exists: another dev node runs on this machine"
     root = default_cache_root()
     unbuilt = []

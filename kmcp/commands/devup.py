@@ -275,7 +275,10 @@ def run_dev_up(settings: DevSettings) -> int:
     if existing is not None:
         raise CommandFailed(f"kmcp dev is already running from {settings.directory} (pid {existing['pid']}, "
                             f"{describe_state(existing)}): stop it with `kmcp dev down`")
-    choice = devmode.choose_mode(settings.node, devmode.node_facts())
+    from kmcp.commands.devup_node import CLUSTER_DIR
+    from kmcp.devcluster.hoststate import JOURNAL_NAME
+
+    choice = devmode.choose_mode(settings.node, devmode.node_facts(settings.directory / CLUSTER_DIR / JOURNAL_NAME))
     say(choice.line())
 
     async def main() -> int:

@@ -153,14 +153,17 @@ async def _wait_service(address: tuple[str, int], within: float) -> None:
 async def _up(settings: DevSettings, choice: ModeChoice, image: str, admin_kubeconfig: Path, client: kube.Kube,
               listeners: list[trio.SocketListener], nursery: trio.Nursery, started: float) -> None:
     request = InstallRequest(image=image, timeout=settings.startup_timeout)
+    installing = time.monotonic()
     await wait_namespace_usable(client, request.namespace, settings.startup_timeout)
     await apply_install(client, request, out=io.StringIO())
     say(f"kmcp install: the CRD, namespace {request.namespace}, ServiceAccount, RBAC and Deployment "
         f"{install.NAME} (image {image})")
     await wait_deployment_available(client, request.namespace, install.NAME, settings.startup_timeout, Progress())
 
+    applied = time.monotonic()
     await client.apply(example_mcpserver(image), resource=kube.MCPSERVERS)
     await wait_ready(client, EXAMPLE_NAME, EXAMPLE_NAMESPACE, settings.startup_timeout, Progress())
+    ready_at = time.monotonic()
     address = await _service_address(client)
     await _wait_service(address, 30)
     nursery.start_soon(serve_relay, listeners, address)
@@ -168,7 +171,8 @@ async def _up(settings: DevSettings, choice: ModeChoice, image: str, admin_kubec
     service_url = f"http://{address[0]}:{address[1]}/mcp"
     url = f"http://127.0.0.1:{settings.port}/mcp"
     say(f"\nkmcp dev is up in {time.monotonic() - started:.1f}s on the real node: mcpserver "
-        f"{EXAMPLE_NAMESPACE}/{EXAMPLE_NAME} is Ready")
+        f"{EXAMPLE_NAMESPACE}/{EXAMPLE_NAME} is Ready (controller installed and Available in "
+        f"{applied - installing:.1f}s, MCPServer apply -> Ready {ready_at - applied:.1f}s)")
     say(f"  Service:         {service_url}   (ClusterIP, through kube-proxy; in pods: "
         f"http://{EXAMPLE_NAME}.{EXAMPLE_NAMESPACE}.svc.cluster.local:{address[1]}/mcp)")
     say(f"  Streamable HTTP: {url}   (relayed to the Service)")
@@ -182,6 +186,7 @@ async def _up(settings: DevSettings, choice: ModeChoice, image: str, admin_kubec
         await trio.to_thread.run_sync(write_state, settings, ready)
         for line in await check_example(service_url):
             say(line)
+        say(f"Ready -> tools/list and tools/call answered in {time.monotonic() - ready_at:.1f}s")
         return
     say(("kmcp dev down" if settings.detached else "Ctrl-C (or kmcp dev down)")
         + " stops everything and puts the machine back as it was.")
@@ -219,10 +224,17 @@ async def _build_and_run(settings: DevSettings, choice: ModeChoice, listeners: l
         raise CommandFailed(f"the kmcp image for the node: {error}") from None
     await trio.to_thread.run_sync(write_state, settings, {"phase": "starting"})
     workdir = settings.directory / CLUSTER_DIR
-    await trio.to_thread.run_sync(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    # fresh: a new cluster each start; a previous run of this directory that was killed is first cleaned up.
+    cluster = DevCluster(workdir=workdir, images=[image], fresh=True)
+    try:
+        await trio.to_thread.run_sync(cluster.node.recover)
+    except NodeError as error:
+        await trio.to_thread.run_sync(cluster.stop)  # only its empty temp dir to remove
+        raise CommandFailed(f"the dev node did not start: {error}") from None
+    if cluster.node.recovered:
+        say(f"kmcp dev node: {cluster.node.recovered}")
     say(f"starting the control plane and the node: containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS "
         f"(state in {workdir})")
-    cluster = DevCluster(workdir=workdir, images=[image])
     try:
         try:
             await trio.to_thread.run_sync(cluster.start)

@@ -362,6 +362,10 @@ class ControlPlane:
     # Where the apiserver listens and what it advertises (the kubernetes Service's endpoint). Loopback unless a node
     # runs: then the node's own bridge address, so pods reach it at kubernetes.default.svc.
     address: str = "127.0.0.1"
+    # Told each process as it starts, and the temp dir it made when no workdir was given (a node's journal keeps
+    # both: see kmcp.devcluster.hoststate.Journal).
+    on_launch: Callable[[ManagedProcess], None] | None = None
+    on_temp_dir: Callable[[Path], None] | None = None
 
     server: str = field(init=False, default="")
     etcd_url: str = field(init=False, default="")
@@ -427,6 +431,8 @@ class ControlPlane:
         if self.workdir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="kmcp-cp-"))
             self._owns_dir = True
+            if self.on_temp_dir is not None:
+                self.on_temp_dir(self._dir)
         else:
             self._dir = Path(self.workdir)
             self._dir.mkdir(parents=True, exist_ok=True)
@@ -472,6 +478,8 @@ class ControlPlane:
         proc = ManagedProcess(name, argv, self.log_dir / f"{name}.log")
         self.processes.append(proc)
         proc.start()
+        if self.on_launch is not None:
+            self.on_launch(proc)
         return proc
 
     def _ssl_context(self) -> ssl.SSLContext:

@@ -62,7 +62,17 @@ from kmcp.devcluster.control_plane import (
     kubeconfig_yaml,
     stop_processes,
 )
-from kmcp.devcluster.hoststate import HostState
+from kmcp.devcluster.hoststate import (
+    CNI_NETNS_PREFIX,
+    JOURNAL_NAME,
+    NETNS_DIRS,
+    HostState,
+    Journal,
+    RecordedProcess,
+    cgroup_hierarchies,
+    nft_tables,
+    shim_pids,
+)
 from kmcp.devcluster.images import PAUSE_IMAGE, ImageArchive, pause_image
 
 NODE_NAME = "kmcp-node"
@@ -73,6 +83,10 @@ CNI_PLUGINS = ("bridge", "host-local", "loopback")
 CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
 REQUIRED_COMMANDS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "mount", "umount")
 CLOSED_PROXY = "http://127.0.0.1:9"  # discard port, nobody listens: a pull fails at once instead of leaving
+BRIDGE_ALIAS = "kmcp dev node, journal "  # + the journal's path: the bridge names the run that made it
+# What a Kubernetes node leaves machine-wide besides the bridge; found with no journal naming it, it is not ours.
+FOREIGN_NFT_TABLES = ("kube-proxy",)
+FOREIGN_CGROUPS = ("kubepods", "kubepods.slice")
 
 
 class NodeError(ControlPlaneError):
@@ -285,6 +299,92 @@ def kube_proxy_config(*, kubeconfig: Path, mode: str, pod_subnet: str, node_ip: 
 
 
 # --------------------------------------------------------------------------------------------------------------
+# What a killed run left
+
+
+def bridge_owner() -> str | None:
+    """The journal path the existing ``kmcp0`` bridge names, "" for a bridge that names none, None for no bridge."""
+    link = Path(f"/sys/class/net/{BRIDGE}")
+    if not link.exists():
+        return None
+    with contextlib.suppress(OSError):
+        alias = (link / "ifalias").read_text().strip()
+        if alias.startswith(BRIDGE_ALIAS):
+            return alias[len(BRIDGE_ALIAS):]
+    return ""
+
+
+def foreign_node_state() -> str | None:
+    """One machine-wide thing a Kubernetes node makes that is here although no journal of ours names it."""
+    for key in nft_tables():
+        if key.split(" ", 1)[1] in FOREIGN_NFT_TABLES:
+            return f"nft table {key}"
+    for hierarchy in cgroup_hierarchies():
+        for name in FOREIGN_CGROUPS:
+            if (hierarchy / name).is_dir():
+                return f"cgroup {hierarchy / name}"
+    for directory in NETNS_DIRS:
+        if directory.is_dir():
+            for name in sorted(os.listdir(directory)):
+                if name.startswith(CNI_NETNS_PREFIX):
+                    return f"network namespace {directory / name}"
+    return None
+
+
+def recover_leftovers(journal_path: Path) -> str | None:
+    """Before a node starts with its journal at ``journal_path``: finish the teardown of a previous run of the same
+    state directory that was killed, and say so in one line; None when nothing was left.
+
+    Refuses (:class:`NodeError`, one line naming it) when the machine holds a node's state that is not this
+    directory's: another dev node's bridge (running or left behind), a ``kmcp0`` no dev node made, or kube-proxy
+    tables, kubepods cgroups or CNI network namespaces no journal accounts for.
+    """
+    owner = bridge_owner()
+    mine = str(journal_path)
+    if owner is not None and owner != mine:
+        if not owner:
+            raise NodeError(f"interface {BRIDGE} exists and no kmcp dev node made it (its alias names no journal): "
+                            f"not ours to remove; `ip link delete {BRIDGE}` if nothing uses it")
+        other = Path(owner)
+        try:
+            journal = Journal.load(other)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise NodeError(f"interface {BRIDGE} belongs to the dev node whose journal was {owner}, which is gone: "
+                            f"not ours to remove; `ip link delete {BRIDGE}` if nothing uses it") from None
+        if journal.supervisor.alive():
+            raise NodeError(f"another dev node runs on this machine (pid {journal.supervisor.pid}, state in "
+                            f"{other.parent}): one node per machine, stop it first")
+        raise NodeError(f"a dev node in {other.parent} was killed and left its state here: start it again with that "
+                        f"directory, or run `python -m kmcp.devcluster.node --recover {other}`, to restore it")
+    if not journal_path.exists():
+        if owner == mine:
+            raise NodeError(f"interface {BRIDGE} names the journal {journal_path}, which is gone (its directory was "
+                            "removed while the node ran): what that run changed cannot be restored from it; "
+                            f"`ip link delete {BRIDGE}` and stop its processes by hand")
+        if owner is None:
+            foreign = foreign_node_state()
+            if foreign:
+                raise NodeError(f"{foreign} exists and no kmcp dev node recorded it (another Kubernetes node on "
+                                "this machine?): not starting one beside it")
+        return None
+    try:
+        journal = Journal.load(journal_path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise NodeError(f"{journal_path}: not a readable node journal ({err}); remove it if no node uses this "
+                        "directory") from None
+    if journal.supervisor.alive() and journal.supervisor.pid != os.getpid():
+        raise NodeError(f"the dev node of {journal_path.parent} is running (pid {journal.supervisor.pid}): stop it "
+                        "first")
+    found, problems = journal.finish()
+    if problems:
+        raise NodeError(f"a previous run in {journal_path.parent} was killed and what it left could not all be "
+                        f"restored: {'; '.join(problems)}")
+    journal.remove()
+    return (f"a previous run in {journal_path.parent} was killed (pid {journal.supervisor.pid}); restored what it "
+            f"left: {', '.join(found) or 'nothing'}")
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The node
 
 
@@ -306,19 +406,28 @@ class Node:
     stop_grace: float = 5.0
     proxy_mode: str | None = None  # None: nftables if it works here, else iptables (see proxy_mode())
     workdir: Path | None = None  # default: "node" in the control plane's directory
+    journal_path: Path | None = None  # default: in the node's directory (see hoststate.Journal)
+    remove_journal_on_stop: bool = True  # False when the owner (DevCluster) still has processes to stop
 
     subnet: ipaddress.IPv4Network = field(init=False, default=ipaddress.IPv4Network("10.213.0.0/24"))
     processes: list[ManagedProcess] = field(init=False, default_factory=list)
     startup_seconds: float = field(init=False, default=0.0)
     timings: dict[str, float] = field(init=False, default_factory=dict)
     restore_problems: list[str] = field(init=False, default_factory=list)
+    recovered: str | None = field(init=False, default=None)  # the line recover() said, if it restored anything
     _host: HostState | None = field(init=False, default=None)
+    _journal: Journal | None = field(init=False, default=None)
+    _recover_checked: bool = field(init=False, default=False)
     _network_ready: bool = field(init=False, default=False)
 
     # -- paths and addresses
     @property
     def directory(self) -> Path:
         return self.workdir or self.control_plane.directory / "node"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.journal_path or self.directory / JOURNAL_NAME
 
     @property
     def containerd_dir(self) -> Path:
@@ -390,10 +499,34 @@ class Node:
         """Record the machine's state, then create the bridge; before the control plane starts when the apiserver
         is to listen on the node's address (:class:`DevCluster`)."""
         if self._host is None:
+            self.recover()
             self._host = HostState.record()
+            supervisor = RecordedProcess.of("supervisor", os.getpid())
+            assert supervisor is not None
+            self._journal = Journal(self.journal_file, self._host, supervisor, owned_dirs=[str(self.directory)],
+                                    owned_links=[BRIDGE])
+            self._journal.save()
             atexit.register(self.stop)
         self._step("network", self._create_network)
         self._network_ready = True
+
+    def recover(self) -> str | None:
+        """What a killed previous run with this journal left, restored (see :func:`recover_leftovers`); once."""
+        if not self._recover_checked:
+            self.recovered = recover_leftovers(self.journal_file)
+            self._recover_checked = True
+        return self.recovered
+
+    def record_process(self, name: str, pid: int | None) -> None:
+        """Keep ``pid`` in the journal: a process of this node's run, stopped by a later start if this one is
+        killed."""
+        if self._journal is not None and pid is not None:
+            self._journal.add_process(name, pid)
+
+    def remove_journal(self) -> None:
+        if self._journal is not None and not self.restore_problems:
+            self._journal.remove()
+        self._journal = None
 
     def _step(self, name: str, action: Callable[[], None]) -> None:
         began = time.monotonic()
@@ -418,15 +551,20 @@ class Node:
                 self._drain()
         stop_processes([p for p in reversed(self.processes) if p.name != "containerd"], self.stop_grace)
         self._kill_leftover_tasks()
-        shims = self._shim_pids()
+        shims = set(self._shim_pids())
         stop_processes([p for p in self.processes if p.name == "containerd"], self.stop_grace)
-        for pid in shims:  # a shim outlives containerd by design; it is still ours
+        # A shim outlives containerd by design; it is still ours. Looked for again once containerd is gone: a
+        # sandbox the kubelet asked for just before it stopped may have got its shim meanwhile.
+        for pid in shims | set(self._shim_pids()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.processes.clear()
         self.restore_problems = self._host.restore(owned_dirs=[self.directory], owned_links=[BRIDGE])
         self._host = None
         self._network_ready = False
+        self._recover_checked = False
+        if self.remove_journal_on_stop:
+            self.remove_journal()  # kept when something could not be restored: the next start tries again
         for line in self.restore_problems:
             print(f"kmcp node teardown: {line}", file=sys.stderr)
 
@@ -443,6 +581,7 @@ class Node:
         proc = ManagedProcess(name, argv, self.directory / "logs" / f"{name}.log")
         self.processes.append(proc)
         proc.start(env)
+        self.record_process(name, proc.pid)
         return proc
 
     def _wait(self, proc: ManagedProcess | None, what: str, probe: Callable[[], bool]) -> None:
@@ -492,6 +631,7 @@ class Node:
         self.subnet = pick_subnet()
         _ip("link", "add", BRIDGE, "type", "bridge")
         self._bridge_created = True
+        _ip("link", "set", "dev", BRIDGE, "alias", f"{BRIDGE_ALIAS}{self.journal_file}")
         _ip("addr", "add", f"{self.node_ip}/{self.subnet.prefixlen}", "dev", BRIDGE)
         _ip("link", "set", BRIDGE, "up")
         # Host → ClusterIP: kube-proxy DNATs in the output hook; the source must be the node IP so the pod's
@@ -700,19 +840,22 @@ class Node:
             time.sleep(0.1)
 
     def _shim_pids(self) -> list[int]:
-        pids = []
-        for pid_file in (self.containerd_dir / "state").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.append(int(pid_file.read_text().strip()))
-        return pids
+        """The shims of this node's containerd (see :func:`~kmcp.devcluster.hoststate.shim_pids`)."""
+        return shim_pids([self.containerd_dir])
 
 
 @dataclass
 class DevCluster:
-    """A control plane with every controller plus one real node, in ``workdir`` (a temp dir unless given)."""
+    """A control plane with every controller plus one real node, in ``workdir`` (a temp dir unless given).
+
+    The run's journal (:class:`~kmcp.devcluster.hoststate.Journal`) is ``workdir/host-journal.json``: a start in a
+    ``workdir`` whose previous run was killed first stops what that run left and restores the host
+    (``node.recovered`` says what, in one line). ``fresh``: then empty ``workdir``, for a new cluster every start.
+    """
 
     workdir: Path | None = None
     images: Sequence[ImageArchive] = ()
+    fresh: bool = False
     control_plane: ControlPlane = field(init=False)
     node: Node = field(init=False)
     _node_dir: Path = field(init=False)
@@ -721,7 +864,11 @@ class DevCluster:
     def __post_init__(self) -> None:
         self.control_plane = ControlPlane(workdir=self.workdir, with_node=True)
         self._node_dir = Path(tempfile.mkdtemp(prefix="kmcp-node-"))
-        self.node = Node(self.control_plane, images=self.images, workdir=self._node_dir)
+        journal = (self.workdir or self._node_dir) / JOURNAL_NAME
+        self.node = Node(self.control_plane, images=self.images, workdir=self._node_dir, journal_path=journal,
+                         remove_journal_on_stop=False)
+        # The control plane's processes are the run's too: a later start stops them if this run is killed.
+        self.control_plane.on_launch = lambda proc: self.node.record_process(proc.name, proc.pid)
 
     @property
     def kubeconfig(self) -> Path:
@@ -744,8 +891,16 @@ class DevCluster:
         self.node.toolchain = self.node.toolchain or ensure_node_binaries()
         self.node.dns_toolchain = self.node.dns_toolchain or ensure_dns_binaries()
         try:
+            self.node.recover()
+            if self.fresh and self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
             # The bridge first: the apiserver listens on the node's address, where pods reach it.
             self.node.create_network()
+            if self.node._journal is not None:
+                self.node._journal.remove_dirs.append(str(self._node_dir))
+                self.node._journal.save()
+                if self.workdir is None:  # the control plane's temp dir, made by its start below
+                    self.control_plane.on_temp_dir = self._journal_control_plane_dir
             self.control_plane.address = self.node.node_ip
             self.control_plane.start()
             self.node.start()
@@ -755,9 +910,15 @@ class DevCluster:
         self.startup_seconds = time.monotonic() - started
         return self
 
+    def _journal_control_plane_dir(self, directory: Path) -> None:
+        if self.node._journal is not None:
+            self.node._journal.remove_dirs.append(str(directory))
+            self.node._journal.save()
+
     def stop(self) -> None:
         self.node.stop()
         self.control_plane.stop()
+        self.node.remove_journal()  # last: until here a killed stop leaves processes the next start must stop
         shutil.rmtree(self._node_dir, ignore_errors=True)
 
 
@@ -769,6 +930,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="state directory (default: a temp dir, removed)")
     parser.add_argument("--check", action="store_true",
                         help="only say whether this machine can run a node (exit 0) or why not (exit 2)")
+    parser.add_argument("--recover", type=Path, metavar="JOURNAL", default=None,
+                        help="stop what a killed node recorded in JOURNAL (host-journal.json, or its directory) "
+                             "left, restore the host, and exit")
     args = parser.parse_args(argv)
     reason = unsupported_reason()
     if reason:
@@ -776,17 +940,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check:
         return 0
+    if args.recover is not None:
+        journal = args.recover / JOURNAL_NAME if args.recover.is_dir() else args.recover
+        try:
+            done = recover_leftovers(journal)
+        except NodeError as err:
+            print(f"kmcp: {err}", file=sys.stderr)
+            return 1
+        print(f"kmcp node: {done or f'nothing left by the run of {journal}'}", flush=True)
+        return 0
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM while starting: the start's own cleanup stops what it started (as for Ctrl-C).
+    signal.signal(signal.SIGTERM, interrupted)
+    cluster = DevCluster(workdir=args.dir)
     try:
-        cluster = DevCluster(workdir=args.dir).start()
+        cluster.start()
     except (ControlPlaneError, RuntimeError) as err:
         print(f"kmcp: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("kmcp: interrupted while starting; stopped what had started", file=sys.stderr)
+        return 130
+    finally:
+        if cluster.node.recovered:
+            print(f"kmcp node: {cluster.node.recovered}", file=sys.stderr, flush=True)
     try:
+        # Blocked before saying it is ready: a signal sent as soon as the lines are read waits for sigwait.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in cluster.node.timings.items())
         print(f"ready in {cluster.startup_seconds:.1f}s (control plane {cluster.control_plane.startup_seconds:.1f}s;"
               f" node: {steps})", flush=True)
         print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         cluster.stop()

@@ -117,3 +117,41 @@ def test_kube_dns_service_sits_at_the_tenth_service_address_and_points_at_the_no
     assert dns.object_path(service) == "/api/v1/namespaces/kube-system/services/kube-dns"
     assert dns.object_path(endpoints) == "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-node"
     assert dns.object_path(dns.rbac_objects()[0]) == "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:coredns"
+
+
+def test_a_node_journal_round_trips_and_knows_its_processes_by_pid_and_start_time(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from kmcp.devcluster.hoststate import HostState, Journal, RecordedProcess
+
+    before = HostState(sysctls={"kernel/panic": "1"}, nft={"ip t": "table ip t {\n}\n"}, links={"lo", "eth0"},
+                       mounts={"/"}, netns={"/run/netns": {"x"}}, cgroups={"/sys/fs/cgroup/memory": {"a"}},
+                       side_dirs={"/var/lib/cni": False})
+    me = RecordedProcess.of("supervisor", os.getpid())
+    assert me is not None and me.alive()
+    child = subprocess.Popen(["sleep", "30"])
+    journal = Journal(tmp_path / "host-journal.json", before, me, owned_dirs=["/tmp/n"], owned_links=["kmcp0"])
+    journal.save()
+    journal.add_process("sleep", child.pid)
+    loaded = Journal.load(journal.path)
+    assert loaded.before == before and loaded.supervisor == me and loaded.owned_links == ["kmcp0"]
+    assert [p.name for p in loaded.live_processes()] == ["sleep"]
+    # Another process with the same pid is not the one recorded.
+    assert not RecordedProcess("sleep", child.pid, loaded.processes[0].start_time + 1).alive()
+    child.kill()
+    child.wait()
+    assert loaded.live_processes() == []
+
+
+def test_what_changed_since_a_snapshot_is_said_short_and_netns_once_through_the_run_symlink() -> None:
+    from kmcp.devcluster.hoststate import HostState
+
+    before = HostState(sysctls={"kernel/panic": "1"}, links={"lo"}, mounts={"/"}, cgroups={"/c/memory": {"a"}},
+                       netns={"/run/netns": set(), "/var/run/netns": set()})
+    now = HostState(sysctls={"kernel/panic": "10"}, nft={"ip kube-proxy": "x"}, links={"lo", "kmcp0"},
+                    mounts={"/", "/tmp/n/a", "/tmp/n/b", "/elsewhere"}, cgroups={"/c/memory": {"a", "kubepods"}},
+                    netns={"/run/netns": {"cni-1", "other"}, "/var/run/netns": {"cni-1", "other"}})
+    assert now.changes_since(before, [Path("/tmp/n")]) == [
+        "link kmcp0", "1 nft table(s)", "2 mount(s)", "1 network namespace(s)", "cgroup(s) kubepods",
+        "sysctl(s) kernel/panic"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,8 +52,16 @@ def dev_cluster(zipapp: Path) -> Iterator[DevCluster]:
     if reason:
         pytest.skip(reason)
     image = kmcp_image(zipapp)
+    # A fixed state directory: a crashed or killed earlier session left its journal there, and this start
+    # finishes that session's teardown before recording the host (fresh: a new cluster all the same).
+    cluster = DevCluster(images=[image], workdir=SESSION_NODE_DIR, fresh=True)
+    try:
+        if cluster.node.recover():
+            NODE_NOTICES.append(f"kmcp node: {cluster.node.recovered}")
+    except NodeError as err:
+        cluster.stop()
+        pytest.fail(f"the dev node did not start: {err}", pytrace=False)
     before = hoststate.HostState.record()
-    cluster = DevCluster(images=[image])
     try:
         cluster.start()
     except NodeError as err:
@@ -62,6 +72,11 @@ def dev_cluster(zipapp: Path) -> Iterator[DevCluster]:
         cluster.stop()
     assert cluster.node.restore_problems == []
     assert_host_restored(before, hoststate.HostState.record())
+    shutil.rmtree(SESSION_NODE_DIR, ignore_errors=True)
+
+
+SESSION_NODE_DIR = Path(tempfile.gettempdir()) / "kmcp-test-node"
+NODE_NOTICES: list[str] = []  # printed in the session summary
 
 
 def assert_host_restored(before: hoststate.HostState, after: hoststate.HostState) -> None:
@@ -162,6 +177,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The figures the node tests measured (bench/RESULTS.md quotes them), one line each."""
     from tests.node.test_node import TIMINGS
 
+    for line in NODE_NOTICES:
+        terminalreporter.write_line(line)
     if TIMINGS:
         terminalreporter.section("kmcp node timings")
         for what, seconds in TIMINGS.items():
@@ -189,7 +206,8 @@ def node_controller(node_kube: Kube, kmcp_node_image: ImageArchive, zipapp: Path
     controller = ControllerProcess(zipapp, kubeconfig, workdir, "--resync-period=5s", "--metrics-secure=false",
                                    name="node-controller")
     controller.env["KMCP_ADAPTER_IMAGE"] = kmcp_node_image.name
-    controller.start()
+    # Its first start unpacks the zipapp (shiv): over a minute when the shared VM is loaded (load 8-17 seen).
+    controller.start(timeout=180)
     RUNNING_NODE_CONTROLLERS.append(controller)
     try:
         yield controller

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import threading
 import time
 from typing import Any
 
@@ -29,6 +30,9 @@ from tests.node.test_node import TIMINGS
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 Obj = dict[str, Any]
+LOAD_SESSIONS_PER_POD = 4
+LOAD_CALLS_PER_SESSION = 25  # x 8 sessions = 200 calls
+LOAD_DEADLINE = 90.0
 
 
 def session_owner(session_id: str) -> str:
@@ -37,7 +41,7 @@ def session_owner(session_id: str) -> str:
     return str(ipaddress.IPv4Address(raw[16:20]))
 
 
-def test_two_replicas_forward_sessions_between_real_pods(
+def test_two_replicas_forward_sessions_between_real_pods_with_no_broken_session_under_load(
         node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive,
         node_controller: ControllerProcess) -> None:
     name = "echo-replicas"
@@ -65,6 +69,58 @@ def test_two_replicas_forward_sessions_between_real_pods(
                 answered += 1
     assert answered == 80
     assert owners == pod_ips, f"sessions were owned by {owners}, the replicas are {pod_ips}"
+
+    # Then a bounded concurrent load: 4 sessions owned by each replica, all 8 calling at once, every call on a
+    # fresh connection; each reply must carry its own call's payload, and no session may break.
+    held: dict[str, list[McpClient]] = {ip: [] for ip in pod_ips}
+    for _ in range(60):
+        if all(len(c) >= LOAD_SESSIONS_PER_POD for c in held.values()):
+            break
+        client = McpClient(url)
+        client.initialize()
+        assert client.session is not None
+        mine = held[session_owner(client.session)]
+        (mine.append(client) if len(mine) < LOAD_SESSIONS_PER_POD else client.http.close())
+    assert all(len(c) == LOAD_SESSIONS_PER_POD for c in held.values()), "kube-proxy never chose one replica"
+    sessions = [c for clients in held.values() for c in clients]
+    failures: dict[int, list[str]] = {i: [] for i in range(len(sessions))}
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def load(index: int, client: McpClient) -> None:
+        for n in range(LOAD_CALLS_PER_SESSION):
+            payload = f"s{index}-c{n}-{client.session}"
+            began = time.monotonic()
+            try:
+                client.http.close()
+                client.http = httpx.Client(timeout=30, trust_env=False)
+                reply = client.call_tool("echo", {"message": payload})
+                text = reply["result"]["content"][0]["text"]
+                problem = "" if text == payload else f"call {n}: got {text[:60]!r}"
+            except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+                problem = f"call {n}: {type(error).__name__}: {error}"
+            with lock:
+                latencies.append(time.monotonic() - began)
+                if problem:
+                    failures[index].append(problem)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=load, args=(i, c), daemon=True) for i, c in enumerate(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LOAD_DEADLINE)
+    elapsed = time.monotonic() - started
+    for client in sessions:
+        client.http.close()
+    assert not any(t.is_alive() for t in threads), f"the load did not finish within {LOAD_DEADLINE:.0f}s"
+    assert len(latencies) == len(sessions) * LOAD_CALLS_PER_SESSION
+    broken = {i: problems for i, problems in failures.items() if problems}
+    assert broken == {}, f"{len(broken)} of {len(sessions)} sessions broke: {broken}"
+    latencies.sort()
+    TIMINGS[f"2 replicas: {len(sessions)} sessions x {LOAD_CALLS_PER_SESSION} calls at once, wall time"] = elapsed
+    TIMINGS["2 replicas: per call p50 (fresh connection, half forwarded)"] = latencies[len(latencies) // 2]
+    TIMINGS["2 replicas: per call max"] = latencies[-1]
 
 
 def test_secret_and_configmap_reach_the_server_process_and_a_secret_change_rolls_the_pod(
@@ -109,19 +165,80 @@ def test_secret_and_configmap_reach_the_server_process_and_a_secret_change_rolls
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
 
 
-def test_killed_mcp_server_container_fails_its_session_and_the_next_session_works(
+# A stdio MCP server with echo and a `slow` tool that answers after `seconds`: a call can be in flight on purpose.
+SLOW_SERVER = r'''
+import json, sys, time
+TOOLS = [{"name": n, "description": n, "inputSchema": {"type": "object"}} for n in ("echo", "slow")]
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    method, params, answer = msg["method"], msg.get("params") or {}, {"jsonrpc": "2.0", "id": msg["id"]}
+    if method == "initialize":
+        answer["result"] = {"protocolVersion": params.get("protocolVersion"), "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "slow-echo", "version": "1"}}
+    elif method == "tools/list":
+        answer["result"] = {"tools": TOOLS}
+    elif method == "tools/call":
+        arguments = params.get("arguments") or {}
+        if params["name"] == "slow":
+            time.sleep(float(arguments.get("seconds", 60)))
+        answer["result"] = {"content": [{"type": "text", "text": str(arguments.get("message", ""))}]}
+    else:
+        answer["error"] = {"code": -32601, "message": "method not found"}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+'''
+
+
+def jsonrpc_body(resp: httpx.Response) -> Obj:
+    body = resp.text
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        body = [line[5:] for line in body.splitlines() if line.startswith("data:")][-1]
+    return dict(json.loads(body))
+
+
+def test_killed_mcp_server_container_fails_the_call_in_flight_and_its_session_and_the_next_session_works(
         node_kube: Kube, node_namespace: str, kmcp_node_image: ImageArchive, dev_cluster: DevCluster,
         node_controller: ControllerProcess) -> None:
     name = "echo-killed"
-    node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name))
+    node_kube.apply(echo_mcpserver(name, node_namespace, kmcp_node_image.name, cmd="python3",
+                                   args=["-c", SLOW_SERVER]))
     wait_condition(node_kube, name, node_namespace, "Ready", "True", timeout=90)
     (pod,) = ready_pods(node_kube, name, node_namespace)
     url = service_url(node_kube, name, node_namespace)
     old = first_session(url)
     assert old.call_tool("echo", {"message": "before"})["result"]["content"][0]["text"] == "before"
+    # A call in flight when the container dies (its server sleeps 60 s before answering).
+    inflight = first_session(url)
+    inflight.http.timeout = httpx.Timeout(90)
+    outcome: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        began = time.monotonic()
+        try:
+            outcome["response"] = inflight.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                                 "params": {"name": "slow", "arguments": {"seconds": 60}}})
+        except httpx.HTTPError as error:
+            outcome["error"] = f"{type(error).__name__}: {error}"
+        outcome["after"] = time.monotonic() - began
+
+    caller = threading.Thread(target=slow_call, daemon=True)
+    caller.start()
+    time.sleep(2.0)
+    assert caller.is_alive(), f"the slow call returned before the kill: {outcome}"
     (status,) = pod["status"]["containerStatuses"]
     container_id = status["containerID"].removeprefix("containerd://")
+    killed_in_flight = time.monotonic()
     dev_cluster.node.ctr("tasks", "kill", "-a", "-s", "SIGKILL", container_id)
+    caller.join(45)
+    assert not caller.is_alive(), "the call in flight hung after its server was killed"
+    inflight.http.close()
+    assert "response" in outcome, outcome
+    failed = jsonrpc_body(outcome["response"])
+    assert failed.get("id") == 7 and "error" in failed and "result" not in failed, failed
+    TIMINGS["killed mcp-server: the call in flight failed (JSON-RPC error) after"] = \
+        time.monotonic() - killed_in_flight
 
     def restarted() -> Obj | None:
         live = node_kube.read("v1", "Pod", pod["metadata"]["name"], node_namespace)
@@ -135,10 +252,7 @@ def test_killed_mcp_server_container_fails_its_session_and_the_next_session_work
     resp = old.post({"jsonrpc": "2.0", "id": 99, "method": "tools/call",
                      "params": {"name": "echo", "arguments": {"message": "after"}}})
     if resp.status_code == 200:
-        body = resp.text
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            body = [line[5:] for line in body.splitlines() if line.startswith("data:")][-1]
-        assert "error" in json.loads(body), body
+        assert "error" in jsonrpc_body(resp), resp.text
     else:
         assert resp.status_code in (404, 502, 503), resp.text
     old.http.close()
