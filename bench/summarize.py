@@ -72,6 +72,24 @@ def main() -> None:
                                                                  "mcp-proxy")))
         except KeyError as missing:
             print(f"run {index}: no row {missing} at 32 sessions")
+    against_baseline(runs)
+
+
+def against_baseline(runs: list[list[Row]]) -> None:
+    """kmcp rows beside the same rows of ``--baseline``'s older checkout (``name@base``), per run: the throughput
+    ratio and the adapter CPU per call of each (new / base)."""
+    for index, run in enumerate(runs, 1):
+        by = {key(r): r for r in run}
+        cells = []
+        for (name, transport, sessions), row in sorted(by.items(), key=lambda item: (item[0][2], item[0][0])):
+            base = by.get((f"{name}@base", transport, sessions))
+            if base is None or name.endswith("@base"):
+                continue
+            speed = num(row, "calls_per_second") / (num(base, "calls_per_second") or float("nan"))
+            cells.append(f"{name} {transport} {sessions}: {speed:.2f}x calls/s, adapter "
+                         f"{num(row, 'cpu_ms_per_call'):.3f} / {num(base, 'cpu_ms_per_call'):.3f} ms/call")
+        if cells:
+            print(f"run {index} against the baseline: " + "; ".join(cells))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,6 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def echo_server_command(args: argparse.Namespace) -> int:
-    from kmcp.examples_server import main as serve
+    from kmcp.devcluster.examples_server import main as serve
 
     return serve()

@@ -1,5 +1,5 @@
 """Which pods ``kmcp dev up`` runs: on the real node (containerd + kubelet, :mod:`kmcp.devcluster.node`) or with
-the local pod runner (:mod:`kmcp.podrunner`, the rendered pod's containers as processes on 127.0.0.1).
+the local pod runner (:mod:`kmcp.devcluster.podrunner`, the rendered pod's containers as processes on 127.0.0.1).
 
 ``--node auto`` (the default) takes the real node when this machine can run one *now*: the node's own check
 (:func:`kmcp.devcluster.node.unsupported_reason`: root, containerd, runc, CNI, nftables, cgroups) passes, no other

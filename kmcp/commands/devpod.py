@@ -1,5 +1,5 @@
 """The kubelet's part of ``kmcp dev up``: while the example's Deployment exists, run its pod on 127.0.0.1 with
-:mod:`kmcp.podrunner` and write the Deployment's status as a kubelet and the deployment controller would.
+:mod:`kmcp.devcluster.podrunner` and write the Deployment's status as a kubelet and the deployment controller would.
 
 Deleting the MCPServer (the garbage collector then deletes its Deployment) is ordinary use, not a failure: the pod
 stops and the dev cluster stays up; a Deployment that comes back, or whose pod template changes, gets a new pod.
@@ -18,7 +18,8 @@ from typing import Any
 
 import trio
 
-from kmcp import kube, podrunner
+from kmcp import kube
+from kmcp.devcluster import podrunner
 
 Obj = dict[str, Any]
 

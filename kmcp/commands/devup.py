@@ -2,9 +2,9 @@
 
 It starts the cached local control plane (etcd + kube-apiserver + kube-controller-manager, state kept in
 ``--dir``), installs the CRD and the controller's RBAC, runs ``kmcp controller`` as the install's ServiceAccount,
-applies an example stdio MCPServer (the bundled :mod:`kmcp.examples_server`, run by this same Python), runs the pod
-the controller rendered with :mod:`kmcp.podrunner` on 127.0.0.1, and writes the Deployment's status as a kubelet
-would, so the controller reports the MCPServer Ready. ``--check`` then talks MCP to it and exits.
+applies an example stdio MCPServer (the bundled :mod:`kmcp.devcluster.examples_server`, run by this same Python),
+runs the pod the controller rendered with :mod:`kmcp.devcluster.podrunner` on 127.0.0.1, and writes the Deployment's
+status as a kubelet would, so the controller reports the MCPServer Ready. ``--check`` then talks MCP to it and exits.
 
 That is the local pod runner mode. Where this machine can run a real node, the pod runs there instead
 (:mod:`kmcp.commands.devup_node`); :mod:`kmcp.commands.devmode` chooses, and says which and why in one line.

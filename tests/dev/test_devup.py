@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kmcp import examples_server
+from kmcp.devcluster import examples_server
 from tests.cli.helpers import ROOT, kmcp, mcp_session
 
 HTTP_CLIENT = ROOT / "tests" / "cli" / "http_client.py"
@@ -53,7 +53,7 @@ def test_echo_server_answers_the_json_rpc_it_must() -> None:
 @pytest.mark.slow
 def test_echo_server_works_with_the_sdk_stdio_client(tmp_path: Path) -> None:
     env_python = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                  "from kmcp.examples_server import main; main()"]
+                  "from kmcp.devcluster.examples_server import main; main()"]
     seen = mcp_session(tmp_path, env_python, {"echo": {"message": "hi"}, "add": {"a": 1.5, "b": 2}})
     assert seen["server_name"] == "kmcp-echo"
     assert set(seen["tools"]) == {"echo", "add"}

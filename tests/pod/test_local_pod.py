@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import trio
 
-from kmcp import podrunner, render, spec
+from kmcp import render, spec
+from kmcp.devcluster import podrunner
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.slow
@@ -110,7 +111,7 @@ def test_the_local_kubelet_reads_what_a_kubelet_reads_for_env() -> None:
     assert devpod.referenced_sources(deployment) == ({"s-key", "creds"}, {"settings", "flags"})
     secret = {"data": {"key": "c2VjcmV0", "bin": "//79"}, "stringData": {"extra": "x"}}
     assert devpod.secret_values(secret) == {"key": "secret", "extra": "x"}  # binary data is no env value
-    from kmcp import podrunner
+    from kmcp.devcluster import podrunner
 
     env = podrunner._env(deployment["spec"]["template"]["spec"]["containers"][0],
                          {"creds": {"TOKEN": "t"}, "settings": {"LEVEL": "debug"}, "flags": {"m": "fast"}})
