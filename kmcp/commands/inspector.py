@@ -152,7 +152,8 @@ def install(directory: Path | None = None, say: Callable[[str], None] | None = N
         return launcher
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:PORT can be bound (a socket in TIME_WAIT does not count as in use)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -167,7 +168,7 @@ def choose_ports() -> dict[str, int]:
     taken: set[int] = set()
     chosen = {}
     for name, default in DEFAULT_PORTS.items():
-        port = next((p for p in range(default, default + 100) if p not in taken and _port_free(p)), None)
+        port = next((p for p in range(default, default + 100) if p not in taken and port_free(p)), None)
         if port is None:
             raise Unavailable(f"no free port on 127.0.0.1 near {default} for the Inspector's {name}")
         chosen[name] = port

@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ from typing import IO
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
-from kmcp.commands.inspector import Inspector
+from kmcp.commands.inspector import Inspector, port_free
 from kmcp.errors import BadInput, CommandFailed
 
 GO_IMAGE_BINARY = "/app/server"
@@ -172,17 +171,6 @@ def inspector_text(url: str, argv: list[str]) -> str:
             f"  Transport Type: Streamable HTTP\n"
             f"  URL: {url}\n"
             f"  (or Transport Type: STDIO, Command: {argv[0]}, Arguments: {' '.join(argv[1:])})\n")
-
-
-def port_free(port: int) -> bool:
-    """Whether 127.0.0.1:PORT can be bound (a socket in TIME_WAIT does not count as in use)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def choose_port(requested: int | None) -> tuple[int, str]:
