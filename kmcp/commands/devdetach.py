@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kmcp.commands.devup import DevSettings, default_directory, describe_state, pid_alive, running_state
-from kmcp.commands.inspector import port_free
+from kmcp.commands.ports import port_free
 from kmcp.commands.run import kmcp_command, kmcp_env
 from kmcp.errors import CommandFailed
 

@@ -35,7 +35,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +45,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from kmcp.commands.ports import port_free
 
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 INSPECTOR_VERSION = "2.12.0"
@@ -152,17 +153,6 @@ def install(directory: Path | None = None, say: Callable[[str], None] | None = N
         return launcher
 
 
-def port_free(port: int) -> bool:
-    """Whether 127.0.0.1:PORT can be bound (a socket in TIME_WAIT does not count as in use)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def choose_ports() -> dict[str, int]:
     """A free 127.0.0.1 port for each of the Inspector's listeners, its defaults when free."""
     taken: set[int] = set()
@@ -211,6 +201,7 @@ class Inspector:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="kmcp-inspector")
+        self._reader: threading.Thread | None = None  # keeps the Inspector's last lines; ends at its EOF
 
     def start(self) -> None:
         self._thread.start()
@@ -246,7 +237,8 @@ class Inspector:
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._adopt(process)
         assert process.stdout is not None
-        threading.Thread(target=self._keep, args=(process.stdout,), daemon=True).start()
+        self._reader = threading.Thread(target=self._keep, args=(process.stdout,), daemon=True)
+        self._reader.start()
         self._await_up(process, ports["CLIENT_PORT"], node)
         self.url = deep_link(ports["CLIENT_PORT"], token, self.server_url)
         self.say(f"MCP Inspector {INSPECTOR_VERSION} (connects to {self.server_url}): {self.url}")
@@ -294,6 +286,8 @@ class Inspector:
             process = self.process
         if process is not None and process.poll() is None:
             _kill_group(process)
+        if self._reader is not None:  # its stdout closed with the process group: the reader is at EOF
+            self._reader.join(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:

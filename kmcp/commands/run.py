@@ -33,7 +33,8 @@ from typing import IO
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
-from kmcp.commands.inspector import Inspector, port_free
+from kmcp.commands.inspector import Inspector
+from kmcp.commands.ports import port_free
 from kmcp.errors import BadInput, CommandFailed
 
 GO_IMAGE_BINARY = "/app/server"
