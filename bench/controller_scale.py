@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="bound on waiting for convergence")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--pyspy", type=Path, default=None,
+                    help="record the controller with py-spy (raw collapsed stacks, 100 Hz, --nonblocking, --gil) "
+                         "into this file; needs py-spy, e.g. ~/.cache/kmcp/bench/pyspy-venv/bin/py-spy on PATH")
     args = ap.parse_args()
     n = args.count
     command = "`.venv/bin/python bench/controller_scale.py " + " ".join(sys.argv[1:]) + "`"
@@ -256,6 +260,12 @@ def main() -> int:
              f"--resync-period={int(args.resync)}s", f"--max-concurrent-reconciles={args.max_concurrent_reconciles}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "KMCP_ADAPTER_IMAGE": "example.test/kmcp:dev"})
+        spy = None
+        if args.pyspy is not None:
+            spy = subprocess.Popen([os.environ.get("PYSPY", "py-spy"), "record", "--pid", str(proc.pid),
+                                    "--rate", "100", "--nonblocking", "--gil", "--format", "raw",
+                                    "-o", str(args.pyspy)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             def ready() -> bool:
                 if proc.poll() is not None:
@@ -276,6 +286,8 @@ def main() -> int:
                 time.sleep(0.5)
             t_converged = time.monotonic() - t0
             cpu_converged = cpu_seconds(proc.pid)
+            if spy is not None:  # the profile covers start-up to convergence only
+                spy.send_signal(signal.SIGINT)
             if done < n:
                 print(f"WARNING: only {done}/{n} Programmed after {t_converged:.1f}s", file=sys.stderr)
             time.sleep(2)  # let the last status patches' events settle before the snapshot
@@ -297,6 +309,8 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+            if spy is not None:
+                spy.wait(30)
             log.close()
 
         print("controller API calls by (verb, resource) during convergence:", file=sys.stderr)

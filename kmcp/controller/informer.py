@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -58,12 +58,21 @@ def _interned(value: Any) -> Any:
     return value
 
 
+def _drop(index: dict[Hashable, set[Key]], value: Hashable, key: Key) -> None:
+    keys = index.get(value)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[value]
+
+
 class Informer:
     def __init__(self, client: kube.Kube, resource: kube.Resource, *, namespace: str | None = None,
                  label_selector: str | None = None, metadata_only: bool = False,
                  watch_timeout_seconds: int = 300, backoff_base: float = 0.5, backoff_max: float = 30.0,
                  on_restart: Callable[[str], None] | None = None,
-                 owner_of: Callable[[Obj], Hashable | None] = controller_uid) -> None:
+                 owner_of: Callable[[Obj], Hashable | None] = controller_uid,
+                 indexes: Mapping[str, Callable[[Obj], Collection[Hashable]]] | None = None) -> None:
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -78,6 +87,9 @@ class Informer:
         # that cannot carry an owner reference (cluster-scoped ones) say who owns them another way, e.g. labels.
         self.owner_of = owner_of
         self._owned: dict[Hashable, set[Key]] = {}
+        # More indexes by name (client-go's Indexers): each function gives the values an object is found under.
+        self._index_of = dict(indexes or {})
+        self._indexed: dict[str, dict[Hashable, set[Key]]] = {name: {} for name in self._index_of}
         self.synced = trio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -96,6 +108,10 @@ class Informer:
         """The cached objects ``owner_of`` attributes to ``owner``: O(children), not O(cache)."""
         return [self.store[k] for k in self._owned.get(owner, ()) if k in self.store]
 
+    def by_index(self, index: str, value: Hashable) -> list[Obj]:
+        """The cached objects the ``index`` function files under ``value``: O(matches), not O(cache)."""
+        return [self.store[k] for k in self._indexed[index].get(value, ()) if k in self.store]
+
     def put(self, obj: Obj) -> Obj:
         """Cache ``obj`` (trimmed), e.g. what an apply returned, ahead of its watch event."""
         key = key_of(obj)
@@ -104,6 +120,9 @@ class Informer:
         owner = self.owner_of(obj)
         if owner is not None:
             self._owned.setdefault(owner, set()).add(key)
+        for name, index_of in self._index_of.items():
+            for value in index_of(obj):
+                self._indexed[name].setdefault(value, set()).add(key)
         return obj
 
     def discard(self, key: Key) -> None:
@@ -112,11 +131,14 @@ class Informer:
 
     def _unindex(self, key: Key) -> None:
         old = self.store.get(key)
-        owner = self.owner_of(old) if old is not None else None
-        if owner is not None and (keys := self._owned.get(owner)) is not None:
-            keys.discard(key)
-            if not keys:
-                del self._owned[owner]
+        if old is None:
+            return
+        owner = self.owner_of(old)
+        if owner is not None:
+            _drop(self._owned, owner, key)
+        for name, index_of in self._index_of.items():
+            for value in index_of(old):
+                _drop(self._indexed[name], value, key)
 
     def _emit(self, kind: str, obj: Obj) -> None:
         for handler in self._handlers:
@@ -128,6 +150,7 @@ class Informer:
                                       metadata_only=self.metadata_only)
         old = self.store
         self.store, self._owned = {}, {}
+        self._indexed = {name: {} for name in self._index_of}
         for item in page.get("items") or []:
             self.put(item)
         fresh = self.store

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 import trio
@@ -23,6 +23,7 @@ from kmcp.render import MANAGED_BY
 
 Obj = dict[str, Any]
 CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+REFS_INDEX = "refs"  # MCPServers by the Secrets and ConfigMaps they reference
 log = logging.getLogger("kmcp.controller")
 
 
@@ -45,18 +46,18 @@ class Manager:
 
     # -- wiring
     def _informer(self, resource: kube.Resource, *, label_selector: str | None = None,
-                  metadata_only: bool = False, owner_of: Callable[[Obj], Hashable | None] = controller_uid
-                  ) -> Informer:
+                  metadata_only: bool = False, owner_of: Callable[[Obj], Hashable | None] = controller_uid,
+                  indexes: Mapping[str, Callable[[Obj], Collection[Hashable]]] | None = None) -> Informer:
         def restarted(cause: str) -> None:
             self.metrics.watch_restarts.inc(resource=resource.plural, cause=cause)
 
         return Informer(self.client, resource, namespace=self.settings.namespace, label_selector=label_selector,
                         metadata_only=metadata_only, watch_timeout_seconds=self.settings.watch_timeout_seconds,
-                        on_restart=restarted, owner_of=owner_of)
+                        on_restart=restarted, owner_of=owner_of, indexes=indexes)
 
     def _build(self) -> Caches:
         caches = Caches(
-            servers=self._informer(kube.MCPSERVERS),
+            servers=self._informer(kube.MCPSERVERS, indexes={REFS_INDEX: referenced}),
             deployments=self._informer(kube.DEPLOYMENTS, label_selector=CHILD_SELECTOR),
             services=self._informer(kube.SERVICES, label_selector=CHILD_SELECTOR),
             service_accounts=self._informer(kube.SERVICE_ACCOUNTS, label_selector=CHILD_SELECTOR),
@@ -112,17 +113,14 @@ class Manager:
             self._on_child(obj)
 
     def _on_ref(self, which: str, obj: Obj) -> None:
-        """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again."""
+        """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again. Found
+        through an index, not by scanning every MCPServer: each MCPServer's own session-key Secret is an event
+        too, and a scan made a mass creation O(N^2) (15% of the CPU at N=2,000)."""
         if self.caches is None:
             return
         namespace, name = _key(obj)
-        field = "secretRefs" if which == "secret" else "configMapRefs"
-        for server in self.caches.servers.items():
-            if (server.get("metadata") or {}).get("namespace") != namespace:
-                continue
-            refs = ((server.get("spec") or {}).get("deployment") or {}).get(field) or []
-            if any(isinstance(r, dict) and r.get("name") == name for r in refs):
-                self.queue.add(_key(server))
+        for server in self.caches.servers.by_index(REFS_INDEX, (which, namespace, name)):
+            self.queue.add(_key(server))
 
     # -- running
     async def _worker(self, key: Key) -> None:
@@ -212,6 +210,21 @@ class Manager:
             else:
                 await self.lead()
             nursery.cancel_scope.cancel()
+
+
+def referenced(server: Obj) -> list[tuple[str, str, str]]:
+    """("secret" | "configmap", namespace, name) of each object an MCPServer's spec references."""
+    namespace = str((server.get("metadata") or {}).get("namespace") or "")
+    deployment = (server.get("spec") or {}).get("deployment")
+    if not isinstance(deployment, dict):
+        return []
+    out = []
+    for which, field in (("secret", "secretRefs"), ("configmap", "configMapRefs")):
+        refs = deployment.get(field)
+        for ref in refs if isinstance(refs, list) else ():
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                out.append((which, namespace, ref["name"]))
+    return out
 
 
 def _key(obj: Obj) -> Key:

@@ -511,6 +511,33 @@ def test_the_owner_index_follows_puts_replacements_and_discards() -> None:
     assert informer.owned_by("uid-1") == [] and informer.get("ns", "a") is None
 
 
+def test_mcpservers_are_found_by_the_objects_they_reference_without_a_scan() -> None:
+    from kmcp.controller.informer import Informer
+    from kmcp.controller.manager import REFS_INDEX, referenced
+
+    def server(name: str, secrets: list[str], config_maps: tuple[str, ...] = ()) -> dict[str, object]:
+        return {"metadata": {"namespace": "ns", "name": name},
+                "spec": {"deployment": {"secretRefs": [{"name": s} for s in secrets],
+                                        "configMapRefs": [{"name": c} for c in config_maps]}}}
+
+    informer = Informer(None, kube.MCPSERVERS, indexes={REFS_INDEX: referenced})  # type: ignore[arg-type]
+    informer.put(server("a", ["s1", "s2"], ["c1"]))
+    informer.put(server("b", ["s1"]))
+    informer.put({"metadata": {"namespace": "other", "name": "c"}, "spec": {"deployment": {"secretRefs": [
+        {"name": "s1"}]}}})
+    informer.put({"metadata": {"namespace": "ns", "name": "odd"}, "spec": {"deployment": "not a mapping"}})
+
+    def names(which: str, ns: str, name: str) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in informer.by_index(REFS_INDEX, (which, ns, name)))
+
+    assert names("secret", "ns", "s1") == ["a", "b"] and names("secret", "other", "s1") == ["c"]
+    assert names("configmap", "ns", "c1") == ["a"] and names("secret", "ns", "c1") == []
+    informer.put(server("a", ["s2"]))  # a spec change moves it between entries
+    assert names("secret", "ns", "s1") == ["b"] and names("configmap", "ns", "c1") == []
+    informer.discard(("ns", "b"))
+    assert names("secret", "ns", "s1") == []
+
+
 def test_the_server_version_is_read_as_providers_write_it() -> None:
     assert kube.parse_server_version({"major": "1", "minor": "37", "gitVersion": "v1.37.0"}) == (1, 37)
     assert kube.parse_server_version({"major": "1", "minor": "32+", "gitVersion": "v1.32.3-gke.1"}) == (1, 32)
