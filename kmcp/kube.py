@@ -13,18 +13,21 @@ knows every kubeconfig dialect), imported lazily and only then.
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import trio
+
+from kmcp import kubehttp
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kmcp"
@@ -171,10 +174,10 @@ class ApiTimeout(ApiUnavailable):
     """The apiserver did not answer in time (connect, read, write or pool timeout)."""
 
 
-def unavailable(error: httpx.HTTPError, method: str, path: str) -> ApiUnavailable:
+def unavailable(error: httpx.HTTPError | kubehttp.HttpError, method: str, path: str) -> ApiUnavailable:
     """The typed error for a transport failure, so no caller has to know which HTTP library kube uses."""
-    cls = ApiUnreachable if isinstance(error, httpx.ConnectError) else \
-        ApiTimeout if isinstance(error, httpx.TimeoutException) else ApiUnavailable
+    cls = ApiUnreachable if isinstance(error, httpx.ConnectError | kubehttp.ConnectError) else \
+        ApiTimeout if isinstance(error, httpx.TimeoutException | kubehttp.Timeout) else ApiUnavailable
     return cls(0, type(error).__name__, str(error), method=method, path=path)
 
 
@@ -191,11 +194,44 @@ def error_from_status(code: int, body: Any, method: str = "", path: str = "") ->
 
 
 def _error(response: httpx.Response, method: str, path: str) -> ApiError:
+    return _error_from(response.status_code, response.content, method, path)
+
+
+def _error_from(code: int, content: bytes, method: str, path: str) -> ApiError:
     try:
-        body = response.json()
+        body = _decode(content)
     except ValueError:
-        body = {"message": response.text[:500]}
-    return error_from_status(response.status_code, body, method, path)
+        body = {"message": content[:500].decode("utf-8", "replace")}
+    return error_from_status(code, body, method, path)
+
+
+_encode = msgspec.json.Encoder().encode
+_decoder = msgspec.json.Decoder()
+
+
+def _decode(content: bytes) -> Any:
+    """JSON, by msgspec (several times faster than the json module on the apiserver's answers)."""
+    try:
+        return _decoder.decode(content)
+    except msgspec.DecodeError as error:
+        raise ValueError(str(error)) from error
+
+
+def _proxied(server: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sends requests to ``server`` through a proxy (HTTPS_PROXY/ALL_PROXY, not bypassed by
+    NO_PROXY): only httpx knows proxies."""
+    import urllib.parse
+
+    env = os.environ if environ is None else environ
+    proxies = {k.lower()[:-6]: v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    url = urllib.parse.urlsplit(server)
+    if not (proxies.get(url.scheme or "https") or proxies.get("all")):
+        return False
+    host = (url.hostname or "").lower()
+    for entry in (e.strip().lower().lstrip(".") for e in proxies.get("no", "").split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -325,13 +361,22 @@ def _verb(method: str, path: str, params: Mapping[str, Any] | None, is_collectio
 class Kube:
     """An async client for one identity on one cluster. Use ``async with Kube(config) as kube:``."""
 
-    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, user_agent: str = "kmcp") -> None:
+    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, user_agent: str = "kmcp",
+                 http: httpx.AsyncClient | None = None) -> None:
+        """Requests go through :mod:`kmcp.kubehttp` (lean keep-alive HTTP/1.1), or through httpx when ``http`` is
+        given or the environment names a proxy for the server."""
         self.config = config
         self.counter = RequestCounter()
         self._token = config.token
         self._token_read_at = time.monotonic()
-        self._http = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context,
-                                       timeout=timeout, headers={"User-Agent": user_agent})
+        self._lean: kubehttp.Client | None = None
+        self._http: httpx.AsyncClient | None = http
+        if http is None and not _proxied(config.server):
+            self._lean = kubehttp.Client(config.server.rstrip("/"), config.ssl_context, timeout=timeout,
+                                         headers={"User-Agent": user_agent})
+        elif http is None:
+            self._http = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context,
+                                           timeout=timeout, headers={"User-Agent": user_agent})
 
     async def __aenter__(self) -> Kube:
         return self
@@ -340,7 +385,10 @@ class Kube:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         refresh = self.config.refresh_token
@@ -360,18 +408,28 @@ class Kube:
         headers = await self._headers({"Accept": accept})
         content = None
         if body is not None:
-            content = json.dumps(body).encode()
+            content = _encode(body)
             headers["Content-Type"] = content_type
-        plural = _plural_of(path)
-        try:
-            response = await self._http.request(method, path, params=params, content=content, headers=headers)
-        except httpx.HTTPError as error:
-            self.counter.add(_verb(method, path, params, _is_collection(path)), plural, 0)
-            raise unavailable(error, method, path) from error
-        self.counter.add(_verb(method, path, params, _is_collection(path)), plural, response.status_code)
-        if not response.is_success:
-            raise _error(response, method, path)
-        return response.json() if response.content else None
+        verb, plural = _verb(method, path, params, _is_collection(path)), _plural_of(path)
+        if self._lean is not None:
+            try:
+                code, data = await self._lean.request(method, path + kubehttp.query(params), headers=headers,
+                                                      body=content)
+            except kubehttp.HttpError as error:
+                self.counter.add(verb, plural, 0)
+                raise unavailable(error, method, path) from error
+        else:
+            assert self._http is not None
+            try:
+                response = await self._http.request(method, path, params=params, content=content, headers=headers)
+            except httpx.HTTPError as error:
+                self.counter.add(verb, plural, 0)
+                raise unavailable(error, method, path) from error
+            code, data = response.status_code, response.content
+        self.counter.add(verb, plural, code)
+        if not 200 <= code < 300:
+            raise _error_from(code, data, method, path)
+        return _decode(data) if data else None
 
     # -- objects
     async def get(self, resource: Resource, name: str, namespace: str | None = None,
@@ -455,6 +513,35 @@ class Kube:
             params["fieldSelector"] = field_selector
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
+        lines = self._watch_lean(resource, path, params, headers, timeout_seconds) if self._lean is not None \
+            else self._watch_httpx(resource, path, params, headers, timeout_seconds)
+        async with aclosing(lines):
+            async for line in lines:
+                if not line.strip():
+                    continue
+                event = _decode(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
+                yield WatchEvent(kind, obj)
+
+    async def _watch_lean(self, resource: Resource, path: str, params: Mapping[str, Any], headers: Mapping[str, str],
+                          timeout_seconds: int) -> AsyncGenerator[bytes, None]:
+        assert self._lean is not None
+        try:
+            async with self._lean.stream("GET", path + kubehttp.query(params), headers=headers, within=30.0,
+                                         read_timeout=timeout_seconds + 30.0) as response:
+                self.counter.add("watch", resource.plural, response.status)
+                if not response.is_success:
+                    raise _error_from(response.status, await response.read(), "GET", path)
+                async for line in response.lines():
+                    yield line
+        except kubehttp.HttpError as error:  # opening the stream, or the connection breaking mid-watch
+            raise unavailable(error, "WATCH", path) from error
+
+    async def _watch_httpx(self, resource: Resource, path: str, params: Mapping[str, Any],
+                           headers: Mapping[str, str], timeout_seconds: int) -> AsyncGenerator[bytes, None]:
+        assert self._http is not None
         timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
         try:
             async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
@@ -463,13 +550,7 @@ class Kube:
                     await response.aread()
                     raise _error(response, "GET", path)
                 async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind, obj = event.get("type", ""), event.get("object") or {}
-                    if kind == "ERROR":
-                        raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
-                    yield WatchEvent(kind, obj)
+                    yield line.encode()
         except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
             raise unavailable(error, "WATCH", path) from error
 

@@ -344,9 +344,8 @@ def test_errors_are_typed_from_the_status() -> None:
 
 
 def _kube_answering(handler: Callable[[httpx.Request], httpx.Response]) -> kube.Kube:
-    client = kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()))
-    client._http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
-    return client
+    http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
+    return kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()), http=http)
 
 
 @pytest.mark.parametrize(("failure", "expected"), [
