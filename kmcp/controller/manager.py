@@ -40,6 +40,7 @@ class Manager:
         self.synced = False
         self.caches: Caches | None = None
         self.reconciler: Reconciler | None = None
+        self._during: dict[Key, list[tuple[str, Obj]]] = {}  # events that came while the key was reconciled
 
     def ready(self) -> bool:
         return self.standby or self.synced
@@ -74,25 +75,39 @@ class Manager:
         caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
         return caches
 
-    def _is_echo(self, kind: str, plural: str, obj: Obj) -> bool:
-        return kind != "DELETED" and self.reconciler is not None and self.reconciler.is_echo(plural, obj)
+    def _changed(self, key: Key, kind: str, plural: str, obj: Obj) -> None:
+        """A watch event about ``obj`` (of ``plural``) concerns the MCPServer ``key``: queue it, unless the event only
+        brings back this controller's own last write. The echo of a write can arrive before the write's answer has
+        told the reconciler its resourceVersion: an event for a key being reconciled is therefore judged when that
+        reconcile ends (the worker calls :meth:`_settle`); judged at once, most new MCPServers reconciled twice."""
+        if kind != "DELETED" and self.reconciler is not None:
+            if self.reconciler.is_echo(plural, obj):
+                return
+            if self.queue.processing(key):
+                self._during.setdefault(key, []).append((plural, obj))
+                return
+        self.queue.add(key)
+
+    def _settle(self, key: Key) -> None:
+        """The reconcile of ``key`` ended: queue it again if an event that came meanwhile was not its own write."""
+        during = self._during.pop(key, ())
+        if self.reconciler is not None and any(not self.reconciler.is_echo(p, o) for p, o in during):
+            self.queue.add(key)
 
     def _on_server(self, kind: str, obj: Obj) -> None:
-        if not self._is_echo(kind, kube.MCPSERVERS.plural, obj):
-            self.queue.add(_key(obj))
+        self._changed(_key(obj), kind, kube.MCPSERVERS.plural, obj)
 
     def _on_child_of(self, plural: str) -> Callable[[str, Obj], None]:
         def on_child(kind: str, obj: Obj) -> None:
-            if not self._is_echo(kind, plural, obj):
-                self._on_child(obj)
+            self._on_child(kind, plural, obj)
         return on_child
 
-    def _on_child(self, obj: Obj) -> None:
+    def _on_child(self, kind: str, plural: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "MCPServer" and str(ref.get("apiVersion", "")).startswith("kagent.dev/") \
                     and ref.get("controller"):
-                self.queue.add((str(meta.get("namespace") or ""), str(ref.get("name"))))
+                self._changed((str(meta.get("namespace") or ""), str(ref.get("name"))), kind, plural, obj)
 
     def _binding_selector(self) -> str:
         """Auth ClusterRoleBindings are cluster-scoped: a controller limited to one namespace selects only the
@@ -110,7 +125,7 @@ class Manager:
     def _on_secret(self, kind: str, obj: Obj) -> None:
         self._on_ref("secret", obj)
         if kind == "DELETED":  # e.g. the session-key Secret an MCPServer owns: its owner creates it again now
-            self._on_child(obj)
+            self._on_child(kind, kube.SECRETS.plural, obj)
 
     def _on_ref(self, which: str, obj: Obj) -> None:
         """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again. Found
@@ -144,6 +159,7 @@ class Manager:
             self.metrics.reconcile_total.inc(controller="mcpserver", result="success")
             log.debug("reconciled", extra={"kv": {"namespace": key[0], "name": key[1]}})
         finally:
+            self._settle(key)
             self.metrics.reconcile_time.observe(time.perf_counter() - start, controller="mcpserver")
 
     async def _resync(self) -> None:

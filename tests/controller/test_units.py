@@ -543,3 +543,44 @@ def test_the_server_version_is_read_as_providers_write_it() -> None:
     assert kube.parse_server_version({"major": "", "minor": "", "gitVersion": "v1.31.2-eks-7f9249a"}) == (1, 31)
     with pytest.raises(ValueError, match="no Kubernetes version"):
         kube.parse_server_version({"gitVersion": "unknown"})
+
+
+def test_the_echo_of_a_write_that_beats_its_answer_does_not_reconcile_again() -> None:
+    """A watch event can arrive before the answer to the write it reports: while the key is being reconciled it is
+    judged when the reconcile ends, by the resourceVersions the reconcile then knows it wrote."""
+    from kmcp.controller.manager import Manager
+    from kmcp.controller.settings import ControllerSettings
+
+    class Writes:
+        def __init__(self) -> None:
+            self.written: set[tuple[str, str]] = set()  # (plural, resourceVersion)
+
+        def is_echo(self, plural: str, obj: dict[str, Any]) -> bool:
+            return (plural, obj["metadata"]["resourceVersion"]) in self.written
+
+    manager = Manager(ControllerSettings(), kube.Kube(kube.KubeConfig("https://x", ssl.create_default_context())))
+    writes = Writes()
+    manager.reconciler = writes  # type: ignore[assignment]
+    owner = [{"kind": "MCPServer", "apiVersion": "kagent.dev/v1alpha1", "name": "s", "controller": True}]
+
+    def deployment(rv: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": "s", "resourceVersion": rv, "ownerReferences": owner}}
+
+    manager.queue.add(("ns", "s"))
+    key = trio.run(manager.queue.get)  # a worker holds it
+    manager._on_child("ADDED", "deployments", deployment("7"))  # the apply's echo, before the apply's answer
+    writes.written.add(("deployments", "7"))  # the answer: the reconcile now knows it wrote rv 7
+    manager._settle(key)
+    manager.queue.done(key)
+    assert manager.queue.depth == 0  # nothing to do again
+
+    manager.queue.add(("ns", "s"))
+    key = trio.run(manager.queue.get)
+    manager._on_child("MODIFIED", "deployments", deployment("8"))  # someone else's change, meanwhile
+    manager._settle(key)
+    manager.queue.done(key)
+    assert manager.queue.depth == 1  # reconciled again
+
+    manager._on_child("MODIFIED", "deployments", deployment("7"))  # an echo while idle: nothing
+    manager._on_child("DELETED", "deployments", deployment("7"))  # a delete always counts
+    assert manager.queue.depth == 1 and manager.queue.processing(("ns", "s")) is False
