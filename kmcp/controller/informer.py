@@ -185,7 +185,9 @@ class Informer:
             if event.type == "DELETED":
                 self.discard(key)
             elif event.type in ("ADDED", "MODIFIED"):
-                self.put(event.object)
+                cached = self.store.get(key)
+                if cached is None or not rv or cached["metadata"].get("resourceVersion") != rv:
+                    self.put(event.object)  # else: the cache has it already (the controller put its own write)
             else:
                 continue
             if rv:
