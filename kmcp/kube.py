@@ -440,7 +440,23 @@ class Kube:
                    field_selector: str | None = None, metadata_only: bool = False,
                    resource_version: str | None = None) -> Obj:
         """The List object (``items`` and ``metadata.resourceVersion``). Pages through ``continue`` tokens."""
-        params: dict[str, Any] = {"limit": 500}
+        items: list[Obj] = []
+        last: Obj = {}
+        async for page in self.list_pages(resource, namespace, label_selector=label_selector,
+                                          field_selector=field_selector, metadata_only=metadata_only,
+                                          resource_version=resource_version):
+            items.extend(page.get("items") or [])
+            last = page
+        last["items"] = items
+        return dict(last)
+
+    async def list_pages(self, resource: Resource, namespace: str | None = None, *,
+                         label_selector: str | None = None, field_selector: str | None = None,
+                         metadata_only: bool = False, resource_version: str | None = None,
+                         limit: int = 500) -> AsyncGenerator[Obj, None]:
+        """Each page of a list as it comes (at most ``limit`` items), so a caller can keep what it needs of one page
+        before the next arrives; the last page's ``metadata.resourceVersion`` is the list's."""
+        params: dict[str, Any] = {"limit": limit}
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:
@@ -450,14 +466,12 @@ class Kube:
             if resource_version != "0":
                 params["resourceVersionMatch"] = "NotOlderThan"
         accept = METADATA_ONLY_LIST if metadata_only else "application/json"
-        items: list[Obj] = []
         while True:
             page = await self.request("GET", resource.path(namespace), params=params, accept=accept)
-            items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
+            yield page
             if not token:
-                page["items"] = items
-                return dict(page)
+                return
             params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
             params["continue"] = token
 

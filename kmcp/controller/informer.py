@@ -116,13 +116,17 @@ class Informer:
         """Cache ``obj`` (trimmed), e.g. what an apply returned, ahead of its watch event."""
         key = key_of(obj)
         self._unindex(key)
-        self.store[key] = obj = trimmed(obj)
+        return self._add(self.store, self._owned, self._indexed, key, obj)
+
+    def _add(self, store: dict[Key, Obj], owned: dict[Hashable, set[Key]],
+             indexed: dict[str, dict[Hashable, set[Key]]], key: Key, obj: Obj) -> Obj:
+        store[key] = obj = trimmed(obj)
         owner = self.owner_of(obj)
         if owner is not None:
-            self._owned.setdefault(owner, set()).add(key)
+            owned.setdefault(owner, set()).add(key)
         for name, index_of in self._index_of.items():
             for value in index_of(obj):
-                self._indexed[name].setdefault(value, set()).add(key)
+                indexed[name].setdefault(value, set()).add(key)
         return obj
 
     def discard(self, key: Key) -> None:
@@ -146,15 +150,22 @@ class Informer:
 
     async def relist(self) -> None:
         """Replace the cache with a fresh list; emit ADDED/MODIFIED/DELETED for the differences."""
-        page = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector,
-                                      metadata_only=self.metadata_only)
+        fresh: dict[Key, Obj] = {}
+        owned: dict[Hashable, set[Key]] = {}
+        indexed: dict[str, dict[Hashable, set[Key]]] = {name: {} for name in self._index_of}
+        resource_version = ""
+        # Page by page, each trimmed as it comes (held at once, the raw pages of 10,000 applied Deployments, with
+        # their managedFields, are several times the trimmed cache), into a new cache that replaces the old one at
+        # the end: a reconcile meanwhile sees the old cache whole, never half of the new one.
+        async with aclosing(self.client.list_pages(self.resource, self.namespace, label_selector=self.label_selector,
+                                                   metadata_only=self.metadata_only)) as pages:
+            async for page in pages:
+                for item in page.get("items") or []:
+                    self._add(fresh, owned, indexed, key_of(item), item)
+                resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
         old = self.store
-        self.store, self._owned = {}, {}
-        self._indexed = {name: {} for name in self._index_of}
-        for item in page.get("items") or []:
-            self.put(item)
-        fresh = self.store
-        self.resource_version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        self.store, self._owned, self._indexed = fresh, owned, indexed
+        self.resource_version = resource_version
         self.relists += 1
         for key, obj in old.items():
             if key not in fresh:
