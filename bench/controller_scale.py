@@ -1,13 +1,17 @@
-"""Controller at scale (issue 5, item 7): N stdio MCPServers against a real apiserver.
+"""Controller at scale (issues 5 and 17): N stdio MCPServers against a real apiserver.
 
-N MCPServers are created first (untimed); then the controller starts and the bench measures the time from its process
-start until every MCPServer has Programmed=True, the API calls per MCPServer it made (from its
-kmcp_kube_api_requests_total metrics), its CPU, writes during an idle resync window (goal 0) and its peak RSS (VmHWM).
-Then, on the same apiserver with the controller stopped, "the limit": a minimal client that sends only the writes
-the controller makes per MCPServer (session-key Secret create, SSA of ServiceAccount, Service, Deployment, status
-patch, and its one Event) with the same concurrency, and the ratio controller time / limit time.
+N MCPServers are created first (untimed); then the controller starts and the bench measures, from its process
+start until a watch has seen every MCPServer Programmed=True: the time, its CPU (per MCPServer), its reconciles and
+API calls per MCPServer (its kmcp_kube_api_requests_total), the apiserver's apiserver_request_total per MCPServer
+(every client), and its peak RSS (VmHWM). Then, at N: spec changes one at a time (a new image -> status Programmed
+for the new generation); a second controller process on the converged cluster (time, CPU and writes until it has
+reconciled every MCPServer once: goal 0 writes) and one idle resync window of that controller (goal 0 writes). Then,
+on the same apiserver with the controllers stopped, "the limit": a minimal client that sends only the writes the
+controller makes per MCPServer (session-key Secret create, SSA of ServiceAccount, Service, Deployment, status
+patch, and its one Event) with the same concurrency, and the ratio controller time / limit time. Beside each timed
+figure: the cores the rest of the machine used meanwhile (/proc/stat minus this bench's processes).
 
-    .venv/bin/python bench/controller_scale.py --count 1000
+    .venv/bin/python bench/controller_scale.py --count 10000
 """
 
 from __future__ import annotations

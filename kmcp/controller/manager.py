@@ -166,9 +166,9 @@ class Manager:
         while True:
             await trio.sleep(self.settings.resync_period)
             assert self.caches is not None
-            log.debug("resync", extra={"kv": {"servers": len(self.caches.servers.store)}})
-            for obj in self.caches.servers.items():
-                self.queue.add(_key(obj))
+            log.debug("resync", extra={"kv": {"servers": len(self.caches.servers)}})
+            for key in self.caches.servers.cached_keys():
+                self.queue.add(key)
 
     async def lead(self) -> None:
         """Run informers, workers and the periodic resync until cancelled."""
@@ -185,7 +185,7 @@ class Manager:
             for informer in caches.all():
                 await informer.synced.wait()
             self.synced = True
-            log.info("caches synced", extra={"kv": {"servers": len(caches.servers.store),
+            log.info("caches synced", extra={"kv": {"servers": len(caches.servers),
                                                     "namespace": self.settings.namespace or "(all)"}})
             await nursery.start(self.queue.run_workers, self._worker, self.settings.max_concurrent_reconciles)
             nursery.start_soon(self._resync)

@@ -449,8 +449,7 @@ class Reconciler:
                 return
         # Cache what was written unless the watch already brought something newer (or the DELETED event).
         key = (str(meta.get("namespace") or ""), str(meta["name"]))
-        cached = self.caches.servers.store.get(key)
-        if cached is not None and cached["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+        if self.caches.servers.cached_version(key) == meta.get("resourceVersion"):
             self.caches.servers.put(written)
 
     async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:

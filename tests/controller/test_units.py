@@ -584,3 +584,19 @@ def test_the_echo_of_a_write_that_beats_its_answer_does_not_reconcile_again() ->
     manager._on_child("MODIFIED", "deployments", deployment("7"))  # an echo while idle: nothing
     manager._on_child("DELETED", "deployments", deployment("7"))  # a delete always counts
     assert manager.queue.depth == 1 and manager.queue.processing(("ns", "s")) is False
+
+
+def test_the_cache_keeps_json_and_hands_out_copies() -> None:
+    from kmcp.controller.informer import Informer
+
+    informer = Informer(None, kube.DEPLOYMENTS)  # type: ignore[arg-type]  # put/discard never call the API
+    applied = {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "3", "managedFields": [{"m": 1}]},
+               "spec": {"replicas": 1}}
+    informer.put(applied)
+    assert "managedFields" in applied["metadata"]  # the caller's object is left as it was
+    got = informer.get("ns", "a")
+    assert got == {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "3"}, "spec": {"replicas": 1}}
+    got["spec"]["replicas"] = 5  # type: ignore[index]
+    assert informer.get("ns", "a")["spec"] == {"replicas": 1}  # type: ignore[index]
+    assert informer.cached_version(("ns", "a")) == "3" and informer.cached_version(("ns", "b")) is None
+    assert len(informer) == 1 and informer.cached_keys() == [("ns", "a")]
