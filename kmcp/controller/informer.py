@@ -137,6 +137,18 @@ class Informer:
         self._unindex(key)
         return self._add(self.store, self._owned, self._indexed, key, obj)
 
+    def put_answer(self, obj: Obj) -> None:
+        """Cache what a write of this controller returned, unless the watch has already brought a newer version: the
+        watch event of someone else's later change can arrive before the answer to our write, and caching the
+        answer over it would keep the older object until the next event or relist (seen: a spec change applied
+        right after a status patch went unreconciled). resourceVersions are compared as the integers etcd makes
+        them; one that is not an integer is taken as newer."""
+        cached = self.cached_version(key_of(obj))
+        answer = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        if cached is not None and cached.isdigit() and answer.isdigit() and int(cached) > int(answer):
+            return
+        self.put(obj)
+
     def _add(self, store: dict[Key, _Entry], owned: dict[Hashable, set[Key]],
              indexed: dict[str, dict[Hashable, set[Key]]], key: Key, obj: Obj) -> Obj:
         obj = trimmed(obj)

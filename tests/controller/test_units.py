@@ -600,3 +600,22 @@ def test_the_cache_keeps_json_and_hands_out_copies() -> None:
     assert informer.get("ns", "a")["spec"] == {"replicas": 1}  # type: ignore[index]
     assert informer.cached_version(("ns", "a")) == "3" and informer.cached_version(("ns", "b")) is None
     assert len(informer) == 1 and informer.cached_keys() == [("ns", "a")]
+
+
+def test_the_answer_to_a_write_never_replaces_a_newer_watched_version() -> None:
+    """A watch event of someone else's change can come before the answer to the controller's own earlier write:
+    caching the answer over it kept a spec change unreconciled until the next relist."""
+    from kmcp.controller.informer import Informer
+
+    informer = Informer(None, kube.MCPSERVERS)  # type: ignore[arg-type]  # put never calls the API
+
+    def server(rv: str, image: str) -> dict[str, object]:
+        return {"metadata": {"namespace": "ns", "name": "s", "resourceVersion": rv}, "spec": {"image": image}}
+
+    informer.put(server("329", "new"))  # the watch: a spec change after our status patch
+    informer.put_answer(server("328", "old"))  # then the status patch's answer
+    assert informer.get("ns", "s")["spec"] == {"image": "new"}  # type: ignore[index]
+    informer.put_answer(server("330", "ours"))  # an answer newer than the cache is cached
+    assert informer.cached_version(("ns", "s")) == "330"
+    informer.put_answer({"metadata": {"namespace": "ns", "name": "t", "resourceVersion": "1"}})  # not cached yet
+    assert informer.cached_version(("ns", "t")) == "1"
