@@ -1,4 +1,4 @@
-"""A small async Kubernetes API client on httpx, for Trio (httpx reaches Trio through anyio).
+"""A small async Kubernetes API client for Trio, on :mod:`kmcp.kubehttp` (or httpx behind a proxy).
 
 Only what the controller needs: get/list/create/update/delete, watch as an async iterator, server-side apply,
 status patches, Events and Leases. A resource is described by :class:`Resource` (group, version, plural,
@@ -8,17 +8,18 @@ namespaced), so there is no per-kind code. Errors are typed (:class:`NotFound`, 
 
 Configuration comes from a kubeconfig file or the in-cluster service account. A simple kubeconfig (a token or a
 client certificate) is read by :mod:`kmcp.kubeconfig`; the official ``kubernetes`` package reads everything else (it
-knows every kubeconfig dialect), imported lazily and only then. httpx and Trio are imported by the client itself, so
-the Resources, errors and configuration come without them (:mod:`kmcp.kubesync`, for `kmcp get`, uses those).
+knows every kubeconfig dialect), imported lazily and only then. The HTTP clients, Trio and msgspec are imported by
+the client itself, so the Resources, errors and configuration come without them (:mod:`kmcp.kubesync`, for
+`kmcp get`, uses those).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
+
+    from kmcp import kubehttp
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kmcp"
@@ -172,12 +175,18 @@ class ApiTimeout(ApiUnavailable):
     """The apiserver did not answer in time (connect, read, write or pool timeout)."""
 
 
-def unavailable(error: httpx.HTTPError, method: str, path: str) -> ApiUnavailable:
+def unavailable(error: httpx.HTTPError | kubehttp.HttpError, method: str, path: str) -> ApiUnavailable:
     """The typed error for a transport failure, so no caller has to know which HTTP library kube uses."""
-    import httpx
+    from kmcp import kubehttp
 
-    cls = ApiUnreachable if isinstance(error, httpx.ConnectError) else \
-        ApiTimeout if isinstance(error, httpx.TimeoutException) else ApiUnavailable
+    if isinstance(error, kubehttp.HttpError):
+        cls = ApiUnreachable if isinstance(error, kubehttp.ConnectError) else \
+            ApiTimeout if isinstance(error, kubehttp.Timeout) else ApiUnavailable
+    else:
+        import httpx  # only a client that uses httpx can have raised one of its errors
+
+        cls = ApiUnreachable if isinstance(error, httpx.ConnectError) else \
+            ApiTimeout if isinstance(error, httpx.TimeoutException) else ApiUnavailable
     return cls(0, type(error).__name__, str(error), method=method, path=path)
 
 
@@ -194,11 +203,49 @@ def error_from_status(code: int, body: Any, method: str = "", path: str = "") ->
 
 
 def _error(response: httpx.Response, method: str, path: str) -> ApiError:
+    return _error_from(response.status_code, response.content, method, path)
+
+
+def _error_from(code: int, content: bytes, method: str, path: str) -> ApiError:
     try:
-        body = response.json()
+        body = _decode(content)
     except ValueError:
-        body = {"message": response.text[:500]}
-    return error_from_status(response.status_code, body, method, path)
+        body = {"message": content[:500].decode("utf-8", "replace")}
+    return error_from_status(code, body, method, path)
+
+
+def _encode(value: Any) -> bytes:
+    """JSON, by msgspec (imported on first use: the module's Resources and errors come without it)."""
+    import msgspec
+
+    return msgspec.json.encode(value)
+
+
+def _decode(content: bytes) -> Any:
+    """JSON, by msgspec (several times faster than the json module on the apiserver's answers)."""
+    import msgspec
+
+    try:
+        return msgspec.json.decode(content)
+    except msgspec.DecodeError as error:
+        raise ValueError(str(error)) from error
+
+
+def _proxied(server: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sends requests to ``server`` through a proxy (HTTPS_PROXY/ALL_PROXY, not bypassed by
+    NO_PROXY): only httpx knows proxies."""
+    import urllib.parse
+
+    env = os.environ if environ is None else environ
+    proxies = {k.lower()[:-6]: v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    url = urllib.parse.urlsplit(server)
+    if not (proxies.get(url.scheme or "https") or proxies.get("all")):
+        return False
+    host = (url.hostname or "").lower()
+    for entry in (e.strip().lower().lstrip(".") for e in proxies.get("no", "").split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -328,16 +375,28 @@ def _verb(method: str, path: str, params: Mapping[str, Any] | None, is_collectio
 class Kube:
     """An async client for one identity on one cluster. Use ``async with Kube(config) as kube:``."""
 
-    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, user_agent: str = "kmcp") -> None:
+    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, user_agent: str = "kmcp",
+                 http: httpx.AsyncClient | None = None) -> None:
+        """Requests go through :mod:`kmcp.kubehttp` (lean keep-alive HTTP/1.1), or through httpx when ``http`` is
+        given or the environment names a proxy for the server."""
         self.config = config
         self.counter = RequestCounter()
         self._token = config.token
         self._token_read_at = time.monotonic()
-        import httpx  # here, not at the top: `kmcp get` reads this module's Resources and errors without it
+        # Imported here, not at the top: `kmcp get` reads this module's Resources and errors without them.
+        from kmcp import kubehttp
 
-        self._httpx = httpx
-        self._http = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context,
-                                       timeout=timeout, headers={"User-Agent": user_agent})
+        self._kubehttp = kubehttp
+        self._lean: kubehttp.Client | None = None
+        self._http: httpx.AsyncClient | None = http
+        if http is None and not _proxied(config.server):
+            self._lean = kubehttp.Client(config.server.rstrip("/"), config.ssl_context, timeout=timeout,
+                                         headers={"User-Agent": user_agent})
+        elif http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context,
+                                           timeout=timeout, headers={"User-Agent": user_agent})
 
     async def __aenter__(self) -> Kube:
         return self
@@ -346,7 +405,10 @@ class Kube:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         refresh = self.config.refresh_token
@@ -368,18 +430,30 @@ class Kube:
         headers = await self._headers({"Accept": accept})
         content = None
         if body is not None:
-            content = json.dumps(body).encode()
+            content = _encode(body)
             headers["Content-Type"] = content_type
-        plural = _plural_of(path)
-        try:
-            response = await self._http.request(method, path, params=params, content=content, headers=headers)
-        except self._httpx.HTTPError as error:
-            self.counter.add(_verb(method, path, params, _is_collection(path)), plural, 0)
-            raise unavailable(error, method, path) from error
-        self.counter.add(_verb(method, path, params, _is_collection(path)), plural, response.status_code)
-        if not response.is_success:
-            raise _error(response, method, path)
-        return response.json() if response.content else None
+        verb, plural = _verb(method, path, params, _is_collection(path)), _plural_of(path)
+        if self._lean is not None:
+            try:
+                code, data = await self._lean.request(method, path + self._kubehttp.query(params), headers=headers,
+                                                      body=content)
+            except self._kubehttp.HttpError as error:
+                self.counter.add(verb, plural, 0)
+                raise unavailable(error, method, path) from error
+        else:
+            assert self._http is not None
+            import httpx
+
+            try:
+                response = await self._http.request(method, path, params=params, content=content, headers=headers)
+            except httpx.HTTPError as error:
+                self.counter.add(verb, plural, 0)
+                raise unavailable(error, method, path) from error
+            code, data = response.status_code, response.content
+        self.counter.add(verb, plural, code)
+        if not 200 <= code < 300:
+            raise _error_from(code, data, method, path)
+        return _decode(data) if data else None
 
     # -- objects
     async def get(self, resource: Resource, name: str, namespace: str | None = None,
@@ -390,7 +464,23 @@ class Kube:
                    field_selector: str | None = None, metadata_only: bool = False,
                    resource_version: str | None = None) -> Obj:
         """The List object (``items`` and ``metadata.resourceVersion``). Pages through ``continue`` tokens."""
-        params: dict[str, Any] = {"limit": 500}
+        items: list[Obj] = []
+        last: Obj = {}
+        async for page in self.list_pages(resource, namespace, label_selector=label_selector,
+                                          field_selector=field_selector, metadata_only=metadata_only,
+                                          resource_version=resource_version):
+            items.extend(page.get("items") or [])
+            last = page
+        last["items"] = items
+        return dict(last)
+
+    async def list_pages(self, resource: Resource, namespace: str | None = None, *,
+                         label_selector: str | None = None, field_selector: str | None = None,
+                         metadata_only: bool = False, resource_version: str | None = None,
+                         limit: int = 500) -> AsyncGenerator[Obj, None]:
+        """Each page of a list as it comes (at most ``limit`` items), so a caller can keep what it needs of one page
+        before the next arrives; the last page's ``metadata.resourceVersion`` is the list's."""
+        params: dict[str, Any] = {"limit": limit}
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:
@@ -400,14 +490,12 @@ class Kube:
             if resource_version != "0":
                 params["resourceVersionMatch"] = "NotOlderThan"
         accept = METADATA_ONLY_LIST if metadata_only else "application/json"
-        items: list[Obj] = []
         while True:
             page = await self.request("GET", resource.path(namespace), params=params, accept=accept)
-            items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
+            yield page
             if not token:
-                page["items"] = items
-                return dict(page)
+                return
             params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
             params["continue"] = token
 
@@ -463,7 +551,38 @@ class Kube:
             params["fieldSelector"] = field_selector
         path = resource.path(namespace)
         headers = await self._headers({"Accept": METADATA_ONLY if metadata_only else "application/json"})
-        timeout = self._httpx.Timeout(30.0, read=timeout_seconds + 30.0)
+        lines = self._watch_lean(resource, path, params, headers, timeout_seconds) if self._lean is not None \
+            else self._watch_httpx(resource, path, params, headers, timeout_seconds)
+        async with aclosing(lines):
+            async for line in lines:
+                if not line.strip():
+                    continue
+                event = _decode(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
+                yield WatchEvent(kind, obj)
+
+    async def _watch_lean(self, resource: Resource, path: str, params: Mapping[str, Any], headers: Mapping[str, str],
+                          timeout_seconds: int) -> AsyncGenerator[bytes, None]:
+        assert self._lean is not None
+        try:
+            async with self._lean.stream("GET", path + self._kubehttp.query(params), headers=headers, within=30.0,
+                                         read_timeout=timeout_seconds + 30.0) as response:
+                self.counter.add("watch", resource.plural, response.status)
+                if not response.is_success:
+                    raise _error_from(response.status, await response.read(), "GET", path)
+                async for line in response.lines():
+                    yield line
+        except self._kubehttp.HttpError as error:  # opening the stream, or the connection breaking mid-watch
+            raise unavailable(error, "WATCH", path) from error
+
+    async def _watch_httpx(self, resource: Resource, path: str, params: Mapping[str, Any],
+                           headers: Mapping[str, str], timeout_seconds: int) -> AsyncGenerator[bytes, None]:
+        assert self._http is not None
+        import httpx
+
+        timeout = httpx.Timeout(30.0, read=timeout_seconds + 30.0)
         try:
             async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
                 self.counter.add("watch", resource.plural, response.status_code)
@@ -471,14 +590,8 @@ class Kube:
                     await response.aread()
                     raise _error(response, "GET", path)
                 async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind, obj = event.get("type", ""), event.get("object") or {}
-                    if kind == "ERROR":
-                        raise error_from_status(int(obj.get("code") or 500), obj, "WATCH", path)
-                    yield WatchEvent(kind, obj)
-        except self._httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
+                    yield line.encode()
+        except httpx.HTTPError as error:  # opening the stream, or the connection breaking mid-watch
             raise unavailable(error, "WATCH", path) from error
 
     async def server_version(self) -> tuple[int, int]:

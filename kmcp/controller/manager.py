@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any
 
 import trio
@@ -23,6 +23,7 @@ from kmcp.render import MANAGED_BY
 
 Obj = dict[str, Any]
 CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+REFS_INDEX = "refs"  # MCPServers by the Secrets and ConfigMaps they reference
 log = logging.getLogger("kmcp.controller")
 
 
@@ -39,24 +40,25 @@ class Manager:
         self.synced = False
         self.caches: Caches | None = None
         self.reconciler: Reconciler | None = None
+        self._during: dict[Key, list[tuple[str, Obj]]] = {}  # events that came while the key was reconciled
 
     def ready(self) -> bool:
         return self.standby or self.synced
 
     # -- wiring
     def _informer(self, resource: kube.Resource, *, label_selector: str | None = None,
-                  metadata_only: bool = False, owner_of: Callable[[Obj], Hashable | None] = controller_uid
-                  ) -> Informer:
+                  metadata_only: bool = False, owner_of: Callable[[Obj], Hashable | None] = controller_uid,
+                  indexes: Mapping[str, Callable[[Obj], Collection[Hashable]]] | None = None) -> Informer:
         def restarted(cause: str) -> None:
             self.metrics.watch_restarts.inc(resource=resource.plural, cause=cause)
 
         return Informer(self.client, resource, namespace=self.settings.namespace, label_selector=label_selector,
                         metadata_only=metadata_only, watch_timeout_seconds=self.settings.watch_timeout_seconds,
-                        on_restart=restarted, owner_of=owner_of)
+                        on_restart=restarted, owner_of=owner_of, indexes=indexes)
 
     def _build(self) -> Caches:
         caches = Caches(
-            servers=self._informer(kube.MCPSERVERS),
+            servers=self._informer(kube.MCPSERVERS, indexes={REFS_INDEX: referenced}),
             deployments=self._informer(kube.DEPLOYMENTS, label_selector=CHILD_SELECTOR),
             services=self._informer(kube.SERVICES, label_selector=CHILD_SELECTOR),
             service_accounts=self._informer(kube.SERVICE_ACCOUNTS, label_selector=CHILD_SELECTOR),
@@ -73,25 +75,39 @@ class Manager:
         caches.config_maps.add_handler(lambda _kind, obj: self._on_ref("configmap", obj))
         return caches
 
-    def _is_echo(self, kind: str, plural: str, obj: Obj) -> bool:
-        return kind != "DELETED" and self.reconciler is not None and self.reconciler.is_echo(plural, obj)
+    def _changed(self, key: Key, kind: str, plural: str, obj: Obj) -> None:
+        """A watch event about ``obj`` (of ``plural``) concerns the MCPServer ``key``: queue it, unless the event only
+        brings back this controller's own last write. The echo of a write can arrive before the write's answer has
+        told the reconciler its resourceVersion: an event for a key being reconciled is therefore judged when that
+        reconcile ends (the worker calls :meth:`_settle`); judged at once, most new MCPServers reconciled twice."""
+        if kind != "DELETED" and self.reconciler is not None:
+            if self.reconciler.is_echo(plural, obj):
+                return
+            if self.queue.processing(key):
+                self._during.setdefault(key, []).append((plural, obj))
+                return
+        self.queue.add(key)
+
+    def _settle(self, key: Key) -> None:
+        """The reconcile of ``key`` ended: queue it again if an event that came meanwhile was not its own write."""
+        during = self._during.pop(key, ())
+        if self.reconciler is not None and any(not self.reconciler.is_echo(p, o) for p, o in during):
+            self.queue.add(key)
 
     def _on_server(self, kind: str, obj: Obj) -> None:
-        if not self._is_echo(kind, kube.MCPSERVERS.plural, obj):
-            self.queue.add(_key(obj))
+        self._changed(_key(obj), kind, kube.MCPSERVERS.plural, obj)
 
     def _on_child_of(self, plural: str) -> Callable[[str, Obj], None]:
         def on_child(kind: str, obj: Obj) -> None:
-            if not self._is_echo(kind, plural, obj):
-                self._on_child(obj)
+            self._on_child(kind, plural, obj)
         return on_child
 
-    def _on_child(self, obj: Obj) -> None:
+    def _on_child(self, kind: str, plural: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "MCPServer" and str(ref.get("apiVersion", "")).startswith("kagent.dev/") \
                     and ref.get("controller"):
-                self.queue.add((str(meta.get("namespace") or ""), str(ref.get("name"))))
+                self._changed((str(meta.get("namespace") or ""), str(ref.get("name"))), kind, plural, obj)
 
     def _binding_selector(self) -> str:
         """Auth ClusterRoleBindings are cluster-scoped: a controller limited to one namespace selects only the
@@ -109,20 +125,17 @@ class Manager:
     def _on_secret(self, kind: str, obj: Obj) -> None:
         self._on_ref("secret", obj)
         if kind == "DELETED":  # e.g. the session-key Secret an MCPServer owns: its owner creates it again now
-            self._on_child(obj)
+            self._on_child(kind, kube.SECRETS.plural, obj)
 
     def _on_ref(self, which: str, obj: Obj) -> None:
-        """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again."""
+        """A Secret/ConfigMap changed: every MCPServer in its namespace that references it reconciles again. Found
+        through an index, not by scanning every MCPServer: each MCPServer's own session-key Secret is an event
+        too, and a scan made a mass creation O(N^2) (15% of the CPU at N=2,000)."""
         if self.caches is None:
             return
         namespace, name = _key(obj)
-        field = "secretRefs" if which == "secret" else "configMapRefs"
-        for server in self.caches.servers.items():
-            if (server.get("metadata") or {}).get("namespace") != namespace:
-                continue
-            refs = ((server.get("spec") or {}).get("deployment") or {}).get(field) or []
-            if any(isinstance(r, dict) and r.get("name") == name for r in refs):
-                self.queue.add(_key(server))
+        for server in self.caches.servers.by_index(REFS_INDEX, (which, namespace, name)):
+            self.queue.add(_key(server))
 
     # -- running
     async def _worker(self, key: Key) -> None:
@@ -146,15 +159,16 @@ class Manager:
             self.metrics.reconcile_total.inc(controller="mcpserver", result="success")
             log.debug("reconciled", extra={"kv": {"namespace": key[0], "name": key[1]}})
         finally:
+            self._settle(key)
             self.metrics.reconcile_time.observe(time.perf_counter() - start, controller="mcpserver")
 
     async def _resync(self) -> None:
         while True:
             await trio.sleep(self.settings.resync_period)
             assert self.caches is not None
-            log.debug("resync", extra={"kv": {"servers": len(self.caches.servers.store)}})
-            for obj in self.caches.servers.items():
-                self.queue.add(_key(obj))
+            log.debug("resync", extra={"kv": {"servers": len(self.caches.servers)}})
+            for key in self.caches.servers.cached_keys():
+                self.queue.add(key)
 
     async def lead(self) -> None:
         """Run informers, workers and the periodic resync until cancelled."""
@@ -171,7 +185,7 @@ class Manager:
             for informer in caches.all():
                 await informer.synced.wait()
             self.synced = True
-            log.info("caches synced", extra={"kv": {"servers": len(caches.servers.store),
+            log.info("caches synced", extra={"kv": {"servers": len(caches.servers),
                                                     "namespace": self.settings.namespace or "(all)"}})
             await nursery.start(self.queue.run_workers, self._worker, self.settings.max_concurrent_reconciles)
             nursery.start_soon(self._resync)
@@ -212,6 +226,21 @@ class Manager:
             else:
                 await self.lead()
             nursery.cancel_scope.cancel()
+
+
+def referenced(server: Obj) -> list[tuple[str, str, str]]:
+    """("secret" | "configmap", namespace, name) of each object an MCPServer's spec references."""
+    namespace = str((server.get("metadata") or {}).get("namespace") or "")
+    deployment = (server.get("spec") or {}).get("deployment")
+    if not isinstance(deployment, dict):
+        return []
+    out = []
+    for which, field in (("secret", "secretRefs"), ("configmap", "configMapRefs")):
+        refs = deployment.get(field)
+        for ref in refs if isinstance(refs, list) else ():
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                out.append((which, namespace, ref["name"]))
+    return out
 
 
 def _key(obj: Obj) -> Key:

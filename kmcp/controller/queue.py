@@ -35,6 +35,10 @@ class WorkQueue(Generic[K]):
     def depth(self) -> int:
         return len(self._queue)
 
+    def processing(self, key: K) -> bool:
+        """Whether a worker holds ``key`` now."""
+        return key in self._processing
+
     def add(self, key: K) -> None:
         """Queue ``key`` unless it already waits; if a worker holds it, it runs again after that worker is done."""
         if key in self._processing:

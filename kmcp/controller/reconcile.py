@@ -339,7 +339,7 @@ class Reconciler:
                                                          status)
             except kube.NotFound:
                 return
-        self.caches.servers.put(written)
+        self.caches.servers.put_answer(written)
         self._status_written[(str(meta.get("namespace") or ""), str(meta["name"]))] = _rv(written)
 
     def is_echo(self, plural: str, obj: Obj) -> bool:
@@ -386,7 +386,7 @@ class Reconciler:
                 with failing_as("ApplyFailed", f"could not apply {child['kind']} {meta['name']}", child_ns):
                     result = await self.client.apply(child, resource=cache.resource)
                 self._applied[applied_key] = (digest, _rv(result))
-                cache.put(result)
+                cache.put_answer(result)
                 log.info("applied", extra={"kv": {"kind": child["kind"], "namespace": child_ns,
                                                   "name": meta["name"]}})
             if child["kind"] == "Deployment":
@@ -419,7 +419,7 @@ class Reconciler:
                 created = await self.client.create(kube.SECRETS, secret, namespace)
             except kube.AlreadyExists:
                 return  # the cache is behind: the key exists, and it stays as it is
-        self.caches.secrets.put({"metadata": created["metadata"]})  # the cache is metadata-only
+        self.caches.secrets.put_answer({"metadata": created["metadata"]})  # the cache is metadata-only
         log.info("created", extra={"kv": {"kind": "Secret", "namespace": namespace, "name": name}})
 
     async def _hold_finalizer(self, obj: Obj) -> None:
@@ -449,8 +449,7 @@ class Reconciler:
                 return
         # Cache what was written unless the watch already brought something newer (or the DELETED event).
         key = (str(meta.get("namespace") or ""), str(meta["name"]))
-        cached = self.caches.servers.store.get(key)
-        if cached is not None and cached["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+        if self.caches.servers.cached_version(key) == meta.get("resourceVersion"):
             self.caches.servers.put(written)
 
     async def _prune(self, server: spec.MCPServer, wanted: set[tuple[str, str]]) -> None:

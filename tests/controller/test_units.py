@@ -344,9 +344,8 @@ def test_errors_are_typed_from_the_status() -> None:
 
 
 def _kube_answering(handler: Callable[[httpx.Request], httpx.Response]) -> kube.Kube:
-    client = kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()))
-    client._http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
-    return client
+    http = httpx.AsyncClient(base_url="https://apiserver.test", transport=httpx.MockTransport(handler))
+    return kube.Kube(kube.KubeConfig("https://apiserver.test", ssl.create_default_context()), http=http)
 
 
 @pytest.mark.parametrize(("failure", "expected"), [
@@ -511,9 +510,112 @@ def test_the_owner_index_follows_puts_replacements_and_discards() -> None:
     assert informer.owned_by("uid-1") == [] and informer.get("ns", "a") is None
 
 
+def test_mcpservers_are_found_by_the_objects_they_reference_without_a_scan() -> None:
+    from kmcp.controller.informer import Informer
+    from kmcp.controller.manager import REFS_INDEX, referenced
+
+    def server(name: str, secrets: list[str], config_maps: tuple[str, ...] = ()) -> dict[str, object]:
+        return {"metadata": {"namespace": "ns", "name": name},
+                "spec": {"deployment": {"secretRefs": [{"name": s} for s in secrets],
+                                        "configMapRefs": [{"name": c} for c in config_maps]}}}
+
+    informer = Informer(None, kube.MCPSERVERS, indexes={REFS_INDEX: referenced})  # type: ignore[arg-type]
+    informer.put(server("a", ["s1", "s2"], ["c1"]))
+    informer.put(server("b", ["s1"]))
+    informer.put({"metadata": {"namespace": "other", "name": "c"}, "spec": {"deployment": {"secretRefs": [
+        {"name": "s1"}]}}})
+    informer.put({"metadata": {"namespace": "ns", "name": "odd"}, "spec": {"deployment": "not a mapping"}})
+
+    def names(which: str, ns: str, name: str) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in informer.by_index(REFS_INDEX, (which, ns, name)))
+
+    assert names("secret", "ns", "s1") == ["a", "b"] and names("secret", "other", "s1") == ["c"]
+    assert names("configmap", "ns", "c1") == ["a"] and names("secret", "ns", "c1") == []
+    informer.put(server("a", ["s2"]))  # a spec change moves it between entries
+    assert names("secret", "ns", "s1") == ["b"] and names("configmap", "ns", "c1") == []
+    informer.discard(("ns", "b"))
+    assert names("secret", "ns", "s1") == []
+
+
 def test_the_server_version_is_read_as_providers_write_it() -> None:
     assert kube.parse_server_version({"major": "1", "minor": "37", "gitVersion": "v1.37.0"}) == (1, 37)
     assert kube.parse_server_version({"major": "1", "minor": "32+", "gitVersion": "v1.32.3-gke.1"}) == (1, 32)
     assert kube.parse_server_version({"major": "", "minor": "", "gitVersion": "v1.31.2-eks-7f9249a"}) == (1, 31)
     with pytest.raises(ValueError, match="no Kubernetes version"):
         kube.parse_server_version({"gitVersion": "unknown"})
+
+
+def test_the_echo_of_a_write_that_beats_its_answer_does_not_reconcile_again() -> None:
+    """A watch event can arrive before the answer to the write it reports: while the key is being reconciled it is
+    judged when the reconcile ends, by the resourceVersions the reconcile then knows it wrote."""
+    from kmcp.controller.manager import Manager
+    from kmcp.controller.settings import ControllerSettings
+
+    class Writes:
+        def __init__(self) -> None:
+            self.written: set[tuple[str, str]] = set()  # (plural, resourceVersion)
+
+        def is_echo(self, plural: str, obj: dict[str, Any]) -> bool:
+            return (plural, obj["metadata"]["resourceVersion"]) in self.written
+
+    manager = Manager(ControllerSettings(), kube.Kube(kube.KubeConfig("https://x", ssl.create_default_context())))
+    writes = Writes()
+    manager.reconciler = writes  # type: ignore[assignment]
+    owner = [{"kind": "MCPServer", "apiVersion": "kagent.dev/v1alpha1", "name": "s", "controller": True}]
+
+    def deployment(rv: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": "s", "resourceVersion": rv, "ownerReferences": owner}}
+
+    manager.queue.add(("ns", "s"))
+    key = trio.run(manager.queue.get)  # a worker holds it
+    manager._on_child("ADDED", "deployments", deployment("7"))  # the apply's echo, before the apply's answer
+    writes.written.add(("deployments", "7"))  # the answer: the reconcile now knows it wrote rv 7
+    manager._settle(key)
+    manager.queue.done(key)
+    assert manager.queue.depth == 0  # nothing to do again
+
+    manager.queue.add(("ns", "s"))
+    key = trio.run(manager.queue.get)
+    manager._on_child("MODIFIED", "deployments", deployment("8"))  # someone else's change, meanwhile
+    manager._settle(key)
+    manager.queue.done(key)
+    assert manager.queue.depth == 1  # reconciled again
+
+    manager._on_child("MODIFIED", "deployments", deployment("7"))  # an echo while idle: nothing
+    manager._on_child("DELETED", "deployments", deployment("7"))  # a delete always counts
+    assert manager.queue.depth == 1 and manager.queue.processing(("ns", "s")) is False
+
+
+def test_the_cache_keeps_json_and_hands_out_copies() -> None:
+    from kmcp.controller.informer import Informer
+
+    informer = Informer(None, kube.DEPLOYMENTS)  # type: ignore[arg-type]  # put/discard never call the API
+    applied = {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "3", "managedFields": [{"m": 1}]},
+               "spec": {"replicas": 1}}
+    informer.put(applied)
+    assert "managedFields" in applied["metadata"]  # the caller's object is left as it was
+    got = informer.get("ns", "a")
+    assert got == {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "3"}, "spec": {"replicas": 1}}
+    got["spec"]["replicas"] = 5  # type: ignore[index]
+    assert informer.get("ns", "a")["spec"] == {"replicas": 1}  # type: ignore[index]
+    assert informer.cached_version(("ns", "a")) == "3" and informer.cached_version(("ns", "b")) is None
+    assert len(informer) == 1 and informer.cached_keys() == [("ns", "a")]
+
+
+def test_the_answer_to_a_write_never_replaces_a_newer_watched_version() -> None:
+    """A watch event of someone else's change can come before the answer to the controller's own earlier write:
+    caching the answer over it kept a spec change unreconciled until the next relist."""
+    from kmcp.controller.informer import Informer
+
+    informer = Informer(None, kube.MCPSERVERS)  # type: ignore[arg-type]  # put never calls the API
+
+    def server(rv: str, image: str) -> dict[str, object]:
+        return {"metadata": {"namespace": "ns", "name": "s", "resourceVersion": rv}, "spec": {"image": image}}
+
+    informer.put(server("329", "new"))  # the watch: a spec change after our status patch
+    informer.put_answer(server("328", "old"))  # then the status patch's answer
+    assert informer.get("ns", "s")["spec"] == {"image": "new"}  # type: ignore[index]
+    informer.put_answer(server("330", "ours"))  # an answer newer than the cache is cached
+    assert informer.cached_version(("ns", "s")) == "330"
+    informer.put_answer({"metadata": {"namespace": "ns", "name": "t", "resourceVersion": "1"}})  # not cached yet
+    assert informer.cached_version(("ns", "t")) == "1"
