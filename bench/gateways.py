@@ -284,9 +284,10 @@ def main() -> None:
     server = server_command(args.server)
     wanted = set(filter(None, args.only.split(",")))
     gateways = list(GATEWAYS)
-    if args.baseline:
+    if args.baseline:  # each kmcp row is followed at once by the same row of the older checkout: the same load
         base = str(args.baseline.resolve())
-        gateways += [Gateway(g.name, g.transport, g.path, base) for g in GATEWAYS if g.name.startswith("kmcp")]
+        gateways = [twin for g in GATEWAYS
+                    for twin in ([g, Gateway(g.name, g.transport, g.path, base)] if g.name.startswith("kmcp") else [g])]
     rows: list[dict[str, object]] = []
     for sessions in [int(s) for s in args.sessions.split(",")]:
         if not wanted or "direct" in wanted:
