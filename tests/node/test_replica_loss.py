@@ -19,7 +19,7 @@ from tests.controller.conftest import ControllerProcess, wait_condition
 from tests.kubehelpers import Kube, wait_for
 from tests.node.conftest import McpClient, echo_mcpserver, first_session, ready_pods, service_url
 from tests.node.test_node import TIMINGS
-from tests.node.test_workloads import session_owner
+from tests.node.test_workloads import session_owner, sessions_on_each_replica
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 Obj = dict[str, Any]
@@ -73,16 +73,7 @@ def test_deleting_a_replica_mid_load_loses_no_answered_call_and_new_sessions_wor
     url = service_url(node_kube, name, node_namespace)
     first_session(url).http.close()
 
-    sessions: dict[str, list[McpClient]] = {ip: [] for ip in by_ip}
-    for _ in range(60):
-        if all(len(held) >= SESSIONS_PER_POD for held in sessions.values()):
-            break
-        client = McpClient(url)
-        client.initialize()
-        assert client.session is not None
-        held = sessions[session_owner(client.session)]
-        (held.append(client) if len(held) < SESSIONS_PER_POD else client.http.close())
-    assert all(len(held) == SESSIONS_PER_POD for held in sessions.values()), "kube-proxy never chose one pod"
+    sessions = sessions_on_each_replica(url, by_ip, SESSIONS_PER_POD)
     victim_ip, survivor_ip = sorted(by_ip)
 
     outcomes: list[Outcome] = []

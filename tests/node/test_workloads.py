@@ -9,6 +9,7 @@ import ipaddress
 import json
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -39,6 +40,22 @@ def session_owner(session_id: str) -> str:
     """The pod IP a replica wrote into its session id (kmcp/adapter/session_ids.py: nonce | IPv4 | port | mac)."""
     raw = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
     return str(ipaddress.IPv4Address(raw[16:20]))
+
+
+def sessions_on_each_replica(url: str, pod_ips: Iterable[str], per_pod: int) -> dict[str, list[McpClient]]:
+    """``per_pod`` open sessions owned by each replica: sessions are opened through the Service (kube-proxy picks
+    the pod) until every replica holds enough; the extra ones are closed. Asserts every replica got its share."""
+    held: dict[str, list[McpClient]] = {ip: [] for ip in pod_ips}
+    for _ in range(60):
+        if all(len(clients) >= per_pod for clients in held.values()):
+            break
+        client = McpClient(url)
+        client.initialize()
+        assert client.session is not None
+        mine = held[session_owner(client.session)]
+        (mine.append(client) if len(mine) < per_pod else client.http.close())
+    assert all(len(clients) == per_pod for clients in held.values()), "kube-proxy never chose one replica"
+    return held
 
 
 def test_two_replicas_forward_sessions_between_real_pods_with_no_broken_session_under_load(
@@ -72,16 +89,7 @@ def test_two_replicas_forward_sessions_between_real_pods_with_no_broken_session_
 
     # Then a bounded concurrent load: 4 sessions owned by each replica, all 8 calling at once, every call on a
     # fresh connection; each reply must carry its own call's payload, and no session may break.
-    held: dict[str, list[McpClient]] = {ip: [] for ip in pod_ips}
-    for _ in range(60):
-        if all(len(c) >= LOAD_SESSIONS_PER_POD for c in held.values()):
-            break
-        client = McpClient(url)
-        client.initialize()
-        assert client.session is not None
-        mine = held[session_owner(client.session)]
-        (mine.append(client) if len(mine) < LOAD_SESSIONS_PER_POD else client.http.close())
-    assert all(len(c) == LOAD_SESSIONS_PER_POD for c in held.values()), "kube-proxy never chose one replica"
+    held = sessions_on_each_replica(url, pod_ips, LOAD_SESSIONS_PER_POD)
     sessions = [c for clients in held.values() for c in clients]
     failures: dict[int, list[str]] = {i: [] for i in range(len(sessions))}
     latencies: list[float] = []
