@@ -93,7 +93,7 @@ class Response:
                  length: int | None, h11_connection: h11.Connection | None, close: bool) -> None:
         self._connection = connection
         self.status = status
-        self.headers = [(name.lower(), value) for name, value in headers]
+        self.headers = headers  # lower-case already: parse_response_head lowers names, and h11 always does
         self.length = length  # the Content-Length of a fast-path answer; None when h11 frames it
         self._h11 = h11_connection
         self.reusable = not close and h11_connection is None
