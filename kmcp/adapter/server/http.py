@@ -1,6 +1,7 @@
-"""A small HTTP/1.1 server on h11 and trio: the I/O layer under the MCP transports.
+"""A small HTTP/1.1 server on trio: the I/O layer under the MCP transports and the controller's probe and
+metrics ports. The parsing and framing are sans-IO (:mod:`~kmcp.adapter.protocol.http11`); this is the shell.
 
-One request at a time per connection (pipelined requests wait in h11's buffer), keep-alive, chunked request
+One request at a time per connection (pipelined requests wait in the parser's buffer), keep-alive, chunked request
 bodies, streamed (chunked) responses for SSE, a body limit (413), a deadline for the request head (slowloris
 clients are dropped), an idle keep-alive timeout, and a graceful drain: stop accepting, close idle connections,
 let in-flight exchanges finish, then cancel what is left.
@@ -13,36 +14,44 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Protocol
 
-import h11
-import msgspec
 import trio
 
-from kmcp.adapter.protocol import httpfast
-from kmcp.adapter.settings import AdapterSettings
+from kmcp.adapter.protocol import http11
+from kmcp.adapter.protocol.http11 import Headers, Request
 
-Headers = list[tuple[bytes, bytes]]
-
-_REASONS = {200: b"OK", 202: b"Accepted", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden",
-            404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable", 408: b"Request Timeout",
-            409: b"Conflict", 426: b"Upgrade Required", 413: b"Content Too Large", 415: b"Unsupported Media Type",
-            500: b"Internal Server Error", 503: b"Service Unavailable"}
+__all__ = ["ClientGone", "Handler", "Headers", "HttpLimits", "HttpServer", "PrefixedStream", "Request", "Responder",
+           "is_disconnect", "parse_listen", "sse_event"]
 
 
-class Request(msgspec.Struct, gc=False):
-    method: str
-    target: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    body: bytes
-    http_version: bytes = b"1.1"
+class HttpLimits(Protocol):
+    """What the server needs of its settings (the adapter's AdapterSettings, the controller's probe ports')."""
 
-    def header(self, name: str, default: str = "") -> str:
-        return self.headers.get(name, default)
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def header_timeout(self) -> float: ...
+    @property
+    def body_timeout(self) -> float: ...
+    @property
+    def min_body_rate(self) -> int: ...
+    @property
+    def keepalive_timeout(self) -> float: ...
+    @property
+    def max_idle_connections(self) -> int: ...
+    @property
+    def send_timeout(self) -> float: ...
+    @property
+    def drain_timeout(self) -> float: ...
 
 
 class ClientGone(Exception):
@@ -114,19 +123,19 @@ class HttpServer:
     """Accepts connections and runs ``handler`` for each request. ``drain()`` ends it gracefully."""
 
     handler: Handler
-    settings: AdapterSettings
+    settings: HttpLimits
     draining: trio.Event = field(default_factory=trio.Event)
     active_exchanges: int = 0
     _connections: set[_Connection] = field(default_factory=set)
     _quiet: trio.Event = field(default_factory=trio.Event)
 
-    async def serve(self, listeners: list[trio.SocketListener] | None = None, *,
+    async def serve(self, listeners: Sequence[trio.abc.Listener[Any]] | None = None, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve on ``listeners`` (bound by the caller, so a busy port fails before anything starts) or on
-        settings.host:settings.port; reports the bound port; returns after a drain."""
+        """Serve on ``listeners`` (bound by the caller, so a busy port fails before anything starts; TCP, or TLS
+        over TCP) or on settings.host:settings.port; reports the bound port; returns after a drain."""
         if listeners is None:
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host or None)
-        port = listeners[0].socket.getsockname()[1]
+        port = _bound_port(listeners[0])
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as acceptors:
                 for listener in listeners:
@@ -149,7 +158,7 @@ class HttpServer:
     def drain(self) -> None:
         self.draining.set()
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -177,7 +186,7 @@ class HttpServer:
                 for connection in idle[:excess]:
                     connection.close()
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.abc.Stream) -> None:
         connection = _Connection(self, stream)
         self._connections.add(connection)
         try:
@@ -200,20 +209,20 @@ class HttpServer:
 
 
 class _Connection:
-    """One client connection. A reader task owns the socket's receive side for the connection's lifetime: it
-    appends what arrives to ``buffer`` and, on EOF, cancels the running handler (a client that hangs up ends
-    its SSE stream). The connection task reads requests from ``buffer``: the common, plain request through
-    :mod:`~kmcp.adapter.protocol.httpfast`, anything else through a fresh ``h11.Connection`` for that exchange."""
+    """One client connection: the trio shell around a sans-IO :class:`~kmcp.adapter.protocol.http11.
+    ServerConnection`. A reader task owns the receive side for the connection's lifetime: it feeds what arrives
+    to the parser and, on EOF, cancels the running handler (a client that hangs up ends its SSE stream). The
+    connection task asks the parser for requests, runs the handler and sends the framed answer. A plain TCP
+    socket is read and written through its fd (a write the kernel takes at once needs no scheduler round trip);
+    any other stream (TLS) through ``receive_some`` / ``send_all``."""
 
-    def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
         self.server = server
         self.stream = stream
         self.settings = server.settings
-        self.fd = stream.socket.fileno()
-        self.buffer = bytearray()  # received bytes not yet given to a request (or to h11)
-        self.eof = False
-        self.h11: h11.Connection | None = None  # only while an exchange runs on the h11 path
-        self._h11_eof = False  # h11 was told about the EOF
+        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self.http = http11.ServerConnection(max_header_bytes=self.settings.max_header_bytes,
+                                            max_body_bytes=self.settings.max_body_bytes)
         self.client_gone = False
         self.hijacked = False
         self._waiter: trio.lowlevel.Task | None = None  # the connection task, parked in _more
@@ -224,36 +233,39 @@ class _Connection:
         self.idle_deadline = math.inf  # while waiting for the next request: when the server may close it
         self.close_deadline = math.inf  # Responder.close_within: when the server closes it regardless
         self._nursery: trio.Nursery | None = None
-        # Fast-path framing of the current response.
-        self._chunked = False
-        self._left = 0
-        self._close_after = False
 
     # -- receiving ---------------------------------------------------------------------------------------------
 
     async def _reader(self, scope: trio.CancelScope) -> None:
+        http = self.http
         with scope:
-            while not self.eof:
-                if len(self.buffer) > _READ_AHEAD and not self._waiting:
+            while not http.eof:
+                if len(http.buffer) > _READ_AHEAD and not self._waiting:
                     # A client far ahead of its answers: read on when the connection task wants more.
                     self._room = trio.Event()
                     await self._room.wait()
                     continue
-                await trio.lowlevel.wait_readable(self.fd)
-                try:
-                    data = os.read(self.fd, 65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    self.buffer += data
+                if self.fd >= 0:
+                    await trio.lowlevel.wait_readable(self.fd)
+                    try:
+                        data = os.read(self.fd, 65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        data = b""
                 else:
-                    self.eof = True
-                    if self._in_handler:  # the client hung up: stop its handler (and the connection)
-                        self.client_gone = True
-                        self.close()
+                    data = await self._receive_stream()
+                http.receive_data(data)
+                if not data and self._in_handler:  # the client hung up: stop its handler (and the connection)
+                    self.client_gone = True
+                    self.close()
                 self._wake()
+
+    async def _receive_stream(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(65536))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return b""  # (a TLS failure arrives as BrokenResourceError)
 
     def close(self) -> None:
         """End the connection (the exchange loop and the reader) at their next checkpoint."""
@@ -267,7 +279,7 @@ class _Connection:
 
     async def _more(self) -> None:
         """Wait until the reader adds bytes or sees the end of the stream."""
-        if self.eof:
+        if self.http.eof:
             raise ClientGone()
         self._waiting = True
         self._room.set()
@@ -287,17 +299,13 @@ class _Connection:
             trio.lowlevel.reschedule(self._waiter)
             self._waiter = None
 
-    def _take(self, size: int) -> bytes:
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        if len(self.buffer) <= _READ_AHEAD:
-            self._room.set()
-        return data
-
     # -- sending -----------------------------------------------------------------------------------------------
 
     async def _send(self, payload: bytes | bytearray | memoryview) -> None:
         """Write to the socket: at once when the kernel takes it all (no scheduler round trip), else wait."""
+        if self.fd < 0:
+            await self._send_stream(payload)
+            return
         try:
             sent = os.write(self.fd, payload)
         except BlockingIOError:
@@ -328,70 +336,33 @@ class _Connection:
             elif now >= progress + self.settings.send_timeout:
                 raise ClientGone("the client stopped reading")
 
+    async def _send_stream(self, payload: bytes | bytearray | memoryview) -> None:
+        """A stream's write, given up after ``send_timeout`` in all (the probe and metrics ports' answers are
+        small: a client that has not taken one in that time is not reading)."""
+        with trio.move_on_after(self.settings.send_timeout) as scope:
+            try:
+                await self.stream.send_all(payload)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                raise ClientGone() from error
+        if scope.cancelled_caught:
+            raise ClientGone("the client stopped reading")
+
     async def write(self, head: tuple[int, Headers] | None, data: bytes = b"", *, end: bool = False) -> None:
-        if self.h11 is not None:
-            parts = []
-            if head is not None:
-                status, headers = head
-                parts.append(self.h11.send(h11.Response(status_code=status, headers=headers,
-                                                        reason=_REASONS.get(status, b""))))
-            if data:
-                parts.append(self.h11.send(h11.Data(data=data)))
-            if end:
-                parts.append(self.h11.send(h11.EndOfMessage()))
-            payload = b"".join(p for p in parts if p)
-        else:
-            payload = self._frame(head, data, end)
+        payload = self.http.send(head, data, end=end)
         if payload:
             await self._send(payload)
-
-    def _frame(self, head: tuple[int, Headers] | None, data: bytes, end: bool) -> bytes:
-        out = b""
-        if head is not None:
-            status, headers = head
-            out, length, close = httpfast.response_head(status, _REASONS.get(status, b""), headers)
-            self._close_after = self._close_after or close
-            self._chunked = length is None
-            self._left = length or 0
-        if self._chunked:
-            out += httpfast.chunk(data)
-            if end:
-                out += httpfast.LAST_CHUNK
-        else:
-            if len(data) > self._left:
-                raise RuntimeError("response body longer than its content-length")
-            self._left -= len(data)
-            out += data
-            if end and self._left:
-                raise RuntimeError("response body shorter than its content-length")
-        return out
 
     async def switch_protocols(self, headers: Headers) -> trio.abc.Stream:
         self.hijacked = True
         self._reader_scope.cancel()  # the new protocol reads the socket from now on
-        # What came after the request head: in h11's buffer (fed to it) and in ours (not yet fed).
-        pending = self.h11.trailing_data[0] if self.h11 is not None else b""
-        leftover = pending + self._take(len(self.buffer))
-        head = b"".join([b"HTTP/1.1 101 Switching Protocols\r\n", *(name + b": " + value + b"\r\n"
-                                                                    for name, value in headers), b"\r\n"])
+        head, leftover = self.http.switch_protocols(headers)
         await self._send(head)
         return PrefixedStream(leftover, self.stream, self._send)
 
     async def _error(self, status: int, message: str) -> None:
-        body = message.encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        with contextlib.suppress(ClientGone, trio.BrokenResourceError, trio.ClosedResourceError,
-                                 h11.LocalProtocolError):
-            if self.h11 is None:
-                await self._send(httpfast.response_head(status, _REASONS.get(status, b""), headers)[0] + body)
-            elif self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await self.write((status, headers), body, end=True)
-
-    def _body_deadline(self, started: float, received: int) -> float:
-        """A body must arrive within body_timeout, plus a second per min_body_rate bytes received: a client
-        sending a large body steadily has time for it, one trickling bytes (slowloris) does not."""
-        return started + self.settings.body_timeout + received / max(self.settings.min_body_rate, 1)
+        with contextlib.suppress(ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            if payload := self.http.error(status, message):
+                await self._send(payload)
 
     # -- the exchange loop -------------------------------------------------------------------------------------
 
@@ -406,66 +377,67 @@ class _Connection:
     async def _wait_for_request_start(self) -> bool:
         """Wait for the first byte of the next request. The server closes the connection while it waits here
         past the keep-alive timeout, or when it drains."""
-        if self.buffer:
+        http = self.http
+        if http.buffer:
             return True
         if self.server.draining.is_set():
             return False
         self.idle_deadline = trio.current_time() + self.settings.keepalive_timeout
         try:
-            while not self.buffer and not self.eof:
+            while not http.buffer and not http.eof:
                 await self._more()
         finally:
             self.idle_deadline = math.inf
-        return bool(self.buffer)
+        return bool(http.buffer)
 
     async def _serve(self) -> None:
         while True:
             if not await self._wait_for_request_start():
                 return
-            request = await self._read_fast()
-            if isinstance(request, _Fallback):
-                await self._exchange_h11()
-                if self.h11 is not None:
-                    return  # the h11 exchange ended the connection
-                continue
-            if request is None:
+            event: Request | http11.Reject | http11.Event | None = self.http.next_event()
+            if event is http11.NEED_DATA:
+                event = await self._wait_for_request()
+            if isinstance(event, http11.Reject):
+                await self._error(event.status, event.message)
                 return
-            self._close_after = False
-            if not await self._exchange(request):
+            if not isinstance(event, Request):
+                return  # the client went away, or a deadline passed (answered 408)
+            if self.http.upgrade:  # an upgraded connection's bytes are not ours: stop reading until it is known
+                self._reader_scope.cancel()
+            if not await self._exchange(event):
                 return
-            if self._close_after or self.server.draining.is_set():
+            if not self.http.start_next_cycle() or self.server.draining.is_set():
                 return
+            if self._reader_scope.cancel_called:  # an upgrade the handler declined: HTTP goes on
+                self._start_reader()
 
-    async def _read_fast(self) -> Request | _Fallback | None:
-        """The next request if it is in the fast path's subset; ``_FALLBACK`` when h11 must read it; None after
-        answering an error (or when the client left) and the connection should close."""
-        head_end = httpfast.find_head_end(self.buffer)
-        if head_end == -1:
-            with trio.move_on_after(self.settings.header_timeout):
-                while (head_end := httpfast.find_head_end(self.buffer)) == -1:
-                    if len(self.buffer) > self.settings.max_header_bytes:
-                        return _FALLBACK  # h11 answers 431
-                    await self._more()
-            if head_end == -1:
-                await self._error(408, "request head not received in time")
+    async def _wait_for_request(self) -> Request | http11.Reject | http11.Event | None:
+        """The rest of a request that has begun: its head within header_timeout of its first byte, then its body
+        within ``_body_deadline``. None after answering 408."""
+        http = self.http
+        started = trio.current_time()
+        body_started = math.inf
+        while True:
+            if http.outgoing:
+                await self._send(http.take_outgoing())
+            if http.phase is http11.Phase.HEAD:
+                deadline, what = started + self.settings.header_timeout, "head"
+            else:
+                body_started = min(body_started, trio.current_time())
+                deadline, what = self._body_deadline(body_started, http.body_received), "body"
+            with trio.move_on_at(deadline):
+                await self._more()
+            event = http.next_event()
+            if event is not http11.NEED_DATA:
+                return event
+            if trio.current_time() >= deadline:
+                await self._error(408, f"request {what} not received in time")
                 return None
-        if head_end == -2 or head_end > self.settings.max_header_bytes:
-            return _FALLBACK
-        head = httpfast.parse_head(bytes(self.buffer[:head_end]))
-        if head is None or head.content_length > self.settings.max_body_bytes:
-            return _FALLBACK
-        size = head_end + head.content_length
-        if len(self.buffer) < size:
-            started = trio.current_time()
-            with trio.move_on_after(self.settings.body_timeout) as scope:
-                while len(self.buffer) < size:
-                    await self._more()
-                    scope.deadline = self._body_deadline(started, len(self.buffer) - head_end)
-            if len(self.buffer) < size:
-                await self._error(408, "request body not received in time")
-                return None
-        data = self._take(size)
-        return _request(head.method, head.target, head.headers, data[head_end:], b"1.1")
+
+    def _body_deadline(self, started: float, received: int) -> float:
+        """A body must arrive within body_timeout, plus a second per min_body_rate bytes received: a client
+        sending a large body steadily has time for it, one trickling bytes (slowloris) does not."""
+        return started + self.settings.body_timeout + received / max(self.settings.min_body_rate, 1)
 
     async def _exchange(self, request: Request) -> bool:
         """Run the handler for one request; whether the connection can carry another."""
@@ -475,7 +447,7 @@ class _Connection:
         try:
             try:
                 self._in_handler = True
-                if self.eof:  # the client hung up right after its request
+                if self.http.eof:  # the client hung up right after its request
                     self.client_gone = True
                     self.close()
                 await self.server.handler(request, responder)
@@ -498,119 +470,15 @@ class _Connection:
             self.server._exchange_finished()
         return True
 
-    # -- the h11 path ------------------------------------------------------------------------------------------
 
-    async def _exchange_h11(self) -> None:
-        """One exchange through h11 (anything outside the fast path's subset). Leaves ``self.h11`` None when the
-        connection can carry another request; the bytes h11 did not use go back to ``buffer``."""
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
-        self._h11_eof = False
-        request = await self._read_request()
-        if request is None:
-            return
-        upgrade = "upgrade" in request.headers
-        if upgrade:  # an upgraded connection's bytes are not ours: stop reading until it is known
-            self._reader_scope.cancel()
-        if not await self._exchange(request):
-            return
-        if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-            # The client did not finish its body (a handler that answered early), or asked to close.
-            return
-        if self.server.draining.is_set():
-            return
-        self.h11.start_next_cycle()
-        leftover = self.h11.trailing_data[0]
-        self.buffer[:0] = leftover
-        self.h11 = None
-        if upgrade:
-            self._start_reader()
-
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
-        assert self.h11 is not None
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                if not self.buffer and not self.eof:
-                    await self._more()
-                if self.buffer:
-                    self.h11.receive_data(self._take(len(self.buffer)))
-                elif self.eof and not self._h11_eof:
-                    self._h11_eof = True
-                    self.h11.receive_data(b"")
-                continue
-            return event
-
-    async def _read_request(self) -> Request | None:
-        assert self.h11 is not None
-        try:
-            with trio.move_on_after(self.settings.header_timeout):
-                event = await self._next_event()
-                if not isinstance(event, h11.Request):
-                    return None  # ConnectionClosed: the client went away between requests
-                return await self._read_body(event)
-            await self._error(408, "request head not received in time")
-            return None
-        except h11.RemoteProtocolError as error:
-            await self._error(error.error_status_hint, f"bad request: {error}")
-            return None
-
-    async def _read_body(self, head: h11.Request) -> Request | None:
-        assert self.h11 is not None
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in head.headers:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        if "transfer-encoding" in headers and "content-length" in headers:
-            # Two framings: a proxy in front may have read the other one (request smuggling). RFC 9112 §6.1 lets a
-            # server refuse such a request, and it must close the connection either way.
-            await self._error(400, "bad request: both Content-Length and Transfer-Encoding")
-            return None
-        limit = self.settings.max_body_bytes
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await self._error(413, f"request body larger than {limit} bytes")
-            return None
-        if self.h11.they_are_waiting_for_100_continue:
-            await self._send(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-        chunks: list[bytes] = []
-        size = 0
-        started = trio.current_time()
-        with trio.move_on_after(self.settings.body_timeout) as scope:
-            while True:
-                event = await self._next_event()
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    scope.deadline = self._body_deadline(started, size)
-                    if size > limit:
-                        await self._error(413, f"request body larger than {limit} bytes")
-                        return None
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    return None
-        if scope.cancelled_caught:
-            await self._error(408, "request body not received in time")
-            return None
-        return _request(head.method.decode("ascii"), head.target.decode("latin-1"), headers, b"".join(chunks),
-                        head.http_version)
-
-
-class _Fallback:
-    """The request is for h11 to read."""
-
-
-_FALLBACK = _Fallback()
 _READ_AHEAD = 1 << 20  # bytes a pipelining client may send ahead of the request being answered
 
 
-def _request(method: str, target: str, headers: dict[str, str], body: bytes, http_version: bytes) -> Request:
-    if "?" in target or "#" in target or not target.startswith("/"):
-        split = urlsplit(target)
-        return Request(method=method, target=target, path=split.path or "/", query=dict(parse_qsl(split.query)),
-                       headers=headers, body=body, http_version=http_version)
-    return Request(method=method, target=target, path=target, query={}, headers=headers, body=body,
-                   http_version=http_version)
+def _bound_port(listener: trio.abc.Listener[Any]) -> int:
+    while isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    assert isinstance(listener, trio.SocketListener)
+    return int(listener.socket.getsockname()[1])
 
 
 class PrefixedStream(trio.abc.Stream):
