@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -337,12 +338,43 @@ def stop_processes(processes: Sequence[ManagedProcess], grace: float = 5.0) -> N
             proc.popen.wait(timeout=5)
 
 
+class ProcessGroup:
+    """What the control plane and the node share: the processes they started, found by name, and a ``with``
+    block that starts them and stops them."""
+
+    processes: list[ManagedProcess]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def process(self, name: str) -> ManagedProcess:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise KeyError(name)
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The control plane
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(ProcessGroup):
     """etcd + kube-apiserver + kube-controller-manager in ``workdir`` (a fresh temp dir unless given).
 
     Attributes filled in by :meth:`start`: ``server`` (https URL), ``kubeconfig`` (admin kubeconfig path),
@@ -405,25 +437,7 @@ class ControlPlane:
     def ca_pem(self) -> bytes:
         return self.ca_file.read_bytes()
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.pid is not None]
-
-    def process(self, name: str) -> ManagedProcess:
-        for proc in self.processes:
-            if proc.name == name:
-                return proc
-        raise KeyError(name)
-
     # -- lifecycle
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     def start(self) -> ControlPlane:
         if self.processes:
             raise RuntimeError("control plane already started")

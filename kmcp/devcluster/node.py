@@ -56,6 +56,7 @@ from kmcp.devcluster.control_plane import (
     ControlPlaneError,
     KeyPair,
     ManagedProcess,
+    ProcessGroup,
     _write_private,
     free_port,
     issue_cert,
@@ -395,7 +396,7 @@ def _ip(*args: str) -> None:
 
 
 @dataclass
-class Node:
+class Node(ProcessGroup):
     """The node of ``control_plane`` (which must run with ``with_node=True``); files under its directory."""
 
     control_plane: ControlPlane
@@ -445,25 +446,7 @@ class Node:
     def pod_subnet(self) -> str:
         return str(self.subnet)
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.pid is not None]
-
-    def process(self, name: str) -> ManagedProcess:
-        for proc in self.processes:
-            if proc.name == name:
-                return proc
-        raise KeyError(name)
-
     # -- lifecycle
-    def __enter__(self) -> Node:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     def start(self) -> Node:
         if self.processes:
             raise RuntimeError("node already started")
