@@ -48,6 +48,43 @@ async def test_client_leaving_a_stream_ends_its_handler(nursery: trio.Nursery) -
     await eventually(finished)
 
 
+async def hang_up_during(handler_waits: str, nursery: trio.Nursery) -> None:
+    """A handler that writes nothing more after ``handler_waits`` and waits: the client's hang-up alone must end
+    it (through the reader the connection starts for a stream, or for a handler still running a sweep later)."""
+    cancelled = trio.Event()
+
+    async def handler(req: Request, responder: Responder) -> None:
+        if handler_waits == "streaming":
+            await responder.start(200, [(b"content-type", b"text/event-stream")])
+            await responder.send(b": started\n\n")
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    server = HttpServer(handler, AdapterSettings(host="127.0.0.1", port=0))
+    port = await nursery.start(server.serve)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /call HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    if handler_waits == "streaming":
+        assert b"200" in await stream.receive_some(1000)
+    else:
+        await trio.sleep(0.2)
+    await stream.aclose()
+    with trio.fail_after(5):  # the server sweeps about once a second
+        await cancelled.wait()
+
+
+async def test_a_client_hanging_up_on_a_quiet_stream_cancels_its_handler(nursery: trio.Nursery) -> None:
+    await hang_up_during("streaming", nursery)
+
+
+async def test_a_client_hanging_up_on_a_long_call_cancels_its_handler_within_a_sweep_or_two(
+        nursery: trio.Nursery) -> None:
+    await hang_up_during("a call", nursery)
+
+
 async def test_drain_closes_idle_connections_and_stops_accepting(nursery: trio.Nursery) -> None:
     async def handler(req: Request, responder: Responder) -> None:
         await responder.respond(200, [], b"ok")

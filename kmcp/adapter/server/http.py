@@ -75,8 +75,9 @@ class Responder:
         self.ended = True
 
     async def start(self, status: int, headers: Headers) -> None:
-        """Begin a streamed body (chunked on HTTP/1.1)."""
+        """Begin a streamed body (chunked on HTTP/1.1); from now on a client that hangs up ends it."""
         self._begin(status)
+        self._connection.watch_for_hangup()
         await self._connection.write(self._headers(headers))
 
     async def send(self, data: bytes) -> None:
@@ -168,8 +169,9 @@ class HttpServer:
             nursery.start_soon(self._connection, stream)
 
     async def _close_idle_connections(self) -> None:
-        """Close keep-alive connections idle past their deadline. One sweep for all of them, a few times per
-        timeout, rather than a timer per request."""
+        """Close keep-alive connections idle past their deadline, and give a handler still running since the
+        last sweep a reader (so a hang-up cancels it). One sweep for all of them, a few times per timeout, rather
+        than a timer per request."""
         interval = min(1.0, self.settings.keepalive_timeout / 4)
         while True:
             await trio.sleep(interval)
@@ -180,6 +182,10 @@ class HttpServer:
                     connection.close()
                 elif connection.idle_deadline < math.inf:
                     idle.append(connection)
+                elif connection.in_handler:
+                    if connection.swept_exchange == connection.exchanges:  # the same handler a sweep ago
+                        connection.watch_for_hangup()
+                    connection.swept_exchange = connection.exchanges
             excess = len(idle) - self.settings.max_idle_connections
             if excess > 0:  # too many idle connections (a client opening and parking them): the oldest go first
                 idle.sort(key=lambda c: c.idle_deadline)
@@ -210,11 +216,15 @@ class HttpServer:
 
 class _Connection:
     """One client connection: the trio shell around a sans-IO :class:`~kmcp.adapter.protocol.http11.
-    ServerConnection`. A reader task owns the receive side for the connection's lifetime: it feeds what arrives
-    to the parser and, on EOF, cancels the running handler (a client that hangs up ends its SSE stream). The
-    connection task asks the parser for requests, runs the handler and sends the framed answer. A plain TCP
-    socket is read and written through its fd (a write the kernel takes at once needs no scheduler round trip);
-    any other stream (TLS) through ``receive_some`` / ``send_all``."""
+    ServerConnection`. The connection task asks the parser for requests, reads the socket itself when the parser
+    needs more, runs the handler and sends the framed answer. While a handler runs nobody reads, until the
+    answer is a stream (SSE) or the handler has run for a sweep of the server (about a second): then a reader
+    task takes the receive side for the rest of the connection, feeding the parser and, on EOF, cancelling the
+    handler (a client that hangs up ends its stream). A quick JSON answer, the hot path, so costs no second task
+    and no extra wakeup; a hang-up during one is seen when the answer is written (MCP does not read a
+    disconnect as a cancellation anyway). A plain TCP socket is read and written through its fd (a write the
+    kernel takes at once needs no scheduler round trip); any other stream (TLS) through ``receive_some`` /
+    ``send_all``."""
 
     def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
         self.server = server
@@ -229,7 +239,10 @@ class _Connection:
         self._room = trio.Event()
         self._waiting = False  # the connection task waits for bytes: the reader reads past _READ_AHEAD
         self._reader_scope = trio.CancelScope()
-        self._in_handler = False
+        self._reading = False  # a reader task has the receive side (see the class docstring)
+        self.in_handler = False
+        self.exchanges = 0  # exchanges begun: the server's sweep tells a long handler from a new one by it
+        self.swept_exchange = -1  # the exchange the last sweep saw in its handler
         self.idle_deadline = math.inf  # while waiting for the next request: when the server may close it
         self.close_deadline = math.inf  # Responder.close_within: when the server closes it regardless
         self._nursery: trio.Nursery | None = None
@@ -245,42 +258,54 @@ class _Connection:
                     self._room = trio.Event()
                     await self._room.wait()
                     continue
-                if self.fd >= 0:
-                    await trio.lowlevel.wait_readable(self.fd)
-                    try:
-                        data = os.read(self.fd, 65536)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        data = b""
-                else:
-                    data = await self._receive_stream()
+                data = await self._receive()
                 http.receive_data(data)
-                if not data and self._in_handler:  # the client hung up: stop its handler (and the connection)
+                if not data and self.in_handler:  # the client hung up: stop its handler (and the connection)
                     self.client_gone = True
                     self.close()
                 self._wake()
 
-    async def _receive_stream(self) -> bytes:
-        try:
-            return bytes(await self.stream.receive_some(65536))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return b""  # (a TLS failure arrives as BrokenResourceError)
+    async def _receive(self) -> bytes:
+        """The next bytes from the client; ``b""`` at the end of the stream (or when it broke)."""
+        if self.fd < 0:
+            try:
+                return bytes(await self.stream.receive_some(65536))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return b""  # (a TLS failure arrives as BrokenResourceError)
+        while True:
+            await trio.lowlevel.wait_readable(self.fd)
+            try:
+                return os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return b""
 
     def close(self) -> None:
         """End the connection (the exchange loop and the reader) at their next checkpoint."""
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    def _start_reader(self) -> None:
-        assert self._nursery is not None
+    def watch_for_hangup(self) -> None:
+        """Start the reader (once), unless the connection is being handed to another protocol."""
+        if self._reading or self.hijacked or self.http.upgrade or self._nursery is None:
+            return
+        self._reading = True
         self._reader_scope = trio.CancelScope()
         self._nursery.start_soon(self._reader, self._reader_scope)
 
+    def _stop_reader(self) -> None:
+        self._reader_scope.cancel()  # (its wait on the fd is withdrawn at once: the fd is free to wait on)
+        self._reading = False
+
     async def _more(self) -> None:
-        """Wait until the reader adds bytes or sees the end of the stream."""
-        if self.http.eof:
+        """Read more (or wait until the reader has), or see the end of the stream."""
+        http = self.http
+        if http.eof:
             raise ClientGone()
+        if not self._reading:
+            http.receive_data(await self._receive())
+            return
         self._waiting = True
         self._room.set()
         self._waiter = trio.lowlevel.current_task()
@@ -354,7 +379,7 @@ class _Connection:
 
     async def switch_protocols(self, headers: Headers) -> trio.abc.Stream:
         self.hijacked = True
-        self._reader_scope.cancel()  # the new protocol reads the socket from now on
+        self._stop_reader()  # the new protocol reads the socket from now on
         head, leftover = self.http.switch_protocols(headers)
         await self._send(head)
         return PrefixedStream(leftover, self.stream, self._send)
@@ -369,7 +394,6 @@ class _Connection:
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._start_reader()
             with contextlib.suppress(ClientGone):
                 await self._serve()
             nursery.cancel_scope.cancel()
@@ -403,13 +427,11 @@ class _Connection:
             if not isinstance(event, Request):
                 return  # the client went away, or a deadline passed (answered 408)
             if self.http.upgrade:  # an upgraded connection's bytes are not ours: stop reading until it is known
-                self._reader_scope.cancel()
+                self._stop_reader()
             if not await self._exchange(event):
                 return
             if not self.http.start_next_cycle() or self.server.draining.is_set():
                 return
-            if self._reader_scope.cancel_called:  # an upgrade the handler declined: HTTP goes on
-                self._start_reader()
 
     async def _wait_for_request(self) -> Request | http11.Reject | http11.Event | None:
         """The rest of a request that has begun: its head within header_timeout of its first byte, then its body
@@ -446,7 +468,8 @@ class _Connection:
         self.client_gone = False
         try:
             try:
-                self._in_handler = True
+                self.in_handler = True
+                self.exchanges += 1
                 if self.http.eof:  # the client hung up right after its request
                     self.client_gone = True
                     self.close()
@@ -459,7 +482,7 @@ class _Connection:
                                         b"internal error")
                 return False
             finally:
-                self._in_handler = False
+                self.in_handler = False
             if self.client_gone or self.hijacked:
                 return False
             if not responder.started:
