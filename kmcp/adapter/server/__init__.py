@@ -1,2 +1,3 @@
-"""The HTTP side: the h11 server with its fast path (http), helpers the transports share (httputil), and
-forwarding to the replica that owns a session or a suspended call."""
+"""The HTTP side: the trio shell of the HTTP/1.1 server (http; its parsing and framing are protocol/http11), the
+one outbound HTTP client (client), helpers the transports share (httputil), and forwarding to the replica that
+owns a session or a suspended call."""
