@@ -338,21 +338,8 @@ def stop_processes(processes: Sequence[ManagedProcess], grace: float = 5.0) -> N
             proc.popen.wait(timeout=5)
 
 
-class ProcessGroup:
-    """What the control plane and the node share: the processes they started, found by name, and a ``with``
-    block that starts them and stops them."""
-
-    processes: list[ManagedProcess]
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.pid is not None]
-
-    def process(self, name: str) -> ManagedProcess:
-        for proc in self.processes:
-            if proc.name == name:
-                return proc
-        raise KeyError(name)
+class Lifecycle:
+    """``start()`` / ``stop()`` and a ``with`` block around them (the control plane, the node, the dev cluster)."""
 
     def start(self) -> object:
         raise NotImplementedError
@@ -367,6 +354,22 @@ class ProcessGroup:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class ProcessGroup(Lifecycle):
+    """What the control plane and the node share: the processes they started, found by name."""
+
+    processes: list[ManagedProcess]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def process(self, name: str) -> ManagedProcess:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise KeyError(name)
 
 
 # --------------------------------------------------------------------------------------------------------------

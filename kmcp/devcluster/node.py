@@ -37,7 +37,6 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -55,6 +54,7 @@ from kmcp.devcluster.control_plane import (
     ControlPlane,
     ControlPlaneError,
     KeyPair,
+    Lifecycle,
     ManagedProcess,
     ProcessGroup,
     _write_private,
@@ -828,7 +828,7 @@ class Node(ProcessGroup):
 
 
 @dataclass
-class DevCluster:
+class DevCluster(Lifecycle):
     """A control plane with every controller plus one real node, in ``workdir`` (a temp dir unless given).
 
     The run's journal (:class:`~kmcp.devcluster.hoststate.Journal`) is ``workdir/host-journal.json``: a start in a
@@ -856,14 +856,6 @@ class DevCluster:
     @property
     def kubeconfig(self) -> Path:
         return self.control_plane.kubeconfig
-
-    def __enter__(self) -> DevCluster:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> DevCluster:
         reason = unsupported_reason()
