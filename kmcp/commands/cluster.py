@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from kmcp import kube
-from kmcp.errors import BadInput, CommandFailed
+from kmcp.errors import BadInput, CommandFailed, leaf, plain_errors
 
 if TYPE_CHECKING:
     from kmcp.kubesync import SyncKube
@@ -100,34 +100,12 @@ def api_errors(server: str) -> Iterator[None]:
     except kube.ApiError as error:
         raise CommandFailed(api_error_message(error)) from None
     except BaseExceptionGroup as group:  # raised in a nursery inside the block: the same one line
-        leaf = _leaf(group, (kube.ApiError,))
-        if not isinstance(leaf, kube.ApiError):
+        found = leaf(group, (kube.ApiError,))
+        if not isinstance(found, kube.ApiError):
             raise
-        message = unavailable_message(server, leaf) if isinstance(leaf, kube.ApiUnavailable) else \
-            api_error_message(leaf)
+        message = unavailable_message(server, found) if isinstance(found, kube.ApiUnavailable) else \
+            api_error_message(found)
         raise CommandFailed(message) from None
-
-
-def _leaf(error: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _leaf(inner, types)
-            if found is not None:
-                return found
-        return None
-    return error if isinstance(error, types) else None
-
-
-@contextlib.contextmanager
-def plain_errors() -> Iterator[None]:
-    """Trio nurseries wrap errors in exception groups: surface kmcp's own (one line, right exit code)."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaf = _leaf(group, (CommandFailed, BadInput, KeyboardInterrupt))
-        if leaf is None:
-            raise
-        raise leaf from None
 
 
 def run_with_kube(kubeconfig: str | None, operation: Callable[[kube.Kube], Awaitable[T]]) -> T:

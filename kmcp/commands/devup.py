@@ -29,13 +29,14 @@ import trio
 
 from kmcp import crd, install, kube, spec
 from kmcp.commands import CommandFailed
-from kmcp.commands.cluster import Progress, api_errors, condition, plain_errors
+from kmcp.commands.cluster import Progress, api_errors, condition
 from kmcp.commands.deploy import wait_ready
 from kmcp.commands.devbuild import build_binaries
 from kmcp.commands.devpod import LocalKubelet
 from kmcp.commands.install import wait_crd_established, wait_namespace_usable
 from kmcp.commands.ports import port_free
 from kmcp.commands.run import kmcp_command, kmcp_env
+from kmcp.errors import plain_errors
 from kmcp.processes import stop_process
 
 Obj = dict[str, Any]

@@ -37,16 +37,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO
 
-from kmcp.commands.ports import port_free
+import trio
+
+from kmcp.commands.ports import http_status, port_free
 
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 INSPECTOR_VERSION = "2.12.0"
@@ -85,18 +82,25 @@ def installed_launcher(directory: Path) -> Path | None:
     return launcher if version == INSPECTOR_VERSION and launcher.is_file() else None
 
 
-def _kill_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Stop ``process`` and everything in its process group (it was started in a session of its own)."""
-    if process.poll() is None or _group_alive(process.pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while (process.poll() is None or _group_alive(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(5)
+async def _stop_group(process: trio.Process, grace: float = 5.0) -> None:
+    """Stop ``process`` and everything in its process group (it was started in a session of its own): npm and
+    the Inspector both leave children, which must go too. Shielded, so a cancelled caller still reaps."""
+    with trio.CancelScope(shield=True):
+        if process.poll() is None or _group_alive(process.pid):
+            _signal_group(process.pid, signal.SIGTERM)
+            deadline = trio.current_time() + grace
+            while trio.current_time() < deadline:  # (no event says a group is empty: poll)
+                if process.poll() is not None and not _group_alive(process.pid):
+                    break
+                await trio.sleep(0.05)
+            _signal_group(process.pid, signal.SIGKILL)
+        with trio.move_on_after(5):
+            await process.wait()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -107,8 +111,24 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def install(directory: Path | None = None, say: Callable[[str], None] | None = None,
-            started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> Path:
+@contextlib.asynccontextmanager
+async def _locked(path: Path) -> AsyncIterator[None]:
+    """An exclusive flock on ``path``, waited for without blocking the event loop (another kmcp installing the
+    same pin: wait for it, then use its work)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await trio.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the lock)
+
+
+async def install(directory: Path | None = None, say: Callable[[str], None] | None = None) -> Path:
     """The launcher of the pinned Inspector, installed with npm first if needed (once, under a lock)."""
     directory = directory or install_dir()
     launcher = installed_launcher(directory)
@@ -118,8 +138,7 @@ def install(directory: Path | None = None, say: Callable[[str], None] | None = N
     if npm is None:
         raise Unavailable("npm is not on PATH (install Node.js >= 22.19)")
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another kmcp installing the same pin: wait for it, then use its work
+    async with _locked(directory / ".lock"):
         launcher = installed_launcher(directory)
         if launcher is not None:
             return launcher
@@ -127,30 +146,34 @@ def install(directory: Path | None = None, say: Callable[[str], None] | None = N
             say(f"installing the MCP Inspector {INSPECTOR_VERSION} into {directory} (first run only; needs the "
                 "npm registry)")
         (directory / "package.json").write_text(package_json())
-        process = subprocess.Popen([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=directory,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        if started:
-            started(process)
-        try:
-            output, _ = process.communicate(timeout=INSTALL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            raise Unavailable(f"npm install of {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} took over "
-                              f"{INSTALL_TIMEOUT:g}s") from None
-        finally:
-            if process.poll() is None:
-                _kill_group(process)
-        if process.returncode != 0:
-            lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-            errors = [line for line in lines if "npm error" in line or "ERR!" in line or "Error" in line]
-            last = (errors or lines or [f"exit code {process.returncode}"])[0 if errors else -1].strip()
-            raise Unavailable(f"npm install of {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} failed: {last[:300]}")
+        await _npm_install(npm, directory)
         launcher = installed_launcher(directory)
         if launcher is None:
             raise Unavailable(f"npm installed no {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} under {directory}")
         (directory / ".installed-package.json").write_text(package_json())
         return launcher
+
+
+async def _npm_install(npm: str, directory: Path) -> None:
+    process = await trio.lowlevel.open_process(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=directory, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdout is not None
+    output = bytearray()
+    try:
+        with trio.move_on_after(INSTALL_TIMEOUT) as scope:
+            async for chunk in process.stdout:
+                output += chunk
+            await process.wait()
+    finally:
+        await _stop_group(process)  # at once if it ended; else (a timeout, a Ctrl-C) npm and its children
+    if scope.cancelled_caught:
+        raise Unavailable(f"npm install of {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} took over {INSTALL_TIMEOUT:g}s")
+    if process.returncode != 0:
+        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+        errors = [line for line in lines if "npm error" in line or "ERR!" in line or "Error" in line]
+        last = (errors or lines or [f"exit code {process.returncode}"])[0 if errors else -1].strip()
+        raise Unavailable(f"npm install of {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} failed: {last[:300]}")
 
 
 def choose_ports() -> dict[str, int]:
@@ -174,11 +197,12 @@ def deep_link(client_port: int, token: str, server_url: str) -> str:
     return f"http://127.0.0.1:{client_port}/?{query}"
 
 
-def node_version(node: str) -> tuple[int, ...] | None:
+async def node_version(node: str) -> tuple[int, ...] | None:
     try:
-        done = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10, check=False)
-        return tuple(int(part) for part in done.stdout.strip().lstrip("v").split(".")[:2])
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        with trio.fail_after(10):
+            done = await trio.run_process([node, "--version"], capture_stdout=True, capture_stderr=True, check=False)
+        return tuple(int(part) for part in done.stdout.decode().strip().lstrip("v").split(".")[:2])
+    except (OSError, ValueError, trio.TooSlowError):
         return None
 
 
@@ -188,106 +212,77 @@ def can_open_browser() -> bool:
     return sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-class Inspector:
-    """One Inspector for ``server_url``: :meth:`start` returns at once (install, start and open happen in a
-    thread that reports through ``say``); :meth:`stop` ends its whole process group, whatever stage it is in."""
+async def run_inspector(server_url: str, say: Callable[[str], None]) -> None:
+    """One Inspector for ``server_url`` until cancelled (install, start, open, then wait); then its whole process
+    group is stopped, whatever stage it was in. Where it cannot run, ``say`` says why in one line and this
+    returns: the server it is for runs on."""
+    lines: collections.deque[str] = collections.deque(maxlen=40)  # what it printed: its last lines explain an exit
+    try:
+        await _inspect(server_url, say, lines)
+    except Unavailable as error:
+        say(f"MCP Inspector not started: {error} (or use --no-inspector)")
 
-    def __init__(self, server_url: str, say: Callable[[str], None]) -> None:
-        self.server_url = server_url
-        self.say = say
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None  # npm install, then the Inspector
-        self.lines: collections.deque[str] = collections.deque(maxlen=40)
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="kmcp-inspector")
-        self._reader: threading.Thread | None = None  # keeps the Inspector's last lines; ends at its EOF
 
-    def start(self) -> None:
-        self._thread.start()
+async def _inspect(server_url: str, say: Callable[[str], None], lines: collections.deque[str]) -> None:
+    node = shutil.which("node")
+    if node is None:
+        raise Unavailable("node is not on PATH (install Node.js >= 22.19)")
+    launcher = await install(say=say)
+    token = secrets.token_hex(32)
+    ports = choose_ports()
+    env = {**os.environ, **{name: str(port) for name, port in ports.items()},
+           "HOST": "127.0.0.1", "MCP_INSPECTOR_API_TOKEN": token, "MCP_AUTO_OPEN_ENABLED": "false"}
+    for unsafe in ("MCP_INSPECTOR_ALLOW_ALL_INTERFACES", "DANGEROUSLY_OMIT_AUTH"):
+        env.pop(unsafe, None)
+    process = await trio.lowlevel.open_process([node, str(launcher)], env=env, cwd=launcher.parent,
+                                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_keep, process, lines)
+            failure = await _await_up(process, ports["CLIENT_PORT"], node, lines)
+            if failure is None:
+                url = deep_link(ports["CLIENT_PORT"], token, server_url)
+                say(f"MCP Inspector {INSPECTOR_VERSION} (connects to {server_url}): {url}")
+                if can_open_browser():
+                    import webbrowser
 
-    def _adopt(self, process: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self.process = process
-            stopping = self._stopping.is_set()
-        if stopping:
-            _kill_group(process)
+                    with contextlib.suppress(Exception):
+                        webbrowser.open(url)
+                code = await process.wait()
+                say(f"MCP Inspector exited with code {code}; the server runs on")
+            nursery.cancel_scope.cancel()
+    finally:
+        await _stop_group(process)
+    if failure is not None:
+        raise Unavailable(failure)
 
-    def _run(self) -> None:
-        try:
-            self._start()
-        except Unavailable as error:
-            if not self._stopping.is_set():
-                self.say(f"MCP Inspector not started: {error} (or use --no-inspector)")
 
-    def _start(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise Unavailable("node is not on PATH (install Node.js >= 22.19)")
-        launcher = install(say=self.say, started=self._adopt)
-        if self._stopping.is_set():
-            return
-        token = secrets.token_hex(32)
-        ports = choose_ports()
-        env = {**os.environ, **{name: str(port) for name, port in ports.items()},
-               "HOST": "127.0.0.1", "MCP_INSPECTOR_API_TOKEN": token, "MCP_AUTO_OPEN_ENABLED": "false"}
-        for unsafe in ("MCP_INSPECTOR_ALLOW_ALL_INTERFACES", "DANGEROUSLY_OMIT_AUTH"):
-            env.pop(unsafe, None)
-        process = subprocess.Popen([node, str(launcher)], env=env, cwd=launcher.parent, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        self._adopt(process)
-        assert process.stdout is not None
-        self._reader = threading.Thread(target=self._keep, args=(process.stdout,), daemon=True)
-        self._reader.start()
-        self._await_up(process, ports["CLIENT_PORT"], node)
-        self.url = deep_link(ports["CLIENT_PORT"], token, self.server_url)
-        self.say(f"MCP Inspector {INSPECTOR_VERSION} (connects to {self.server_url}): {self.url}")
-        if can_open_browser():
-            import webbrowser
+async def _keep(process: trio.Process, lines: collections.deque[str]) -> None:
+    assert process.stdout is not None
+    pending = b""
+    async for chunk in process.stdout:
+        *complete, pending = (pending + chunk).split(b"\n")
+        lines.extend(text for line in complete if (text := line.decode(errors="replace").rstrip()))
 
-            with contextlib.suppress(Exception):
-                webbrowser.open(self.url)
 
-    def _keep(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self.lines.append(text)
-
-    def _await_up(self, process: subprocess.Popen[bytes], port: int, node: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._stopping.is_set():
-            if process.poll() is not None:
-                time.sleep(0.2)  # its last lines
-                last = next((line for line in reversed(self.lines) if line.strip()), "")
-                version = node_version(node)
-                old = (f"; node is v{'.'.join(map(str, version))}, it wants >= {NODE_WANTED[0]}.{NODE_WANTED[1]}"
-                       if version and version < NODE_WANTED else "")
-                raise Unavailable(f"it exited with code {process.returncode}"
-                                  + (f": {last[:300]}" if last else "") + old)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-                    if int(response.status) == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                raise Unavailable(f"it did not answer on 127.0.0.1:{port} within {START_TIMEOUT:g}s")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            process = self.process
-        if process is not None:
-            _kill_group(process)
-        self._thread.join(timeout=10)
-        with self._lock:  # a process adopted while stopping was killed by _adopt
-            process = self.process
-        if process is not None and process.poll() is None:
-            _kill_group(process)
-        if self._reader is not None:  # its stdout closed with the process group: the reader is at EOF
-            self._reader.join(timeout=5)
+async def _await_up(process: trio.Process, port: int, node: str, lines: collections.deque[str]) -> str | None:
+    """None once its web UI answers; else why not."""
+    deadline = trio.current_time() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            await trio.sleep(0.2)  # its last lines
+            last = next((line for line in reversed(lines) if line.strip()), "")
+            version = await node_version(node)
+            old = (f"; node is v{'.'.join(map(str, version))}, it wants >= {NODE_WANTED[0]}.{NODE_WANTED[1]}"
+                   if version and version < NODE_WANTED else "")
+            return f"it exited with code {process.returncode}" + (f": {last[:300]}" if last else "") + old
+        status = await http_status(port)
+        if status is not None and status < 400:
+            return None
+        if trio.current_time() > deadline:
+            return f"it did not answer on 127.0.0.1:{port} within {START_TIMEOUT:g}s"
+        await trio.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m kmcp.commands.inspector --install", file=sys.stderr)
         return 2
     try:
-        launcher = install(say=lambda line: print(line, file=sys.stderr, flush=True))
+        launcher = trio.run(install, None, lambda line: print(line, file=sys.stderr, flush=True))
     except Unavailable as error:
         print(f"kmcp: MCP Inspector not installed: {error}", file=sys.stderr)
         return 1

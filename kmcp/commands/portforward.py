@@ -25,8 +25,8 @@ import trio
 import trio_websocket
 
 from kmcp import kube
-from kmcp.commands.cluster import PODS, api_errors, condition, load_kube_config, plain_errors
-from kmcp.errors import CommandFailed
+from kmcp.commands.cluster import PODS, api_errors, condition, load_kube_config
+from kmcp.errors import CommandFailed, plain_errors
 
 Obj = dict[str, Any]
 DATA_CHANNEL = 0
@@ -185,15 +185,9 @@ async def ready_pod(client: kube.Kube, name: str, namespace: str) -> str:
 async def _run_inspector(url: str) -> None:
     """The pinned MCP Inspector on 127.0.0.1, opened on ``url`` (see :mod:`kmcp.commands.inspector`), until
     cancelled; then its whole process group is stopped."""
-    from kmcp.commands.inspector import Inspector
+    from kmcp.commands.inspector import run_inspector
 
-    inspector = Inspector(url, say=lambda line: print(line, flush=True))
-    inspector.start()
-    try:
-        await trio.sleep_forever()
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(inspector.stop)
+    await run_inspector(url, say=lambda line: print(line, flush=True))
 
 
 async def _report_mcp_check(url: str) -> None:

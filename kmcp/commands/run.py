@@ -15,27 +15,23 @@ background once the server answers; where it cannot, one line says why and the s
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import IO
+
+import trio
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
-from kmcp.commands.inspector import Inspector
-from kmcp.commands.ports import port_free
-from kmcp.errors import BadInput, CommandFailed
+from kmcp.commands.ports import http_status, port_free
+from kmcp.errors import BadInput, CommandFailed, plain_errors
+from kmcp.processes import stop_process
 
 GO_IMAGE_BINARY = "/app/server"
 
@@ -92,79 +88,45 @@ class RunRequest:
     startup_timeout: float = 30.0
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-_OUT = threading.Lock()
-
-
 def say(line: str) -> None:
-    """One line on stdout in one write: the Inspector's thread says things too, never inside another line."""
-    with _OUT:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def mcp_check_line(url: str) -> str:
-    """One line saying the server answers tools/list, and on which revision (2026-07-28 first, as SDK clients try);
-    CommandFailed when it does not."""
-    import trio
-
-    from kmcp.commands.mcpcheck import check_mcp
-
-    return trio.run(check_mcp, url).summary()
+    print(line, flush=True)
 
 
 class HeldStderr:
     """The adapter's stderr, held back until the server has answered and passed through from then on: a start that
     fails shows the server's last lines once, under the error, instead of interleaved with it."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self) -> None:
         self.lines: collections.deque[bytes] = collections.deque(maxlen=200)
+        self.pending = b""  # a line begun, not ended yet
         self.passing = False
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self.thread.start()
+        self.finished = trio.Event()  # the adapter's stderr reached its end
 
-    def _pump(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            with self.lock:
-                if not self.passing:
-                    self.lines.append(line)
+    async def pump(self, stream: trio.abc.ReceiveStream) -> None:
+        try:
+            async for chunk in stream:
+                if self.passing:
+                    sys.stderr.buffer.write(chunk)
+                    sys.stderr.flush()
                     continue
-            sys.stderr.buffer.write(line)
-            sys.stderr.flush()
+                *complete, self.pending = (self.pending + chunk).split(b"\n")
+                self.lines.extend(line + b"\n" for line in complete)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.finished.set()
 
     def release(self) -> None:
-        with self.lock:
-            sys.stderr.buffer.write(b"".join(self.lines))
-            sys.stderr.flush()
-            self.passing = True
+        sys.stderr.buffer.write(b"".join(self.lines) + self.pending)
+        sys.stderr.flush()
+        self.lines.clear()
+        self.pending = b""
+        self.passing = True
 
-    def tail(self, count: int = 12) -> str:
-        self.thread.join(timeout=2)  # the adapter has been stopped: its last lines are in
-        with self.lock:
-            return b"".join(list(self.lines)[-count:]).decode(errors="replace").rstrip()
+    async def tail(self, count: int = 12) -> str:
+        with trio.move_on_after(2):  # the adapter has been stopped: its last lines are on the way
+            await self.finished.wait()
+        return b"".join([*list(self.lines)[-count:], self.pending]).decode(errors="replace").rstrip()
 
 
 def inspector_text(url: str, argv: list[str]) -> str:
@@ -188,24 +150,87 @@ def choose_port(requested: int | None) -> tuple[int, str]:
                         "pick one with --port")
 
 
-def _await_start(adapter: subprocess.Popen[bytes], held: HeldStderr, port: int, within: float, argv: list[str],
-                 venv_hint: str) -> str:
+@dataclass(frozen=True)
+class _Plan:
+    project: spec.ProjectFile
+    project_dir: Path
+    argv: list[str]  # the server
+    port: int
+    moved: str  # what to say when the default port was taken
+    venv_hint: str
+    request: RunRequest
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+
+async def _await_start(adapter: trio.Process, held: HeldStderr, plan: _Plan) -> str:
     """Wait for /health, then for tools/list through it (our adapter, bound before it answered anything); the
     check line. CommandFailed with the held stderr tail when either does not come."""
-    deadline = time.monotonic() + within
-    while not _healthy(port):
+    from kmcp.commands.mcpcheck import check_mcp
+
+    within = plan.request.startup_timeout
+    deadline = trio.current_time() + within
+    while await http_status(plan.port, "/health") != 200:
         if adapter.poll() is not None:
             raise CommandFailed(f"the adapter exited with code {adapter.returncode} before serving "
-                                f"127.0.0.1:{port}:\n{held.tail()}")
-        if time.monotonic() > deadline:
-            raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{port} within {within:g}s")
-        time.sleep(0.1)
+                                f"127.0.0.1:{plan.port}:\n{await held.tail()}")
+        if trio.current_time() > deadline:
+            raise CommandFailed(f"the adapter did not answer on 127.0.0.1:{plan.port} within {within:g}s")
+        await trio.sleep(0.1)
     try:
-        return mcp_check_line(f"http://127.0.0.1:{port}/mcp")
+        return (await check_mcp(plan.url)).summary()
     except CommandFailed as error:
-        _stop(adapter)
-        raise CommandFailed(f"the MCP server did not start ({' '.join(argv)}): {error}\n"
-                            f"its stderr, through the adapter (last lines):\n{held.tail()}{venv_hint}") from None
+        await stop_process(adapter, 5.0)
+        raise CommandFailed(f"the MCP server did not start ({' '.join(plan.argv)}): {error}\n"
+                            f"its stderr, through the adapter (last lines):\n{await held.tail()}{plan.venv_hint}"
+                            ) from None
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        say("stopping")
+        scope.cancel()
+        return
+
+
+async def _serve(plan: _Plan) -> int:
+    """The adapter (and the Inspector) until Ctrl-C, SIGTERM or the adapter's exit."""
+    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{plan.port}", "--warm-pool", "1", "--",
+                    *plan.argv]
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        adapter = await trio.lowlevel.open_process(adapter_argv, cwd=plan.project_dir, env=kmcp_env(),
+                                                   stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert adapter.stderr is not None
+        held = HeldStderr()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held.pump, adapter.stderr)
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+                check = await _await_start(adapter, held, plan)
+                held.release()
+                _announce(plan, check)
+                if plan.request.inspector:
+                    from kmcp.commands.inspector import run_inspector
+
+                    nursery.start_soon(run_inspector, plan.url, say)
+                say("Ctrl-C to stop.")
+                code = await adapter.wait()
+                raise CommandFailed(f"the adapter exited with code {code}")
+        finally:
+            await stop_process(adapter, 5.0)
+    return 0  # only a signal ends the nursery without an error
+
+
+def _announce(plan: _Plan, check: str) -> None:
+    if plan.moved:
+        say(plan.moved)
+    say(f"Serving {plan.project.name} ({' '.join(plan.argv)}) from {plan.project_dir}")
+    say(check)
+    say(f"Streamable HTTP: {plan.url}")
+    say(f"SSE:             http://127.0.0.1:{plan.port}/sse")
+    print(inspector_text(plan.url, plan.argv), end="", flush=True)
 
 
 def run_project(request: RunRequest) -> int:
@@ -218,35 +243,5 @@ def run_project(request: RunRequest) -> int:
     venv_hint = ""
     if project.framework == "python" and not (project_dir / ".venv").exists():
         venv_hint = "\nno .venv in the project: python -m venv .venv && .venv/bin/pip install -e ."
-    adapter_argv = [*kmcp_command(), "adapter", "--listen", f"127.0.0.1:{port}", "--warm-pool", "1", "--", *argv]
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    adapter = subprocess.Popen(adapter_argv, cwd=project_dir, env=kmcp_env(), stdin=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    assert adapter.stderr is not None
-    held = HeldStderr(adapter.stderr)
-    inspector: Inspector | None = None
-    try:
-        check = _await_start(adapter, held, port, request.startup_timeout, argv, venv_hint)
-        held.release()
-        url = f"http://127.0.0.1:{port}/mcp"
-        if moved:
-            print(moved)
-        print(f"Serving {project.name} ({' '.join(argv)}) from {project_dir}")
-        print(check)
-        print(f"Streamable HTTP: {url}")
-        print(f"SSE:             http://127.0.0.1:{port}/sse")
-        print(inspector_text(url, argv), end="")
-        if request.inspector:
-            inspector = Inspector(url, say=say)
-            inspector.start()
-        say("Ctrl-C to stop.")
-        code = adapter.wait()
-        raise CommandFailed(f"the adapter exited with code {code}")
-    except KeyboardInterrupt:
-        say("stopping")
-        return 0
-    finally:
-        if inspector is not None:
-            inspector.stop()
-        _stop(adapter)
-        signal.signal(signal.SIGTERM, previous)
+    with plain_errors():
+        return trio.run(_serve, _Plan(project, project_dir, argv, port, moved, venv_hint, request))
