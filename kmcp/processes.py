@@ -2,7 +2,9 @@
 
 An MCP stdio server is asked by closing its stdin (the protocol's shutdown); any process then by SIGTERM and, after
 ``grace`` seconds more, SIGKILL. ``group``: signal the child's whole process group (children started with
-``start_new_session=True``, whose own children must go too). Shielded, so a cancelled caller still reaps.
+``start_new_session=True``, whose own children must go too): the grace then lasts until the group is empty, and
+whatever of it is left gets the SIGKILL, even when the child itself has exited. Shielded, so a cancelled caller
+still reaps.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import signal
 from contextlib import suppress
 
 import trio
+
+_GROUP_POLL = 0.05  # no event says a process group is empty: look this often
 
 
 async def stop_process(process: trio.Process, grace: float, *, group: bool = False,
@@ -23,17 +27,40 @@ async def stop_process(process: trio.Process, grace: float, *, group: bool = Fal
             with trio.move_on_after(grace):
                 await process.wait()
         for signum in (signal.SIGTERM, signal.SIGKILL):
-            if process.returncode is not None:
-                return
+            if not _running(process, group):
+                break
             _signal(process, signum, group)
             if signum == signal.SIGTERM:
-                with trio.move_on_after(grace):
-                    await process.wait()
+                await _wait_ended(process, group, grace)
         await process.wait()
 
 
+def _running(process: trio.Process, group: bool) -> bool:
+    return process.poll() is None or (group and _group_alive(process.pid))
+
+
+async def _wait_ended(process: trio.Process, group: bool, grace: float) -> None:
+    if not group:
+        with trio.move_on_after(grace):
+            await process.wait()
+        return
+    deadline = trio.current_time() + grace
+    while trio.current_time() < deadline:
+        if not _running(process, group):
+            break
+        await trio.sleep(_GROUP_POLL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def _signal(process: trio.Process, signum: int, group: bool) -> None:
-    with suppress(ProcessLookupError):
+    with suppress(ProcessLookupError, PermissionError):
         if group:
             os.killpg(process.pid, signum)
         else:

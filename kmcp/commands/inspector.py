@@ -34,7 +34,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -44,6 +43,7 @@ from pathlib import Path
 import trio
 
 from kmcp.commands.ports import http_status, port_free
+from kmcp.processes import stop_process
 
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 INSPECTOR_VERSION = "2.12.0"
@@ -52,6 +52,7 @@ LAUNCHER = "clients/launcher/build/index.js"
 DEFAULT_PORTS = {"CLIENT_PORT": 6274, "MCP_SANDBOX_PORT": 6275, "MCP_APP_ORIGIN_PORT": 6278}
 START_TIMEOUT = 60.0
 INSTALL_TIMEOUT = 600.0
+GRACE = 5.0  # SIGTERM to SIGKILL, for npm and the Inspector's process groups
 
 
 class Unavailable(Exception):
@@ -80,35 +81,6 @@ def installed_launcher(directory: Path) -> Path | None:
         return None
     launcher = package / LAUNCHER
     return launcher if version == INSPECTOR_VERSION and launcher.is_file() else None
-
-
-async def _stop_group(process: trio.Process, grace: float = 5.0) -> None:
-    """Stop ``process`` and everything in its process group (it was started in a session of its own): npm and
-    the Inspector both leave children, which must go too. Shielded, so a cancelled caller still reaps."""
-    with trio.CancelScope(shield=True):
-        if process.poll() is None or _group_alive(process.pid):
-            _signal_group(process.pid, signal.SIGTERM)
-            deadline = trio.current_time() + grace
-            while trio.current_time() < deadline:  # (no event says a group is empty: poll)
-                if process.poll() is not None and not _group_alive(process.pid):
-                    break
-                await trio.sleep(0.05)
-            _signal_group(process.pid, signal.SIGKILL)
-        with trio.move_on_after(5):
-            await process.wait()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +138,7 @@ async def _npm_install(npm: str, directory: Path) -> None:
                 output += chunk
             await process.wait()
     finally:
-        await _stop_group(process)  # at once if it ended; else (a timeout, a Ctrl-C) npm and its children
+        await stop_process(process, GRACE, group=True)  # npm's children too, after a timeout or a Ctrl-C
     if scope.cancelled_caught:
         raise Unavailable(f"npm install of {INSPECTOR_PACKAGE}@{INSPECTOR_VERSION} took over {INSTALL_TIMEOUT:g}s")
     if process.returncode != 0:
@@ -253,7 +225,7 @@ async def _inspect(server_url: str, say: Callable[[str], None], lines: collectio
                 say(f"MCP Inspector exited with code {code}; the server runs on")
             nursery.cancel_scope.cancel()
     finally:
-        await _stop_group(process)
+        await stop_process(process, GRACE, group=True)  # the Inspector leaves children
     if failure is not None:
         raise Unavailable(failure)
 
