@@ -42,7 +42,8 @@ from pathlib import Path
 
 import trio
 
-from kmcp.commands.ports import http_status, port_free
+from kmcp.commands.ports import port_free
+from kmcp.httpprobe import http_status
 from kmcp.processes import stop_process
 
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"

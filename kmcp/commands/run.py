@@ -29,8 +29,9 @@ import trio
 
 from kmcp import spec
 from kmcp.commands.deploy import load_project
-from kmcp.commands.ports import http_status, port_free
+from kmcp.commands.ports import port_free
 from kmcp.errors import BadInput, CommandFailed, plain_errors
+from kmcp.httpprobe import http_status
 from kmcp.processes import stop_process
 
 GO_IMAGE_BINARY = "/app/server"

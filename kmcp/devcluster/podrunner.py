@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from kmcp.httpprobe import http_status
 from kmcp.podcontract import ADAPTER_CONTAINER, BRIDGE_SCRIPT, SERVER_CONTAINER
 from kmcp.processes import stop_process
 
@@ -130,16 +131,8 @@ def translate(deployment: Mapping[str, Any], workdir: Path, port: int,
 
 
 async def _healthy(port: int) -> bool:
-    """A raw HTTP GET of /health, as a kubelet's httpGet probe does (no client library needed)."""
-    try:
-        with trio.fail_after(2):
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                await stream.send_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                head = await stream.receive_some(64)
-    except (OSError, trio.TooSlowError):
-        return False
-    return head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200")
+    """/health answers 200, asked as a kubelet's httpGet probe asks."""
+    return await http_status(port, "/health", within=2) == 200
 
 
 async def _run_container(container: LocalContainer, state: RunnerState, log_prefix: bytes,
