@@ -107,3 +107,26 @@ async def test_drain_closes_idle_connections_and_stops_accepting(nursery: trio.N
 def test_disconnect_detection_looks_inside_exception_groups() -> None:
     assert is_disconnect(ExceptionGroup("x", [trio.BrokenResourceError(), ExceptionGroup("y", [OSError()])]))
     assert not is_disconnect(ExceptionGroup("x", [trio.BrokenResourceError(), ValueError()]))
+
+
+async def test_a_client_still_sending_a_body_past_the_limit_reads_its_413(nursery: trio.Nursery) -> None:
+    """The server answers 413 on the head; the client writes its whole body before reading. Closing with the
+    body unread would reset the connection and lose the answer: the server reads on until the client closes."""
+    async def handler(req: Request, responder: Responder) -> None:
+        await responder.respond(200, [], b"ok")
+
+    server = HttpServer(handler, AdapterSettings(host="127.0.0.1", port=0, max_body_bytes=1024))
+    port = await nursery.start(server.serve)
+    for _ in range(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        body = b"x" * (1 << 20)
+        await stream.send_all(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body))
+        await trio.sleep(0.05)  # the 413 and the server's end of the connection arrive before the body is sent
+        await stream.send_all(body)
+        answer = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        await stream.aclose()
+    assert (await request(port, "GET", "/ok")).body == b"ok"

@@ -237,6 +237,12 @@ class ServerConnection:
         except h11.LocalProtocolError:
             return b""
 
+    def discard_received(self) -> int:
+        """Drop what the client sent that no request will use (after an error answer); how many bytes."""
+        dropped = len(self.buffer)
+        self.buffer.clear()
+        return dropped
+
     def start_next_cycle(self) -> bool:
         """After a complete response: whether the connection can carry another request (the client finished
         its body and neither side asked to close). The bytes h11 did not use go back to ``buffer``."""

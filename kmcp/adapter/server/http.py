@@ -389,6 +389,20 @@ class _Connection:
             if payload := self.http.error(status, message):
                 await self._send(payload)
 
+    async def _linger(self) -> None:
+        """After an error answer to a request the client is still sending (a body past the limit, a bad head),
+        closing at once with its bytes unread makes the kernel reset the connection, and a client still writing
+        may lose the answer (a TLS one nearly always). So, like nginx's lingering close: end our side and read
+        and drop what comes until the client closes, for at most ``_LINGER_SECONDS`` and ``_LINGER_BYTES``."""
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):  # (TLS cannot half-close)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self.stream.send_eof()
+        dropped = self.http.discard_received()
+        with trio.move_on_after(_LINGER_SECONDS), contextlib.suppress(ClientGone):
+            while dropped < _LINGER_BYTES:
+                await self._more()
+                dropped += self.http.discard_received()
+
     # -- the exchange loop -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -423,6 +437,7 @@ class _Connection:
                 event = await self._wait_for_request()
             if isinstance(event, http11.Reject):
                 await self._error(event.status, event.message)
+                await self._linger()
                 return
             if not isinstance(event, Request):
                 return  # the client went away, or a deadline passed (answered 408)
@@ -495,6 +510,8 @@ class _Connection:
 
 
 _READ_AHEAD = 1 << 20  # bytes a pipelining client may send ahead of the request being answered
+_LINGER_SECONDS = 2.0  # how long a connection answered with an error reads on for the client to close it
+_LINGER_BYTES = 4 << 20  # and how much of what the client still sends it drops before closing regardless
 
 
 def _bound_port(listener: trio.abc.Listener[Any]) -> int:
