@@ -47,46 +47,56 @@ stop_all() {
     read -r p <"$f" && kill -TERM "$p" 2>/dev/null
   done
 }
-trap 'stop_all; exit 143' TERM
-trap 'stop_all; exit 130' INT
 
-# The generation tells the adapter that a restarted container's processes are gone. Not just $$: in a container the
-# script is PID 1 after every restart. Linux's random uuid is read with the `read` builtin (no coreutils needed).
-gen=$$
-[ -r /proc/sys/kernel/random/uuid ] && read -r gen </proc/sys/kernel/random/uuid
-echo "ready $gen" >&4
-while read -r verb id <&3; do
-  case "$id" in
-    ""|*[!A-Za-z0-9_]*) echo "error bad id: $verb $id" >&4; continue ;;
-  esac
-  case "$verb" in
-    start)
-      (
-        trap - TERM INT
-        "$@" <"$dir/s/$id.in" >"$dir/s/$id.out" &
-        child=$!
-        echo "$child" >"$dir/s/$id.pid"
-        echo "started $id $child" >&4
-        wait "$child"
-        echo "exit $id $?" >&4
-      ) &
-      eval "sub_$id=\$!"
-      ;;
-    kill)
-      if [ -r "$dir/s/$id.pid" ]; then
-        read -r p <"$dir/s/$id.pid" && kill -TERM "$p" 2>/dev/null
-      fi
-      ;;
-    reap)
-      eval "p=\${sub_$id:-}"
-      if [ -n "$p" ]; then
-        wait "$p" 2>/dev/null
-        unset "sub_$id"
-      fi
-      ;;
-    *) echo "error unknown verb: $verb" >&4 ;;
-  esac
-done
+serve() {
+  # The generation tells the adapter that a restarted container's processes are gone. Not just $$: in a container
+  # the script is PID 1 after every restart. Linux's random uuid is read with the `read` builtin (no coreutils).
+  gen=$$
+  [ -r /proc/sys/kernel/random/uuid ] && read -r gen </proc/sys/kernel/random/uuid
+  echo "ready $gen" >&4
+  while read -r verb id <&3; do
+    case "$id" in
+      ""|*[!A-Za-z0-9_]*) echo "error bad id: $verb $id" >&4; continue ;;
+    esac
+    case "$verb" in
+      start)
+        (
+          "$@" <"$dir/s/$id.in" >"$dir/s/$id.out" &
+          child=$!
+          echo "$child" >"$dir/s/$id.pid"
+          echo "started $id $child" >&4
+          wait "$child"
+          echo "exit $id $?" >&4
+        ) &
+        eval "sub_$id=\$!"
+        ;;
+      kill)
+        if [ -r "$dir/s/$id.pid" ]; then
+          read -r p <"$dir/s/$id.pid" && kill -TERM "$p" 2>/dev/null
+        fi
+        ;;
+      reap)
+        eval "p=\${sub_$id:-}"
+        if [ -n "$p" ]; then
+          wait "$p" 2>/dev/null
+          unset "sub_$id"
+        fi
+        ;;
+      *) echo "error unknown verb: $verb" >&4 ;;
+    esac
+  done
+}
+
+# The loop runs in a child shell while this one (PID 1 in the container) waits for it. A trapped signal ends
+# `wait` at once, but dash and busybox ash look for one only between commands: a SIGTERM arriving just before
+# the loop blocked in `read` would be seen at the next control line, i.e. the container would sit out its grace
+# period. (A subshell starts with the caught traps reset, so SIGTERM ends the loop itself at once.)
+loop=""
+trap 'stop_all; [ -z "$loop" ] || kill -TERM "$loop" 2>/dev/null; exit 143' TERM
+trap 'stop_all; [ -z "$loop" ] || kill -TERM "$loop" 2>/dev/null; exit 130' INT
+serve "$@" &
+loop=$!
+wait "$loop"
 """
 
 

@@ -120,13 +120,19 @@ async def test_stubborn_process_is_terminated(tmp_path: Path, shell_name: str) -
         await nursery.start(bridge.run)
         container = await trio.lowlevel.open_process(
             [*shell_command(shell_name), str(bridge.paths.script), sys.executable, str(stubborn)])
-        process = await bridge.start_process()
-        with trio.fail_after(15):
-            await bridge.stop_process(process, grace=0.5)
-        assert process.exit_code == 128 + signal.SIGTERM
-        container.send_signal(signal.SIGTERM)
-        with trio.fail_after(10):
-            await container.wait()
+        try:
+            process = await bridge.start_process()
+            with trio.fail_after(15):
+                await bridge.stop_process(process, grace=0.5)
+            assert process.exit_code == 128 + signal.SIGTERM
+            # Right after the kill and reap lines: the moment a shell blocking in `read` could miss a SIGTERM.
+            container.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                assert await container.wait() == 143
+        finally:
+            if container.returncode is None:  # a failed run must not leave its 'container' behind
+                container.kill()
+                await container.wait()
         nursery.cancel_scope.cancel()
 
 
