@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import trio
 
 from kmcp.processes import stop_process
 from tests.adapter.rawhttp import eventually
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.procs import alive
 
 
 async def test_a_group_member_that_ignores_sigterm_is_killed_although_the_leader_exited() -> None:

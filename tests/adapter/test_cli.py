@@ -15,6 +15,7 @@ import trio
 from kmcp.adapter.cli import main, parse_settings
 from kmcp.adapter.server.http import parse_listen
 from tests.adapter.rawhttp import RAW_SERVER, request
+from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,7 @@ async def test_real_process_serves_then_drains_on_sigterm_without_leaving_childr
         with trio.fail_after(15):
             code = await process.wait()
         assert code == 0
-        assert all(not _alive(pid) for pid in children)
+        assert all(not alive(pid) for pid in children)
     finally:
         if process.returncode is None:
             process.kill()
@@ -112,13 +113,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_busy_port_is_one_line_and_exit_1_before_any_server_starts(tmp_path: Path) -> None:

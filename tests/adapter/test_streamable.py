@@ -8,6 +8,7 @@ import trio
 
 from kmcp.adapter.protocol import jsonrpc
 from tests.adapter.rawhttp import ACCEPT_BOTH, RAW_SERVER, eventually, open_sse, running_adapter
+from tests.procs import alive
 
 pytestmark = pytest.mark.slow
 
@@ -109,17 +110,9 @@ async def test_delete_ends_the_session_and_its_process() -> None:
         assert (await adapter.call_tool(session, "echo")).status == 404
 
         async def exited() -> bool:
-            return not _alive(pid)
+            return not alive(pid)
 
         await eventually(exited)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_child_garbage_on_stdout_is_skipped() -> None:

@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from kmcp.fifo_bridge import BridgeLost, FifoBridge
+from tests.procs import alive
 
 pytestmark = pytest.mark.slow
 
@@ -72,14 +73,6 @@ async def crash(container: trio.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(container.pid, signal.SIGKILL)
     await container.wait()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def roundtrip(process: object, text: str) -> str:

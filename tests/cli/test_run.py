@@ -170,10 +170,3 @@ def test_run_errors(tmp_path: Path) -> None:
     assert "example:" in kmcp("run", "--help").stdout
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().split(")")[-1].split()[0] != "Z"

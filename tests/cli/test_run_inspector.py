@@ -21,7 +21,8 @@ import pytest
 from kmcp.commands import inspector
 from tests.adapter.npm_peers import missing_peer
 from tests.cli.helpers import ROOT, kmcp
-from tests.cli.test_run import free_port, pid_alive
+from tests.cli.test_run import free_port
+from tests.procs import alive
 
 PEERS = ROOT / "tests/peers/package.json"
 
@@ -162,7 +163,7 @@ def test_run_starts_the_pinned_inspector_on_loopback_on_the_server(tmp_path: Pat
     assert proc.stderr is not None
     assert "Traceback" not in output + proc.stderr.read()
     deadline = time.monotonic() + 10
-    while [pid for pid in inspector_tree if pid_alive(pid)]:
+    while [pid for pid in inspector_tree if alive(pid)]:
         assert time.monotonic() < deadline, f"the Inspector's processes outlived kmcp run: {inspector_tree}"
         time.sleep(0.1)
 

@@ -18,6 +18,7 @@ from tests.kubehelpers import (
     service_account_token,
     wait_for,
 )
+from tests.procs import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -225,14 +226,6 @@ def test_the_kmcp_crd_rejects_an_mcpserver_without_an_image(kube: Kube, namespac
     assert created["spec"]["deployment"]["image"] == "registry.example/echo:v1"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -249,11 +242,11 @@ def test_processes_are_gone_after_exit(control_plane: ControlPlane) -> None:
     # A second, independent control plane: also proves two can run side by side on free ports.
     with ControlPlane(toolchain=control_plane.toolchain) as cp:
         pids, directory = cp.pids, cp.directory
-        assert len(pids) == 3 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
         assert cp.server != control_plane.server
         with Kube.from_kubeconfig(cp.kubeconfig) as other:
             assert other.get("/readyz").text == "ok"
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert _processes_mentioning(str(directory)) == []
     assert not directory.exists()
 
@@ -266,7 +259,7 @@ def test_startup_failure_raises_with_the_log_tail(control_plane: ControlPlane) -
     message = str(failed.value)
     assert message.startswith("kube-apiserver exited while waiting for kube-apiserver /readyz")
     assert "unknown flag: --no-such-flag" in message
-    assert not any(_alive(pid) for pid in cp.pids)
+    assert not any(alive(pid) for pid in cp.pids)
 
 
 def test_a_port_taken_meanwhile_is_retried_on_fresh_ports(control_plane: ControlPlane,
