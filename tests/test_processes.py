@@ -8,7 +8,7 @@ import trio
 
 from kmcp.processes import stop_process
 from tests.adapter.rawhttp import eventually
-from tests.procs import alive
+from tests.procs import exists
 
 
 async def test_a_group_member_that_ignores_sigterm_is_killed_although_the_leader_exited() -> None:
@@ -19,13 +19,13 @@ async def test_a_group_member_that_ignores_sigterm_is_killed_although_the_leader
     assert process.stdout is not None
     with trio.fail_after(5):
         child = int((await process.stdout.receive_some(64)).split()[0])
-    assert alive(child)
+    assert exists(child)
     with trio.fail_after(10):
         await stop_process(process, 0.5, group=True)
     assert process.returncode is not None
 
     async def gone() -> bool:  # killed, and reaped by init once its parent is gone
-        return not alive(child)
+        return not exists(child)
 
     await eventually(gone)
 

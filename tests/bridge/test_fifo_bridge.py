@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from kmcp.fifo_bridge import BridgeLost, FifoBridge
-from tests.procs import alive
+from tests.procs import exists
 
 pytestmark = pytest.mark.slow
 
@@ -185,10 +185,10 @@ async def test_no_container_means_a_clear_error(tmp_path: Path) -> None:
 async def test_container_terminates_its_servers_on_sigterm(tmp_path: Path) -> None:
     async with pod(tmp_path, shell_command("busybox")) as (bridge, container):
         process = await bridge.start_process()
-        assert alive(process.pid)
+        assert exists(process.pid)
         container.send_signal(signal.SIGTERM)  # what the kubelet sends at pod deletion
         with trio.fail_after(10):
             assert await container.wait() == 143
         with trio.fail_after(10):
             assert await process.wait() == 128 + signal.SIGTERM
-        assert not alive(process.pid)
+        assert not exists(process.pid)

@@ -18,7 +18,7 @@ from tests.kubehelpers import (
     service_account_token,
     wait_for,
 )
-from tests.procs import alive
+from tests.procs import exists
 
 pytestmark = pytest.mark.cluster
 
@@ -242,11 +242,11 @@ def test_processes_are_gone_after_exit(control_plane: ControlPlane) -> None:
     # A second, independent control plane: also proves two can run side by side on free ports.
     with ControlPlane(toolchain=control_plane.toolchain) as cp:
         pids, directory = cp.pids, cp.directory
-        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert len(pids) == 3 and all(exists(pid) for pid in pids)
         assert cp.server != control_plane.server
         with Kube.from_kubeconfig(cp.kubeconfig) as other:
             assert other.get("/readyz").text == "ok"
-    assert not any(alive(pid) for pid in pids)
+    assert not any(exists(pid) for pid in pids)
     assert _processes_mentioning(str(directory)) == []
     assert not directory.exists()
 
@@ -259,7 +259,7 @@ def test_startup_failure_raises_with_the_log_tail(control_plane: ControlPlane) -
     message = str(failed.value)
     assert message.startswith("kube-apiserver exited while waiting for kube-apiserver /readyz")
     assert "unknown flag: --no-such-flag" in message
-    assert not any(alive(pid) for pid in cp.pids)
+    assert not any(exists(pid) for pid in cp.pids)
 
 
 def test_a_port_taken_meanwhile_is_retried_on_fresh_ports(control_plane: ControlPlane,
